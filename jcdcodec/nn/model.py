@@ -1,0 +1,267 @@
+"""The joint denoising + compression model and the config that travels with its weights.
+
+Cheng2020-anchor (CompressAI layers, entropy models) with the analysis transform split
+in two and a feature denoiser after each half (paper section 3)::
+
+    y0 = g_a0(x~) + d0(g_a0(x~))          1/4 resolution
+    y1 = g_a1(y0) + d1(g_a1(y0))          1/16 resolution
+    y  = y1 * gain[q]                     variable rate (one gain vector per quality)
+    z  = h_a(y);  params = h_s(z^)
+    (scale, mean) = e(params, context(y^))  5x5 masked context, Gaussian conditional
+    x^ = g_s(y^ / gain[q])
+
+The gain vectors (Cui et al. 2021, "asymmetric gained VAE") let one network serve all
+six qualities, and fractional ones by interpolating log-gains. A config with a single
+quality has no gains and is the per-quality model of the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import (
+    MaskedConv2d,
+    ResidualBlock,
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    conv3x3,
+    subpel_conv3x3,
+)
+from compressai.models.base import get_scale_table
+from torch import Tensor, nn
+
+from .denoiser import Denoiser
+
+#: MSE lambdas of CompressAI / Cheng et al. for qualities 1..6 (loss = R + lambda*255^2*MSE).
+LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every architectural switch of jcd; saved inside the weights file.
+
+    The paper's model is ``ModelConfig(N=128 or 192, qualities=(q,))``; the baseline of
+    Cheng et al. 2022 is ``baseline()``; ``denoise=False`` is plain Cheng2020-anchor.
+    """
+
+    N: int = 128
+    qualities: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    denoise: bool = True
+    selfonn: bool = True  # d1 uses Self-ONN units (else convolution units)
+    multiscale: bool = True  # dilated multi-scale front in both denoisers
+    cbam: bool = True  # CBAM attention in the denoiser trunks
+    onn_q: int = 3  # order of the generative neurons
+    lambdas: tuple[float, ...] = field(default=LAMBDAS)
+
+    def __post_init__(self) -> None:
+        if self.N < 16 or self.N % 4:
+            raise ValueError(f"N must be a multiple of 4 and >= 16, got {self.N}")
+        if not self.qualities or any(not 1 <= q <= len(self.lambdas) for q in self.qualities):
+            raise ValueError(f"qualities must lie in 1..{len(self.lambdas)}")
+        if list(self.qualities) != sorted(set(self.qualities)):
+            raise ValueError("qualities must be increasing and unique")
+
+    @property
+    def variable_rate(self) -> bool:
+        return len(self.qualities) > 1
+
+    @classmethod
+    def paper(cls, quality: int) -> ModelConfig:
+        """The per-quality model of the paper (N=128 for q1..3, 192 for q4..6)."""
+        return cls(N=128 if quality <= 3 else 192, qualities=(quality,))
+
+    @classmethod
+    def baseline(cls, **kw: object) -> ModelConfig:
+        """Cheng et al. 2022: simplified attention-block denoisers, no Self-ONN/CBAM/multi-scale."""
+        return cls(selfonn=False, multiscale=False, cbam=False, **kw)  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        raw = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        for key in ("qualities", "lambdas"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+
+class _SubsampledSkip(nn.Module):
+    """``x[..., ::2, ::2]`` then a stride-1 1x1 conv: the same function as a stride-2 1x1 conv.
+
+    Works around a PyTorch 2.14 CPU crash (heap corruption in the backward of a stride-2
+    1x1 convolution from 3 channels in channels_last) with identical weights.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, 1)
+        self.conv.load_state_dict(conv.state_dict())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x[:, :, ::2, ::2])
+
+
+def _first_block(n: int) -> ResidualBlockWithStride:
+    block = ResidualBlockWithStride(3, n, stride=2)
+    block.skip = _SubsampledSkip(block.skip)
+    return block
+
+
+class JointModel(nn.Module):
+    """Joint denoise + compress network. Training uses :meth:`forward`; coding uses the parts."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        n = config.N
+        self.g_a0 = nn.Sequential(_first_block(n), ResidualBlock(n, n), ResidualBlockWithStride(n, n, 2))
+        self.g_a1 = nn.Sequential(
+            ResidualBlock(n, n),
+            ResidualBlockWithStride(n, n, 2),
+            ResidualBlock(n, n),
+            conv3x3(n, n, stride=2),
+        )
+        if config.denoise:
+            self.d0: nn.Module | None = Denoiser(n, False, config.multiscale, config.cbam)
+            self.d1: nn.Module | None = Denoiser(
+                n, config.selfonn, config.multiscale, config.cbam, config.onn_q
+            )
+        else:
+            self.d0 = self.d1 = None
+        self.h_a = nn.Sequential(
+            conv3x3(n, n), nn.LeakyReLU(inplace=True),
+            conv3x3(n, n), nn.LeakyReLU(inplace=True),
+            conv3x3(n, n, stride=2), nn.LeakyReLU(inplace=True),
+            conv3x3(n, n), nn.LeakyReLU(inplace=True),
+            conv3x3(n, n, stride=2),
+        )  # fmt: skip
+        self.h_s = nn.Sequential(
+            conv3x3(n, n), nn.LeakyReLU(inplace=True),
+            subpel_conv3x3(n, n, 2), nn.LeakyReLU(inplace=True),
+            conv3x3(n, n * 3 // 2), nn.LeakyReLU(inplace=True),
+            subpel_conv3x3(n * 3 // 2, n * 3 // 2, 2), nn.LeakyReLU(inplace=True),
+            conv3x3(n * 3 // 2, n * 2),
+        )  # fmt: skip
+        self.g_s = nn.Sequential(
+            ResidualBlock(n, n), ResidualBlockUpsample(n, n, 2),
+            ResidualBlock(n, n), ResidualBlockUpsample(n, n, 2),
+            ResidualBlock(n, n), ResidualBlockUpsample(n, n, 2),
+            ResidualBlock(n, n), subpel_conv3x3(n, 3, 2),
+        )  # fmt: skip
+        self.context_prediction = MaskedConv2d(n, 2 * n, kernel_size=5, padding=2, stride=1)
+        self.entropy_parameters = nn.Sequential(
+            nn.Conv2d(n * 12 // 3, n * 10 // 3, 1), nn.LeakyReLU(inplace=True),
+            nn.Conv2d(n * 10 // 3, n * 8 // 3, 1), nn.LeakyReLU(inplace=True),
+            nn.Conv2d(n * 8 // 3, n * 6 // 3, 1),
+        )  # fmt: skip
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian_conditional = GaussianConditional(None)
+        if config.variable_rate:
+            lam = torch.tensor([config.lambdas[q - 1] for q in config.qualities])
+            # Start the gains spread like the step sizes the lambdas call for (~lambda^0.5
+            # in a high-rate model), relative to the middle quality; training refines them.
+            log_g = 0.5 * torch.log(lam / lam[len(lam) // 2])
+            self.log_gain = nn.Parameter(log_g[:, None].repeat(1, n))
+            self.log_inv_gain = nn.Parameter(-log_g[:, None].repeat(1, n))
+        else:
+            self.log_gain = self.log_inv_gain = None
+
+    # -- rate control -------------------------------------------------------------
+    def quality_range(self) -> tuple[float, float]:
+        return float(self.config.qualities[0]), float(self.config.qualities[-1])
+
+    def _interp(self, table: Tensor, quality: float) -> Tensor:
+        qs = self.config.qualities
+        pos = min(max(quality, qs[0]), qs[-1])
+        lo = max(i for i, q in enumerate(qs) if q <= pos)
+        hi = min(lo + 1, len(qs) - 1)
+        t = 0.0 if hi == lo else (pos - qs[lo]) / (qs[hi] - qs[lo])
+        return torch.exp(table[lo] * (1 - t) + table[hi] * t).view(1, -1, 1, 1)
+
+    def gain(self, quality: float) -> Tensor | None:
+        return None if self.log_gain is None else self._interp(self.log_gain, quality)
+
+    def inv_gain(self, quality: float) -> Tensor | None:
+        return None if self.log_inv_gain is None else self._interp(self.log_inv_gain, quality)
+
+    def lmbda(self, quality: int) -> float:
+        return self.config.lambdas[quality - 1]
+
+    # -- transforms -----------------------------------------------------------------
+    def analysis_clean(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Guidance branch: the shared encoder without the denoisers (training only)."""
+        f0 = self.g_a0(x)
+        return f0, self.g_a1(f0)
+
+    def analysis_noisy(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Denoising branch: returns (y0, y1) before the gain."""
+        y0 = self.g_a0(x)
+        if self.d0 is not None:
+            y0 = y0 + self.d0(y0)
+        y1 = self.g_a1(y0)
+        if self.d1 is not None:
+            y1 = y1 + self.d1(y1)
+        return y0, y1
+
+    def analysis(self, x: Tensor, quality: float) -> Tensor:
+        """The latent that is entropy coded: denoised features times the quality's gain."""
+        y = self.analysis_noisy(x)[1]
+        g = self.gain(quality)
+        return y if g is None else y * g.to(y.dtype)
+
+    def synthesis(self, y_hat: Tensor, quality: float) -> Tensor:
+        g = self.inv_gain(quality)
+        if g is not None:
+            y_hat = y_hat * g.to(y_hat.dtype)
+        return self.g_s(y_hat)
+
+    # -- training forward -------------------------------------------------------------
+    def forward(self, x_noisy: Tensor, quality: int) -> dict[str, Tensor]:
+        """Noisy branch end to end with uniform-noise quantisation (training).
+
+        Transforms may run under bf16 autocast; the entropy models always run in fp32
+        so the rate terms are those of the real coder.
+        """
+        y0, y1 = self.analysis_noisy(x_noisy)
+        g = self.gain(quality)
+        y = (y1 if g is None else y1 * g).float()
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            z = self.h_a(y)
+            z_hat, z_lik = self.entropy_bottleneck(z)
+            params = self.h_s(z_hat)
+            y_tilde = self.gaussian_conditional.quantize(y, "noise" if self.training else "dequantize")
+            ctx = self.context_prediction(y_tilde)
+            scales, means = self.entropy_parameters(torch.cat([params, ctx], dim=1)).chunk(2, 1)
+            _, y_lik = self.gaussian_conditional(y, scales, means=means)
+            # The decoder sees round(y - mean) + mean: give g_s exactly that, with a
+            # straight-through gradient, so training matches what decoding does.
+            y_hat = y + (torch.round(y - means) + means - y).detach()
+        x_hat = self.synthesis(y_hat, quality)
+        return {"x_hat": x_hat, "y0": y0, "y1": y1, "y_lik": y_lik, "z_lik": z_lik}
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.loss()
+
+    # -- entropy tables ----------------------------------------------------------------
+    def update_tables(self) -> None:
+        """(Re)build the quantised CDF tables from the current weights.
+
+        They are stored in the weights file so every machine codes with the very same
+        integer tables instead of recomputing them in floating point.
+        """
+        self.entropy_bottleneck.update(force=True)
+        self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
+
+    def tables_ready(self) -> bool:
+        return self.entropy_bottleneck._offset.numel() > 0 and self.gaussian_conditional._offset.numel() > 0
+
