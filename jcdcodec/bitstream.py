@@ -1,0 +1,155 @@
+"""The .jcd container: byte layout, packing, and validation before anything is allocated.
+
+Layout (docs/bitstream.md has the table)::
+
+    "JCD" version flags quality fingerprint[4] varint(W) varint(H) varint(len z)
+    [varint(len alpha)] z-stream [alpha-stream] y-stream symbol-crc32 file-crc32
+
+Everything that can be derived is not stored: the padded size is W and H rounded up to
+64, the latent shapes follow from it and the weights' N. 23 bytes of overhead for a
+Kodak image, against 31 for CompressAI's example format, while carrying the weights'
+identity, colour kind, depth, alpha and two checksums.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from .errors import BitstreamError
+
+MAGIC = b"JCD"
+VERSION = 1
+QUALITY_SCALE = 32  # quality is stored as round(q * 32): steps of 1/32
+MAX_SIDE = 1 << 16
+MAX_PIXELS = 1 << 28  # 268 Mpx: what a header may ask the decoder to allocate for
+
+_F_KIND = 0b0000_0011
+_F_ALPHA = 0b0000_0100
+_F_DEPTH16 = 0b0000_1000
+_F_ALPHA_DATA = 0b0001_0000
+_F_RESERVED = 0b1110_0000
+_FIXED = 3 + 1 + 1 + 1 + 4  # magic, version, flags, quality, fingerprint
+_TRAILER = 8
+
+
+@dataclass(frozen=True)
+class Header:
+    width: int
+    height: int
+    quality: float
+    fingerprint: bytes  # 4 bytes of the weights' sha256
+    kind: int = 1  # 0 grey, 1 RGB, 2 palette
+    depth: int = 8
+    has_alpha: bool = False
+    version: int = VERSION
+
+
+@dataclass(frozen=True)
+class JcdStream:
+    header: Header
+    z: bytes
+    y: bytes
+    alpha: bytes = b""  # zlib-compressed alpha plane; empty when fully opaque
+    symbol_crc: int = 0  # CRC32 of the y symbols in coding order
+
+
+def quantize_quality(q: float) -> float:
+    return round(q * QUALITY_SCALE) / QUALITY_SCALE
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    n = shift = 0
+    for k in range(5):
+        if pos + k >= len(data):
+            raise BitstreamError(f"truncated stream (in {what})")
+        b = data[pos + k]
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, pos + k + 1
+    raise BitstreamError(f"corrupted stream (overlong {what})")
+
+
+def pack(s: JcdStream) -> bytes:
+    h = s.header
+    if not (0 < h.width <= MAX_SIDE and 0 < h.height <= MAX_SIDE):
+        raise ValueError("image size out of range")
+    flags = h.kind & _F_KIND
+    flags |= _F_ALPHA if h.has_alpha else 0
+    flags |= _F_DEPTH16 if h.depth == 16 else 0
+    flags |= _F_ALPHA_DATA if s.alpha else 0
+    q = round(h.quality * QUALITY_SCALE)
+    if not 0 < q < 256:
+        raise ValueError("quality out of range")
+    out = bytearray(MAGIC + bytes([h.version, flags, q]) + h.fingerprint)
+    out += _varint(h.width) + _varint(h.height) + _varint(len(s.z))
+    if s.alpha:
+        out += _varint(len(s.alpha))
+    out += s.z + s.alpha + s.y
+    out += struct.pack("<I", s.symbol_crc)
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+def looks_like_jcd(data: bytes) -> bool:
+    return data[:3] == MAGIC
+
+
+def unpack(data: bytes) -> JcdStream:
+    """Parse and validate; raises :class:`BitstreamError` with a one-line reason."""
+    if len(data) < 3 or data[:3] != MAGIC:
+        raise BitstreamError("not a .jcd file (bad magic)")
+    if len(data) < _FIXED + 3 + _TRAILER:
+        raise BitstreamError("truncated stream (shorter than a header)")
+    version, flags, q = data[3], data[4], data[5]
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .jcd version {version} (this jcd reads version {VERSION})")
+    (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+    if zlib.crc32(data[:-4]) != crc:
+        raise BitstreamError("corrupted or truncated stream (checksum mismatch)")
+    if flags & _F_RESERVED or (flags & _F_KIND) == 3:
+        raise BitstreamError("corrupted stream (invalid flags)")
+    if not QUALITY_SCALE <= q <= 6 * QUALITY_SCALE:
+        raise BitstreamError(f"corrupted stream (quality {q / QUALITY_SCALE} out of range)")
+    fingerprint = bytes(data[6:10])
+    pos = _FIXED
+    width, pos = _read_varint(data, pos, "width")
+    height, pos = _read_varint(data, pos, "height")
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or width * height > MAX_PIXELS:
+        raise BitstreamError(f"corrupted stream (image size {width}x{height} out of range)")
+    zlen, pos = _read_varint(data, pos, "z length")
+    alen = 0
+    if flags & _F_ALPHA_DATA:
+        if not flags & _F_ALPHA:
+            raise BitstreamError("corrupted stream (alpha data without alpha flag)")
+        alen, pos = _read_varint(data, pos, "alpha length")
+    end = len(data) - _TRAILER
+    if pos + zlen + alen > end:
+        raise BitstreamError("truncated stream (section lengths exceed the file)")
+    z = bytes(data[pos : pos + zlen])
+    alpha = bytes(data[pos + zlen : pos + zlen + alen])
+    y = bytes(data[pos + zlen + alen : end])
+    (symbol_crc,) = struct.unpack_from("<I", data, end)
+    header = Header(
+        width=width,
+        height=height,
+        quality=q / QUALITY_SCALE,
+        fingerprint=fingerprint,
+        kind=flags & _F_KIND,
+        depth=16 if flags & _F_DEPTH16 else 8,
+        has_alpha=bool(flags & _F_ALPHA),
+        version=version,
+    )
+    return JcdStream(header, z, y, alpha, symbol_crc)
