@@ -1,0 +1,369 @@
+"""The ``jcd`` command: parse, call the API, report. No codec logic lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import JcdError
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _Ctx:
+    quiet = False
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner on a terminal; nothing when piped or --quiet."""
+    if _Ctx.quiet or not err.is_terminal:
+        yield
+    else:
+        with err.status(message):
+            yield
+
+
+def say(message: str) -> None:
+    if not _Ctx.quiet:
+        out.print(message, soft_wrap=True)
+
+
+def _quality(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number (1..6, fractions allowed)") from None
+
+
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the transforms run: auto (CUDA when available), cpu, cuda. Entropy coding always runs on "
+    "the CPU so streams decode anywhere.",
+)
+weights_option = click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Weights file (.safetensors) instead of the shipped default from models/manifest.json.",
+)
+quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jcd")
+def cli() -> None:
+    """jcd - compress a noisy photo, decode a clean one.
+
+    \b
+      jcd encode noisy.png -q 4 -o out.jcd
+      jcd decode out.jcd -o clean.png
+      jcd info out.jcd
+    """
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-q", "--quality", "quality", default="4", show_default=True,
+              help="Quality 1 (smallest) .. 6 (best); fractions such as 3.5 interpolate (variable-rate weights).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .jcd file [default: INPUT.jcd].")
+@weights_option
+@device_option
+@click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+@quiet_option
+def encode(input: Path, quality: str, output: Path | None, weights: Path | None, device: str,
+           max_pixels: int, quiet: bool) -> None:  # fmt: skip
+    """Compress (and denoise) an image into a .jcd file.
+
+    Reads PNG, JPEG, TIFF, WebP, BMP: grey, palette, RGB, with or without alpha, 8 or 16 bits.
+    Alpha is stored losslessly beside the image.
+    """
+    from .codec import Codec
+    from .imageio import atomic_write_bytes, load_image
+
+    _Ctx.quiet = quiet
+    q = _quality(quality)
+    output = output or input.with_suffix(".jcd")
+    t0 = time.perf_counter()
+    with status("loading"):
+        picture = load_image(input)
+        codec = Codec(weights, device=device, max_pixels=max_pixels)
+    with status(f"encoding {input.name} at q{q:g}"):
+        enc = codec.encode(picture, q)
+    atomic_write_bytes(output, enc.data)
+    bpp = len(enc.data) * 8 / (picture.width * picture.height)
+    say(f"{input} ({picture.width}x{picture.height}) -> {output}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
+        f"q{enc.header.quality:g}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output image [default: INPUT.png].")
+@click.option("--depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="Bits per sample of the output (16 needs .png).")
+@weights_option
+@device_option
+@click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+@quiet_option
+def decode(input: Path, output: Path | None, depth: str, weights: Path | None, device: str, max_pixels: int,
+           quiet: bool) -> None:  # fmt: skip
+    """Decode a .jcd file into a clean image (PNG, TIFF, BMP, WebP, JPEG by extension)."""
+    from .codec import Codec
+    from .imageio import save_image
+
+    _Ctx.quiet = quiet
+    data = _read_stream(input)
+    output = output or input.with_suffix(".png")
+    t0 = time.perf_counter()
+    with status("loading weights"):
+        codec = Codec(weights, device=device, max_pixels=max_pixels)
+    with status(f"decoding {input.name}"):
+        dec = codec.decode(data)
+    p = dec.picture
+    save_image(output, p.rgb, p.kind, int(depth), p.alpha)
+    say(f"{input} -> {output} ({p.width}x{p.height}, {depth}-bit), {time.perf_counter() - t0:.2f} s")
+
+
+def _read_stream(path: Path) -> bytes:
+    if not path.exists():
+        raise JcdError(f"{path}: no such file")
+    if path.is_dir():
+        raise JcdError(f"{path}: is a directory")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise JcdError(f"{path}: cannot read ({e.strerror})") from None
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(input: Path, as_json: bool) -> None:
+    """Show what a .jcd file holds (no weights needed)."""
+    from .codec import stream_info
+
+    data = _read_stream(input)
+    i = stream_info(data)
+    if as_json:
+        click.echo(json.dumps(i, indent=2))
+        return
+    name = i["weights_name"] or "unknown weights"
+    if i["weights_trained"] is False:
+        name += " (RANDOMLY INITIALISED, not trained)"
+    shape = lambda s: "x".join("?" if v is None else str(v) for v in s)  # noqa: E731
+    rows = [
+        ("format", i["format"]),
+        ("image", f"{i['width']}x{i['height']} {i['colour']}, {i['bit_depth']}-bit"
+                  + (", alpha (lossless)" if i["alpha"] else "")),
+        ("quality", f"{i['quality']:g}"),
+        ("weights", f"{name} [{i['weights_fingerprint']}]"),
+        ("coded size", f"{i['padded_size'][0]}x{i['padded_size'][1]} (padding {i['padding'][0]}x{i['padding'][1]})"),
+        ("latents", f"y {shape(i['y_shape'])}, z {shape(i['z_shape'])}"),
+        ("bytes", f"{i['bytes_total']} total: y {i['bytes_y']}, z {i['bytes_z']}, alpha {i['bytes_alpha']}, "
+                  f"header+checksums {i['bytes_header']}"),
+        ("bpp", f"{i['bpp']:.4f}"),
+        ("checksum", i["checksum"]),
+    ]  # fmt: skip
+    for k, v in rows:
+        out.print(f"[bold]{k:>11}[/bold]  {v}", soft_wrap=True)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--level", type=click.IntRange(1, 4), required=True, help="Reference noise level 1..4.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output PNG.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the noise generator.")
+@click.option("--depth", type=click.Choice(["8", "16"]), default="16", show_default=True,
+              help="16 keeps the noisy values unrounded (as the reference evaluation feeds them).")
+@click.option("--gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
+              help="reference: the published code's (not quite invertible) gamma pair; srgb: standard curves.")
+def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: str) -> None:
+    """Add the reference read+shot camera noise (test levels 1..4) to a clean image."""
+    import torch
+
+    from .imageio import load_image, save_image
+    from .noise import add_level_noise
+
+    p = load_image(input)
+    x = torch.from_numpy(p.rgb).permute(2, 0, 1)
+    noisy = add_level_noise(x, level, seed=seed, gamma=gamma).permute(1, 2, 0).numpy()
+    save_image(output, noisy, p.kind if p.kind != 2 else 1, int(depth), p.alpha)
+
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.option("--data", type=click.Path(path_type=Path), default=Path("../shared/data/train"), show_default=True,
+              help="Folder of training images (decoded once into memory).")
+@click.option("--val", type=click.Path(path_type=Path), default=None,
+              help="Validation folder [default: hold out --val-count images of --data].")
+@click.option("--val-count", default=4, show_default=True, help="Images used for validation.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/jcd"), show_default=True,
+              help="Run folder: last.ckpt, log.jsonl, config.json.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start from exported weights (fine-tuning, e.g. a new quality from a neighbour).")
+@click.option("--preset", type=click.Choice(["jcd", "paper", "baseline", "cheng2020"]), default="jcd",
+              show_default=True,
+              help="jcd: variable-rate model for q1..6 (all parts on). paper: one quality, N by the paper. "
+              "baseline: Cheng et al. 2022 (attention-block denoisers, guidance only). cheng2020: no denoisers.")
+@click.option("-N", "--channels", "n", type=int, default=None, help="Channels N [default: 128, paper: 128/192].")
+@click.option("--quality", "qualities", default="1-6", show_default=True,
+              help="Qualities trained: '1-6' (variable rate, one lambda drawn per batch) or one, e.g. '4'.")
+@click.option("--contrastive/--no-contrastive", default=None, help="Contrastive branch (ablation switch).")
+@click.option("--selfonn/--no-selfonn", default=None, help="Self-ONN units in d1 (else conv units).")
+@click.option("--multiscale/--no-multiscale", default=None, help="Dilated multi-scale front in the denoisers.")
+@click.option("--cbam/--no-cbam", default=None, help="CBAM attention in the denoiser trunks.")
+@click.option("--guidance/--no-guidance", default=True, show_default=True, help="Clean-feature guidance loss.")
+@click.option("--patch", default=256, show_default=True, help="Crop size (128 is ~4x faster on a CPU).")
+@click.option("--batch", default=8, show_default=True)
+@click.option("--steps", default=100_000, show_default=True, help="Total steps of the run (lr decays at 80%, 95%).")
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
+@click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
+@click.option("--temperature", default=0.1, show_default=True, help="NT-Xent temperature.")
+@click.option("--wide-noise", is_flag=True, help="Train on noise up to test level 4 (paper range stops below 3).")
+@click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 autocast (entropy models stay fp32).")
+@click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--ckpt-every", default=1000, show_default=True)
+@click.option("--val-every", default=2000, show_default=True,
+              help="Steps between real-bitstream validations (0: never).")
+@click.option("--max-images", default=0, help="Use only the first N images (0: all).")
+@click.option("--nproc", default=1, show_default=True, help="Launch N processes with torchrun (DDP: gloo/NCCL).")
+@quiet_option
+def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
+          n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
+          cbam: bool | None, guidance: bool, patch: int, batch: int, steps: int, lr: float, lambda_g: float,
+          lambda_c: float, temperature: float, wide_noise: bool, bf16: bool, threads: int, seed: int,
+          ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
+    """Train a model: noisy crops in, clean crops as target, three branches.
+
+    Loss = R(y) + R(z) + lambda_d*255^2*MSE + lambda_g*G + lambda_c*L_CL, lambda_d from the six MSE lambdas
+    (0.0018 .. 0.0483). Every ablation of the paper is a switch; the baseline and plain Cheng2020 are presets.
+    """
+    if nproc > 1:
+        import subprocess
+
+        args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "jcdcodec.train",
+               *args[1:]]  # fmt: skip
+        sys.exit(subprocess.call(cmd))
+    from .nn.model import ModelConfig
+    from .train.loop import TrainConfig, Trainer
+
+    qs = _parse_qualities(qualities)
+    if preset == "paper":
+        if len(qs) != 1:
+            raise JcdError("--preset paper trains one quality: pass --quality Q")
+        base = ModelConfig.paper(qs[0])
+    elif preset == "baseline":
+        base = ModelConfig.baseline(qualities=qs)
+        contrastive = False if contrastive is None else contrastive
+    elif preset == "cheng2020":
+        base = ModelConfig(qualities=qs, denoise=False)
+        contrastive = False if contrastive is None else contrastive
+    else:
+        base = ModelConfig(qualities=qs)
+    overrides = {k: v for k, v in {"N": n, "selfonn": selfonn, "multiscale": multiscale, "cbam": cbam}.items()
+                 if v is not None}  # fmt: skip
+    mcfg = dataclasses.replace(base, **overrides)
+    tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
+                       batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
+                       guidance=guidance, contrastive=True if contrastive is None else contrastive,
+                       temperature=temperature, wide_noise=wide_noise, bf16=bf16, threads=threads, seed=seed,
+                       ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,
+                       init=str(init) if init else None)  # fmt: skip
+    ckpt = out / "last.ckpt"
+    if resume and not ckpt.is_file():
+        raise JcdError(f"--resume: no checkpoint at {ckpt}")
+    if not resume and ckpt.is_file():
+        raise JcdError(f"{ckpt} exists: pass --resume to continue it or choose another --out")
+    trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None)
+    trainer.run(progress=not quiet and err.is_terminal)
+
+
+def _parse_qualities(text: str) -> tuple[int, ...]:
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-"))
+            qs = tuple(range(a, b + 1))
+        else:
+            qs = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. '1-6', '4' or '1,3,6'") from None
+    if not qs or any(not 1 <= q <= 6 for q in qs):
+        raise click.BadParameter(f"{text!r}: qualities lie in 1..6")
+    return qs
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Weights file to write, e.g. models/jcd-n64.safetensors.")
+@click.option("--name", default=None, help="Name in the manifest [default: file stem].")
+@click.option("--default", "make_default", is_flag=True, help="Make these the default weights.")
+@click.option("--data-note", default="", help="What the weights were trained on, for the manifest.")
+def export(checkpoint: Path, output: Path, name: str | None, make_default: bool, data_note: str) -> None:
+    """Export a training checkpoint to inference weights (fp16 safetensors) and list them in the manifest.
+
+    The manifest entry goes to manifest.json beside the output file.
+    """
+    from .train.loop import export_checkpoint
+    from .weights import read_manifest
+
+    if not checkpoint.is_file():
+        raise JcdError(f"{checkpoint}: no such checkpoint")
+    digest, record = export_checkpoint(checkpoint, output, name, data_note)
+    manifest = read_manifest(output.parent)
+    record["file"] = output.name
+    record["sha256"] = digest
+    old = manifest.setdefault("models", {}).get(record["name"], {})
+    if "figures" in old:
+        record["figures_previous"] = old["figures"]
+    manifest["models"][record["name"]] = record
+    if make_default or not manifest.get("default"):
+        manifest["default"] = record["name"]
+    from .imageio import atomic_write_bytes
+
+    atomic_write_bytes(output.parent / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("jcd: aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except JcdError as e:
+        err.print(f"jcd: error: {e}", soft_wrap=True, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("jcd: interrupted")
+        sys.exit(130)
+    except MemoryError:
+        err.print("jcd: error: out of memory (try a smaller image or --device cpu)")
+        sys.exit(1)
+    except Exception as e:  # a bug in jcd: still one line unless asked for more
+        if os.environ.get("JCD_DEBUG"):
+            raise
+        err.print(f"jcd: internal error: {type(e).__name__}: {e} (set JCD_DEBUG=1 for a traceback)",
+                  soft_wrap=True, markup=False)  # fmt: skip
+        sys.exit(3)

@@ -1,0 +1,236 @@
+"""Codec: weights + device; pictures <-> .jcd bytes.
+
+Encoding: pad to a multiple of 64 (edge replication), analysis with the denoisers,
+hyper-analysis, z through the EntropyBottleneck, h_s and the wavefront context coder for
+y, alpha losslessly beside it, then the container. Decoding runs the same parts
+backwards. The transforms run on the chosen device; the entropy path (h_s, context,
+entropy parameters) always runs on the CPU in float64 (see ``entropy.determinism``), so
+a stream made on a GPU decodes on any CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import bitstream
+from .bitstream import Header, JcdStream
+from .entropy import WavefrontCoder, exact_entropy_path
+from .entropy.determinism import DTYPE
+from .errors import BitstreamError, JcdError, WeightsError
+from .imageio import Picture
+from .weights import LoadedWeights, load_weights, read_manifest
+
+PAD = 64  # total down-sampling of the model: y at 1/16, z at 1/64
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise JcdError("--device cuda requested but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise JcdError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    return -(-height // PAD) * PAD, -(-width // PAD) * PAD
+
+
+@dataclass
+class Decoded:
+    picture: Picture
+    header: Header
+    y_hat: torch.Tensor  # the decoded latent (M, h, w), float64
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    header: Header
+    y_hat: torch.Tensor  # the latent as the decoder will see it
+    y_symbols_crc: int
+
+
+class Codec:
+    """Encode and decode with one set of weights on one device."""
+
+    def __init__(
+        self,
+        weights: str | LoadedWeights | None = None,
+        device: str = "auto",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.weights = weights if isinstance(weights, LoadedWeights) else load_weights(weights)
+        self.device = resolve_device(device)
+        self.model = self.weights.model.to(self.device).eval()
+        self.max_pixels = max_pixels
+        # Entropy path: CPU, float64, separate copies so the device copy is untouched.
+        self._h_s = copy.deepcopy(self.weights.model.h_s).cpu().to(DTYPE).eval()
+        self._eb = self.weights.model.entropy_bottleneck.cpu() if self.device.type == "cpu" else copy.deepcopy(
+            self.weights.model.entropy_bottleneck
+        ).cpu()
+        self._coder = WavefrontCoder(self.weights.model)
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def quality_range(self) -> tuple[float, float]:
+        return self.model.quality_range()
+
+    def check_quality(self, quality: float) -> float:
+        lo, hi = self.quality_range
+        q = bitstream.quantize_quality(float(quality))
+        if not lo <= q <= hi:
+            if lo == hi:
+                raise JcdError(f"these weights ({self.weights.name}) code quality {lo:g} only, not {quality:g}")
+            raise JcdError(f"quality {quality:g} out of range {lo:g}..{hi:g}")
+        if lo == hi:
+            return q
+        return q
+
+    def _params(self, z_hat: torch.Tensor) -> torch.Tensor:
+        with exact_entropy_path():
+            return self._h_s(z_hat.to(DTYPE))[0]
+
+    # -- encode -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, picture: Picture, quality: float) -> Encoded:
+        q = self.check_quality(quality)
+        h, w = picture.height, picture.width
+        if h * w > self.max_pixels:
+            raise JcdError(f"image is {w}x{h} = {h * w} pixels, above the limit of {self.max_pixels}")
+        hp, wp = padded_size(h, w)
+        x = torch.from_numpy(np.ascontiguousarray(picture.rgb)).permute(2, 0, 1)[None].to(self.device)
+        x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
+        y = self.model.analysis(x, q).float()
+        z = self.model.h_a(y).cpu()
+        y = y.cpu()
+        z_strings = self._eb.compress(z)
+        z_hat = self._eb.decompress(z_strings, z.shape[-2:])
+        params = self._params(z_hat)
+        with exact_entropy_path():
+            y_stream, y_hat, crc = self._coder.encode(y[0], params)
+        alpha = b""
+        if picture.alpha is not None:
+            full = np.iinfo(picture.alpha.dtype).max
+            if not (picture.alpha == full).all():
+                alpha = zlib.compress(picture.alpha.astype(picture.alpha.dtype.newbyteorder(">")).tobytes(), 9)
+        header = Header(
+            width=w,
+            height=h,
+            quality=q,
+            fingerprint=self.weights.fingerprint,
+            kind=picture.kind,
+            depth=picture.depth,
+            has_alpha=picture.alpha is not None,
+        )
+        data = bitstream.pack(JcdStream(header, z_strings[0], y_stream, alpha, crc))
+        return Encoded(data, header, y_hat, crc)
+
+    # -- decode -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, data: bytes) -> Decoded:
+        s = bitstream.unpack(data)
+        hd = s.header
+        if hd.fingerprint != self.weights.fingerprint:
+            made_with = describe_fingerprint(hd.fingerprint)
+            raise WeightsError(
+                f"stream was made with weights {made_with}, but the loaded weights are "
+                f"{self.weights.name} [{self.weights.fingerprint.hex()}]; pass --weights with the right file"
+            )
+        q = self.check_quality(hd.quality)
+        if hd.width * hd.height > self.max_pixels:
+            raise JcdError(
+                f"image is {hd.width}x{hd.height} = {hd.width * hd.height} pixels, above the limit of "
+                f"{self.max_pixels} (raise it with --max-pixels)"
+            )
+        hp, wp = padded_size(hd.height, hd.width)
+        try:
+            z_hat = self._eb.decompress([s.z], (hp // PAD, wp // PAD))
+        except (RuntimeError, ValueError) as e:
+            raise BitstreamError(f"corrupted stream (z: {e})") from None
+        params = self._params(z_hat)
+        with exact_entropy_path():
+            y_hat, crc = self._coder.decode(s.y, params, hp // 16, wp // 16)
+        if crc != s.symbol_crc:
+            raise BitstreamError(
+                "decoded latent does not match the encoder's (symbol checksum mismatch): "
+                "the stream is damaged or was made by an incompatible jcd"
+            )
+        x_hat = self.model.synthesis(y_hat[None].float().to(self.device), q).clamp_(0, 1)
+        rgb = x_hat[0, :, : hd.height, : hd.width].permute(1, 2, 0).float().cpu().numpy()
+        alpha = self._decode_alpha(s, hd)
+        return Decoded(Picture(np.ascontiguousarray(rgb), hd.kind, hd.depth, alpha), hd, y_hat)
+
+    @staticmethod
+    def _decode_alpha(s: JcdStream, hd: Header) -> np.ndarray | None:
+        if not hd.has_alpha:
+            return None
+        dtype = np.dtype(">u2") if hd.depth == 16 else np.dtype("u1")
+        size = hd.width * hd.height * dtype.itemsize
+        if not s.alpha:
+            return np.full((hd.height, hd.width), np.iinfo(dtype).max, dtype=dtype.newbyteorder("="))
+        try:
+            d = zlib.decompressobj()
+            raw = d.decompress(s.alpha, size + 1)
+        except zlib.error as e:
+            raise BitstreamError(f"corrupted stream (alpha: {e})") from None
+        if len(raw) != size:
+            raise BitstreamError("corrupted stream (alpha plane has the wrong size)")
+        return np.frombuffer(raw, dtype=dtype).reshape(hd.height, hd.width).astype(dtype.newbyteorder("="))
+
+
+def describe_fingerprint(fp: bytes) -> str:
+    """'name [hex]' when the manifest knows the weights, else just the hex fingerprint."""
+    for name, entry in read_manifest().get("models", {}).items():
+        if entry.get("sha256", "").startswith(fp.hex()):
+            return f"{name} [{fp.hex()}]"
+    return f"[{fp.hex()}]"
+
+
+def stream_info(data: bytes, n_channels: int | None = None) -> dict:
+    """What a .jcd holds, without loading weights: header, derived shapes, sizes, bpp."""
+    s = bitstream.unpack(data)
+    h = s.header
+    hp, wp = padded_size(h.height, h.width)
+    manifest = read_manifest()
+    weights_name, trained, n = None, None, n_channels
+    for name, entry in manifest.get("models", {}).items():
+        if entry.get("sha256", "").startswith(h.fingerprint.hex()):
+            weights_name = name
+            trained = entry.get("trained", True)
+            n = n or entry.get("config", {}).get("N")
+    from .imageio import KIND_NAMES
+
+    info = {
+        "format": f"jcd v{h.version}",
+        "width": h.width,
+        "height": h.height,
+        "colour": KIND_NAMES[h.kind],
+        "bit_depth": h.depth,
+        "alpha": h.has_alpha,
+        "quality": h.quality,
+        "weights_fingerprint": h.fingerprint.hex(),
+        "weights_name": weights_name,
+        "weights_trained": trained,
+        "padded_size": [wp, hp],
+        "padding": [wp - h.width, hp - h.height],
+        "y_shape": [n, hp // 16, wp // 16] if n else [None, hp // 16, wp // 16],
+        "z_shape": [n, hp // 64, wp // 64] if n else [None, hp // 64, wp // 64],
+        "bytes_total": len(data),
+        "bytes_z": len(s.z),
+        "bytes_y": len(s.y),
+        "bytes_alpha": len(s.alpha),
+        "bytes_header": len(data) - len(s.z) - len(s.y) - len(s.alpha),
+        "bpp": len(data) * 8 / (h.width * h.height),
+        "checksum": "ok",
+    }
+    return info

@@ -1,0 +1,220 @@
+"""Pictures in and out: Pillow (and pypng for 16-bit colour PNG) <-> float arrays.
+
+The model sees float RGB in [0, 1]. Everything else a file carries is kept on the side so
+the decoder can give it back: colour kind (grey, RGB, palette), bit depth (8 or 16) and
+alpha, which jcd stores losslessly beside the image (the codec denoises colour, it has no
+business changing transparency). EXIF orientation is applied on load.
+
+All writes are atomic: a temporary file in the target directory, then a rename, so a
+failed run never leaves a partial file or clobbers an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import png
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import JcdError
+
+GRAY, RGB, PALETTE = 0, 1, 2
+KIND_NAMES = {GRAY: "grey", RGB: "RGB", PALETTE: "palette"}
+
+
+@dataclass
+class Picture:
+    """An image as jcd codes it."""
+
+    rgb: np.ndarray  # float32 (H, W, 3) in [0, 1]
+    kind: int = RGB  # GRAY, RGB or PALETTE: what the decoder gives back
+    depth: int = 8  # bits per sample of the source: 8 or 16
+    alpha: np.ndarray | None = None  # (H, W) uint8 or uint16, None when absent
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray) -> Picture:
+        """Float RGB (H, W, 3) in [0, 1], e.g. an unrounded noisy image."""
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise JcdError(f"expected an (H, W, 3) array, got shape {arr.shape}")
+        return cls(np.clip(arr, 0.0, 1.0), RGB, 8, None)
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG file, None when it is not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return head[24], head[25]
+
+
+def _load_png16(path: Path) -> Picture:
+    """16-bit colour PNG, which Pillow would truncate to 8 bits."""
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, planes)
+    alpha = arr[:, :, 3].copy() if info["alpha"] else None
+    rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
+    kind = RGB if planes >= 3 else GRAY
+    return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
+
+
+def load_image(path: str | os.PathLike) -> Picture:
+    path = Path(path)
+    if not path.exists():
+        raise JcdError(f"{path}: no such file")
+    if path.is_dir():
+        raise JcdError(f"{path}: is a directory, not an image")
+    try:
+        header = _png_header(path)
+        if header is not None and header[0] == 16 and header[1] in (2, 6):
+            return _load_png16(path)
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return _from_pillow(im)
+    except JcdError:
+        raise
+    except (UnidentifiedImageError, png.FormatError) as e:
+        raise JcdError(f"{path}: not an image jcd can read ({type(e).__name__})") from None
+    except Image.DecompressionBombError as e:
+        raise JcdError(f"{path}: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise JcdError(f"{path}: cannot read image ({e})") from None
+
+
+def _from_pillow(im: Image.Image) -> Picture:
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I"):
+        a = np.asarray(im).astype(np.float32)
+        depth = 16 if a.max(initial=0) > 255 or mode.startswith("I;16") else 8
+        a = a / (65535.0 if depth == 16 else 255.0)
+        return Picture(np.repeat(np.clip(a, 0, 1)[:, :, None], 3, axis=2), GRAY, depth, None)
+    if mode == "F":
+        raise JcdError("floating-point images are not supported; convert to 8 or 16 bits")
+    kind = GRAY if mode in ("1", "L", "LA", "La") else PALETTE if mode in ("P", "PA") else RGB
+    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"))
+        rgb, alpha = rgba[:, :, :3], rgba[:, :, 3].copy()
+    else:
+        rgb, alpha = np.asarray(im.convert("RGB")), None
+    return Picture(rgb.astype(np.float32) / 255.0, kind, 8, alpha)
+
+
+def to_pillow_or_array(rgb: np.ndarray, kind: int, depth: int, alpha: np.ndarray | None) -> Image.Image | np.ndarray:
+    """Build what gets written: a Pillow image, or a uint16 (H, W, C) array for 16-bit colour."""
+    rgb = np.clip(rgb, 0.0, 1.0)
+    if kind == GRAY:
+        rgb = rgb.mean(axis=2, keepdims=True)
+    if depth == 16:
+        a = np.round(rgb * 65535.0).astype(np.uint16)
+        if alpha is not None:
+            al = alpha.astype(np.uint16) * (257 if alpha.dtype == np.uint8 else 1)
+            a = np.concatenate([a, al[:, :, None]], axis=2)
+        if kind == GRAY and alpha is None:
+            return Image.fromarray(a[:, :, 0].astype(np.uint16), mode="I;16")
+        return a
+    a = np.round(rgb * 255.0).astype(np.uint8)
+    al = None if alpha is None else (alpha if alpha.dtype == np.uint8 else (alpha >> 8).astype(np.uint8))
+    if kind == GRAY:
+        im = Image.fromarray(a[:, :, 0], mode="L")
+        return im if al is None else Image.merge("LA", (im, Image.fromarray(al, mode="L")))
+    im = Image.fromarray(a, mode="RGB")
+    if al is not None:
+        im = Image.merge("RGBA", (*im.split(), Image.fromarray(al, mode="L")))
+    if kind == PALETTE:
+        if al is None:
+            im = im.quantize(256)
+        else:
+            im = im.quantize(256, method=Image.Quantize.FASTOCTREE)
+    return im
+
+
+def _temp_for(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent or ".")
+    os.close(fd)
+    # mkstemp makes 0600 files; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    _check_target(path)
+    tmp = _temp_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise JcdError(f"{path}: cannot write ({e.strerror or e})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_target(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise JcdError(f"{path}: is a directory")
+    if not parent.is_dir():
+        raise JcdError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise JcdError(f"{path}: directory {parent} is not writable")
+
+
+WRITE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".webp": "WEBP", ".jpg": "JPEG",
+                 ".jpeg": "JPEG", ".ppm": "PPM", ".pgm": "PPM"}  # fmt: skip
+
+
+def save_image(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    kind: int = RGB,
+    depth: int = 8,
+    alpha: np.ndarray | None = None,
+) -> None:
+    """Write float RGB (H, W, 3) atomically, in the format the extension names."""
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
+    if depth == 16 and fmt != "PNG":
+        raise JcdError(f"{path}: 16-bit output needs a .png file")
+    _check_target(path)
+    obj = to_pillow_or_array(rgb, kind, depth, alpha)
+    if fmt == "JPEG" and isinstance(obj, Image.Image) and obj.mode not in ("L", "RGB"):
+        obj = obj.convert("RGB")
+    tmp = _temp_for(path)
+    try:
+        if isinstance(obj, np.ndarray):
+            h, w, c = obj.shape
+            writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+            with open(tmp, "wb") as f:
+                writer.write(f, obj.reshape(h, w * c))
+        else:
+            obj.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise JcdError(f"{path}: cannot write ({e.strerror or e})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
