@@ -1,0 +1,1 @@
+"""Training: data, the three-branch losses, the loop (resumable, distributed) and export."""

@@ -1,0 +1,85 @@
+"""Training data: a folder of images decoded once into memory, random noisy/clean crops.
+
+Decoding PNGs every step would cost more than the step itself on a CPU; the shared
+training set is ~0.7 GB as uint8, so it is kept in RAM. All randomness comes from one
+``torch.Generator`` that the checkpoint saves, so a resumed run draws the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..errors import JcdError
+from ..noise import add_noise, sample_training_sigmas
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise JcdError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise JcdError(f"{folder}: no images found")
+    return files
+
+
+def load_uint8(path: Path, min_side: int = 0) -> Tensor | None:
+    """(3, H, W) uint8, or None when smaller than ``min_side``."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if min(im.size) < min_side:
+            return None
+        return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class Batch:
+    clean: Tensor  # (B, 3, P, P) float in [0, 1]
+    noisy: Tensor
+    sigma_read: Tensor
+    shot_std: Tensor
+
+
+class PatchSampler:
+    """Random crops with flips, and on-the-fly read+shot noise (one draw per image)."""
+
+    def __init__(self, images: list[Tensor], patch: int, batch: int, wide_noise: bool = False) -> None:
+        self.images = [im for im in images if min(im.shape[1:]) >= patch]
+        if not self.images:
+            raise JcdError(f"no training image is at least {patch}x{patch}")
+        self.patch, self.batch, self.wide_noise = patch, batch, wide_noise
+
+    def sample(self, g: torch.Generator) -> Batch:
+        p = self.patch
+        idx = torch.randint(len(self.images), (self.batch,), generator=g).tolist()
+        crops = []
+        for i in idx:
+            im = self.images[i]
+            top = int(torch.randint(im.shape[1] - p + 1, (1,), generator=g))
+            left = int(torch.randint(im.shape[2] - p + 1, (1,), generator=g))
+            c = im[:, top : top + p, left : left + p]
+            flips = torch.rand(2, generator=g)
+            if flips[0] < 0.5:
+                c = c.flip(2)
+            if flips[1] < 0.5:
+                c = c.flip(1)
+            crops.append(c)
+        clean = torch.stack(crops).float() / 255.0
+        read, shot = sample_training_sigmas(self.batch, g, wide=self.wide_noise)
+        noisy = add_noise(clean, read, shot, generator=g)
+        return Batch(clean, noisy, read, shot)
+
+
+def center_crop(im: Tensor, size: int) -> Tensor:
+    _, h, w = im.shape
+    s = min(size, h, w) // 64 * 64
+    top, left = (h - s) // 2, (w - s) // 2
+    return im[:, top : top + s, left : left + s]

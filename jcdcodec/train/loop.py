@@ -1,0 +1,388 @@
+"""The training loop: three branches, bf16 on CPU, resumable, optionally distributed.
+
+One step:
+  noisy/clean crops -> model (noisy branch, uniform-noise quantisation, fp32 entropy models)
+  guidance branch (shared encoder on the clean crop, not detached)
+  contrastive branch (projection head on y0 and on g_a0 of an augmented clean view)
+  loss (losses.py) -> clip 1.0 -> Adam; the EntropyBottleneck quantiles by their own aux Adam.
+
+Under ``torchrun`` (WORLD_SIZE set) the step runs under DistributedDataParallel (gloo on
+CPU, NCCL on CUDA); each rank draws different crops, gradients are averaged, and rank 0
+writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..errors import JcdError
+from ..nn.model import JointModel, ModelConfig
+from .data import PatchSampler, center_crop, list_images, load_uint8
+from .losses import ProjectionHead, augment_clean, bpp, guidance_l1, nt_xent
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a run except the architecture (that is ModelConfig)."""
+
+    data: str = "../shared/data/train"
+    val: str | None = None  # a folder; default: hold out ``val_count`` images of ``data``
+    val_count: int = 4
+    out: str = "runs/jcd"
+    patch: int = 256
+    batch: int = 8
+    steps: int = 100_000
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    warmup: int = 500
+    decay_at: tuple[float, ...] = (0.8, 0.95)  # lr x0.1 at these fractions of ``steps``
+    clip: float = 1.0
+    lambda_g: float = 3.0
+    lambda_c: float = 1.5
+    guidance: bool = True
+    contrastive: bool = True
+    temperature: float = 0.1
+    wide_noise: bool = False
+    bf16: bool = True
+    threads: int = 0  # 0: leave torch's default
+    seed: int = 0
+    ckpt_every: int = 1000
+    val_every: int = 2000
+    log_every: int = 50
+    max_images: int = 0  # 0: all
+    init: str | None = None  # exported weights to start from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class TrainingModule(nn.Module):
+    """Model + projection head; forward returns every loss term of one batch."""
+
+    def __init__(self, model: JointModel, tcfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.tcfg = tcfg
+        self.head = ProjectionHead(model.config.N) if tcfg.contrastive else None
+
+    def forward(self, noisy: Tensor, clean: Tensor, aug: Tensor | None, quality: int) -> dict[str, Tensor]:
+        t = self.tcfg
+        m = self.model
+        out = m(noisy, quality)
+        b, _, h, w = noisy.shape
+        terms: dict[str, Tensor] = {}
+        terms["bpp_y"] = bpp(out["y_lik"], b * h * w)
+        terms["bpp_z"] = bpp(out["z_lik"], b * h * w)
+        terms["mse"] = torch.mean((out["x_hat"].float() - clean) ** 2)
+        loss = terms["bpp_y"] + terms["bpp_z"] + m.lmbda(quality) * 255**2 * terms["mse"]
+        if t.guidance and m.d0 is not None:
+            y0_gt, y1_gt = m.analysis_clean(clean)
+            terms["guidance"] = guidance_l1([(out["y0"], y0_gt), (out["y1"], y1_gt)])
+            loss = loss + t.lambda_g * terms["guidance"]
+        if self.head is not None and aug is not None:
+            terms["contrastive"] = nt_xent(self.head(out["y0"]), self.head(m.g_a0(aug)), t.temperature)
+            loss = loss + t.lambda_c * terms["contrastive"]
+        terms["loss"] = loss
+        return terms
+
+
+def _psnr(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class Trainer:
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, resume: Path | None = None) -> None:
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if tcfg.threads:
+            torch.set_num_threads(tcfg.threads)
+        self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}") if torch.cuda.is_available() \
+            else torch.device("cpu")  # fmt: skip
+        ckpt = None
+        if resume is not None:
+            ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+            mcfg = ModelConfig.from_json(ckpt["model_config"])
+            saved = ckpt["train_config"]
+            saved["decay_at"] = tuple(saved["decay_at"])
+            # The run's identity comes from the checkpoint; how long and how often may change.
+            keep = {"steps", "ckpt_every", "val_every", "log_every", "threads", "out"}
+            tcfg = dataclasses.replace(TrainConfig(**saved), **{k: getattr(tcfg, k) for k in keep})
+        self.mcfg, self.tcfg = mcfg, tcfg
+        self.out = Path(tcfg.out)
+        torch.manual_seed(tcfg.seed)
+        model = JointModel(mcfg)
+        if tcfg.init and ckpt is None:
+            from ..weights import load_model_file
+
+            init_model, _ = load_model_file(Path(tcfg.init))
+            missing = model.load_state_dict(_without_tables(init_model.state_dict()), strict=False)
+            if missing.unexpected_keys:
+                raise JcdError(f"--init weights do not fit this config: {missing.unexpected_keys[:3]}")
+        self.module = TrainingModule(model, tcfg).to(self.device)
+        if tcfg.bf16 and self.device.type == "cpu":
+            self.module.to(memory_format=torch.channels_last)
+        aux_names = {n for n, _ in self.module.named_parameters() if n.endswith(".quantiles")}
+        main = [p for n, p in self.module.named_parameters() if n not in aux_names]
+        aux = [p for n, p in self.module.named_parameters() if n in aux_names]
+        self.opt = torch.optim.Adam(main, lr=tcfg.lr)
+        self.aux_opt = torch.optim.Adam(aux, lr=tcfg.aux_lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.step = 0
+        self.elapsed = 0.0
+        self.gen = torch.Generator().manual_seed(tcfg.seed * 1000 + self.rank)
+        if ckpt is not None:
+            self._load(ckpt)
+        self.ddp: nn.Module = self.module
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                self.module, sorted(aux_names)
+            )
+            self.ddp = DDP(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.sampler: PatchSampler | None = None
+        self.val_images: list[Tensor] = []
+
+    # -- schedule ---------------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        f = min(1.0, (step + 1) / max(1, self.tcfg.warmup))
+        for frac in self.tcfg.decay_at:
+            if step >= frac * self.tcfg.steps:
+                f *= 0.1
+        return f
+
+    # -- data -------------------------------------------------------------------------------
+    def load_data(self, progress: bool = True) -> None:
+        t = self.tcfg
+        files = list_images(Path(t.data))
+        if t.max_images:
+            files = files[: t.max_images]
+        if t.val:
+            val_files = list_images(Path(t.val))[: t.val_count]
+        else:
+            if len(files) <= t.val_count:
+                raise JcdError(f"{t.data}: need more than {t.val_count} images to hold some out for validation")
+            val_files, files = files[: t.val_count], files[t.val_count :]
+        images = []
+        from rich.progress import track
+
+        it = track(files, description="decoding training images", disable=not progress or self.rank != 0)
+        for f in it:
+            im = load_uint8(f, t.patch)
+            if im is not None:
+                images.append(im)
+        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise)
+        self.val_images = [center_crop(load_uint8(f), 256) for f in val_files]
+        self.n_train = len(images)
+
+    # -- one step ---------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        assert self.sampler is not None
+        t = self.tcfg
+        self.module.train()
+        qualities = self.mcfg.qualities
+        quality = qualities[int(torch.randint(len(qualities), (1,), generator=self.gen))]
+        b = self.sampler.sample(self.gen)
+        aug = augment_clean(b.clean, self.gen) if t.contrastive else None
+        cl = self.device.type == "cpu" and t.bf16
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        noisy = b.noisy.to(self.device).contiguous(memory_format=fmt)
+        clean = b.clean.to(self.device).contiguous(memory_format=fmt)
+        aug = None if aug is None else aug.to(self.device).contiguous(memory_format=fmt)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+            terms = self.ddp(noisy, clean, aug, quality)
+        self.opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if t.clip:
+            nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], t.clip)
+        self.opt.step()
+        self.sched.step()
+        aux = self.module.model.aux_loss()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        if self.distributed:
+            for p in self.aux_opt.param_groups[0]["params"]:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+        self.aux_opt.step()
+        self.step += 1
+        rec = {k: float(v.detach()) for k, v in terms.items()}
+        rec["aux"] = float(aux.detach())
+        rec["quality"] = quality
+        rec["bpp"] = rec["bpp_y"] + rec["bpp_z"]
+        rec["psnr"] = _psnr(rec["mse"])
+        return rec
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        return {
+            "model_config": self.mcfg.to_json(),
+            "train_config": self.tcfg.to_dict(),
+            "module": self.module.state_dict(),
+            "opt": self.opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "rng_torch": torch.get_rng_state(),
+            "rng_data": self.gen.get_state(),
+            "rng_numpy": list(np.random.get_state()[1].tolist()),
+            "rng_python": random.getstate()[1],
+        }
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        path = path or self.out / "last.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.checkpoint_state(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def _load(self, ckpt: dict) -> None:
+        state = ckpt["module"]
+        # Table buffers may be empty or sized; the trainer never needs them.
+        state = _without_tables(state)
+        self.module.load_state_dict(state, strict=False)
+        self.opt.load_state_dict(ckpt["opt"])
+        self.aux_opt.load_state_dict(ckpt["aux_opt"])
+        self.sched.load_state_dict(ckpt["sched"])
+        self.step = int(ckpt["step"])
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
+        torch.set_rng_state(ckpt["rng_torch"])
+        self.gen.set_state(ckpt["rng_data"])
+
+    # -- validation: real bitstreams --------------------------------------------------------------
+    def validate(self, levels: tuple[int, ...] = (1, 4)) -> dict[str, float]:
+        from ..codec import Codec
+        from ..imageio import Picture
+        from ..noise import add_level_noise
+        from ..weights import LoadedWeights
+
+        model = JointModel(self.mcfg)
+        model.load_state_dict(_without_tables(self.module.model.state_dict()), strict=False)
+        model.update_tables()
+        model.eval()
+        codec = Codec(LoadedWeights(model, Path("<training>"), "0" * 64, "training", True), device="cpu")
+        qs = sorted({self.mcfg.qualities[0], self.mcfg.qualities[-1]})
+        res: dict[str, float] = {}
+        for level in levels:
+            for q in qs:
+                bits = pix = 0
+                psnrs = []
+                for k, im in enumerate(self.val_images):
+                    clean = im.float() / 255.0
+                    noisy = add_level_noise(clean, level, seed=k)
+                    enc = codec.encode(Picture.from_array(noisy.permute(1, 2, 0).numpy()), q)
+                    dec = codec.decode(enc.data)
+                    out = np.round(dec.picture.rgb * 255) / 255
+                    mse = float(np.mean((out - clean.permute(1, 2, 0).numpy()) ** 2))
+                    psnrs.append(_psnr(mse))
+                    bits += len(enc.data) * 8
+                    pix += clean.shape[1] * clean.shape[2]
+                res[f"L{level}q{q}_bpp"] = bits / pix
+                res[f"L{level}q{q}_psnr"] = float(np.mean(psnrs))
+        return res
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if self.sampler is None:
+            self.load_data(progress)
+        t = self.tcfg
+        main = self.rank == 0
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(
+                json.dumps({"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2)
+            )
+        log = open(self.out / "log.jsonl", "a") if main else None
+        cols = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn()]  # fmt: skip
+        avg: dict[str, float] = {}
+        last = time.perf_counter()
+        t_rate = time.perf_counter()
+        s_rate = self.step
+        with Progress(*cols, disable=not progress or not main, transient=False) as bar:
+            task = bar.add_task("train", total=t.steps, completed=self.step, rate="", info="")
+            while self.step < t.steps:
+                rec = self.train_step()
+                now = time.perf_counter()
+                self.elapsed += now - last
+                last = now
+                for k, v in rec.items():
+                    if isinstance(v, float) and math.isfinite(v):
+                        avg[k] = 0.98 * avg.get(k, v) + 0.02 * v
+                if main and self.step % 10 == 0:
+                    sps = (self.step - s_rate) / max(now - t_rate, 1e-9)
+                    info = (f"loss {avg['loss']:.3f} bpp {avg['bpp']:.3f} psnr {avg['psnr']:.2f} "
+                            + (f"G {avg['guidance']:.3f} " if "guidance" in avg else "")
+                            + (f"CL {avg['contrastive']:.3f} " if "contrastive" in avg else "")
+                            + f"aux {avg['aux']:.0f}")  # fmt: skip
+                    bar.update(task, completed=self.step, rate=f"{sps:.2f} it/s", info=info)
+                if log and self.step % t.log_every == 0:
+                    log.write(json.dumps({"step": self.step, "time": round(self.elapsed, 1),
+                                          "lr": self.sched.get_last_lr()[0], **rec}) + "\n")  # fmt: skip
+                    log.flush()
+                if main and self.step % t.ckpt_every == 0:
+                    self.save_checkpoint()
+                if main and t.val_every and self.step % t.val_every == 0:
+                    v = self.validate()
+                    if log:
+                        log.write(json.dumps({"step": self.step, "time": round(self.elapsed, 1), "val": v}) + "\n")
+                        log.flush()
+                    bar.console.print(f"step {self.step} val: " + " ".join(f"{k}={x:.3f}" for k, x in v.items()))
+                    last = time.perf_counter()
+        if main:
+            self.save_checkpoint()
+        if log:
+            log.close()
+
+
+def _without_tables(state: dict) -> dict:
+    drop = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+    return {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in drop}
+
+
+def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "") -> tuple[str, dict]:
+    """Checkpoint -> inference weights (fp16 safetensors, tables, config); returns (sha256, record)."""
+    from ..weights import save_weights
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    mcfg = ModelConfig.from_json(ckpt["model_config"])
+    model = JointModel(mcfg)
+    state = {k[len("model."):]: v for k, v in ckpt["module"].items() if k.startswith("model.")}
+    model.load_state_dict(_without_tables(state), strict=False)
+    name = name or out.stem
+    tc = ckpt["train_config"]
+    record = {
+        "name": name,
+        "trained": True,
+        "steps": int(ckpt["step"]),
+        "train_seconds": round(float(ckpt.get("elapsed", 0.0))),
+        "data": data_note or tc.get("data"),
+        "patch": tc.get("patch"),
+        "batch": tc.get("batch"),
+        "train_config": tc,
+    }
+    digest = save_weights(model, out, {"name": name, "trained": "true", "steps": str(record["steps"])})
+    record["config"] = json.loads(mcfg.to_json())
+    return digest, record
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "field"]
