@@ -1,0 +1,72 @@
+"""Shared fixtures: a small random-initialised model, so tests stay fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+KODAK = SHARED / "data" / "kodak"
+TRAIN = SHARED / "data" / "train"
+
+needs_kodak = pytest.mark.skipif(not KODAK.is_dir(), reason=f"{KODAK} not present (shared data sets absent)")
+needs_train = pytest.mark.skipif(not TRAIN.is_dir(), reason=f"{TRAIN} not present (shared data sets absent)")
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    from jcdcodec.nn.model import JointModel, ModelConfig
+    from jcdcodec.weights import save_weights
+
+    torch.manual_seed(0)
+    model = JointModel(ModelConfig(N=16))
+    # Random init codes almost nothing; widen the latent so streams carry real symbols.
+    with torch.no_grad():
+        model.g_a1[-1].weight.mul_(30)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(model, path, {"name": "tiny-test", "trained": "false"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_weights_file(tmp_path_factory) -> Path:
+    from jcdcodec.nn.model import JointModel, ModelConfig
+    from jcdcodec.weights import save_weights
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("w2") / "other.safetensors"
+    save_weights(JointModel(ModelConfig(N=16)), path, {"name": "other-test", "trained": "false"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def codec(weights_file):
+    from jcdcodec import Codec
+
+    return Codec(str(weights_file), device="cpu")
+
+
+def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth-plus-noise test picture, float RGB in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w, 1)
+    base = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in range(3)], axis=2) * 0.35 + 0.5
+    return np.clip(base + rng.normal(0, 0.08, size=(h, w, 3)), 0, 1).astype(np.float32)
+
+
+def run_jcd(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e["PYTHONWARNINGS"] = "ignore"
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "jcdcodec", *args], capture_output=True, text=True, env=e,
+                          cwd=cwd)  # fmt: skip

@@ -1,0 +1,133 @@
+"""Every user error ends in one line on stderr and a non-zero exit code; outputs are atomic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_jcd, textured
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def noisy_png(tmp_path_factory):
+    p = tmp_path_factory.mktemp("img") / "noisy.png"
+    Image.fromarray((textured(40, 56) * 255).astype(np.uint8)).save(p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory, noisy_png, weights_file):
+    out = tmp_path_factory.mktemp("s") / "out.jcd"
+    r = run_jcd("encode", str(noisy_png), "-q", "4", "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def one_line_error(r, pattern: str) -> None:
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert pattern in lines[0], lines[0]
+
+
+def test_encode_decode_info(tmp_path, stream, weights_file):
+    out = tmp_path / "clean.png"
+    r = run_jcd("decode", str(stream), "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (56, 40)
+    r = run_jcd("info", str(stream), "--json")
+    i = json.loads(r.stdout)
+    assert i["width"] == 56 and i["quality"] == 4 and i["bytes_total"] == stream.stat().st_size
+    r = run_jcd("info", str(stream))
+    assert "bpp" in r.stdout and "56x40" in r.stdout
+
+
+def test_version_and_help():
+    r = run_jcd("--version")
+    assert r.returncode == 0 and "jcd" in r.stdout
+    for cmd in ("encode", "decode", "info", "noise", "train", "export"):
+        r = run_jcd(cmd, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_missing_input(tmp_path, weights_file):
+    one_line_error(run_jcd("encode", str(tmp_path / "nope.png"), "--weights", str(weights_file)), "no such file")
+    one_line_error(run_jcd("decode", str(tmp_path / "nope.jcd"), "--weights", str(weights_file)), "no such file")
+    one_line_error(run_jcd("info", str(tmp_path / "nope.jcd")), "no such file")
+
+
+def test_not_an_image(tmp_path, weights_file):
+    p = tmp_path / "x.png"
+    p.write_text("hello")
+    one_line_error(run_jcd("encode", str(p), "-o", str(tmp_path / "o.jcd"), "--weights", str(weights_file)),
+                   "not an image")  # fmt: skip
+    assert not (tmp_path / "o.jcd").exists()
+
+
+def test_not_a_jcd_file(noisy_png, weights_file):
+    one_line_error(run_jcd("decode", str(noisy_png), "--weights", str(weights_file)), "not a .jcd file")
+    one_line_error(run_jcd("info", str(noisy_png)), "not a .jcd file")
+
+
+def test_truncated_and_corrupted_streams(tmp_path, stream, weights_file):
+    data = stream.read_bytes()
+    t = tmp_path / "t.jcd"
+    t.write_bytes(data[: len(data) // 2])
+    one_line_error(run_jcd("decode", str(t), "-o", str(tmp_path / "a.png"), "--weights", str(weights_file)),
+                   "truncated")  # fmt: skip
+    c = tmp_path / "c.jcd"
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0x55
+    c.write_bytes(bytes(bad))
+    one_line_error(run_jcd("decode", str(c), "-o", str(tmp_path / "b.png"), "--weights", str(weights_file)),
+                   "corrupted")  # fmt: skip
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_wrong_weights(tmp_path, stream, other_weights_file):
+    one_line_error(run_jcd("decode", str(stream), "-o", str(tmp_path / "x.png"), "--weights", str(other_weights_file)),
+                   "made with weights")  # fmt: skip
+
+
+def test_bad_weights_file(tmp_path, noisy_png):
+    w = tmp_path / "w.safetensors"
+    w.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    one_line_error(run_jcd("encode", str(noisy_png), "-o", str(tmp_path / "o.jcd"), "--weights", str(w)), "weights")
+
+
+@pytest.mark.parametrize("q", ["0", "7", "abc"])
+def test_quality_out_of_range(tmp_path, noisy_png, weights_file, q):
+    r = run_jcd("encode", str(noisy_png), "-q", q, "-o", str(tmp_path / "o.jcd"), "--weights", str(weights_file))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.jcd").exists()
+
+
+def test_unwritable_output_keeps_existing_file(tmp_path, noisy_png, stream, weights_file):
+    one_line_error(run_jcd("encode", str(noisy_png), "-o", str(tmp_path / "missing" / "o.jcd"), "--weights",
+                           str(weights_file)), "does not exist")  # fmt: skip
+    # A failing decode must not destroy an existing output.
+    existing = tmp_path / "keep.png"
+    existing.write_bytes(b"precious")
+    c = tmp_path / "c.jcd"
+    c.write_bytes(stream.read_bytes()[:-3])
+    r = run_jcd("decode", str(c), "-o", str(existing), "--weights", str(weights_file))
+    assert r.returncode != 0 and existing.read_bytes() == b"precious"
+    one_line_error(run_jcd("decode", str(stream), "-o", str(tmp_path / "x.xyz"), "--weights", str(weights_file)),
+                   "unknown output format")  # fmt: skip
+    one_line_error(run_jcd("decode", str(stream), "-o", str(tmp_path / "x.bmp"), "--depth", "16", "--weights",
+                           str(weights_file)), "16-bit")  # fmt: skip
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_noise_command_is_deterministic(tmp_path, noisy_png):
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
+    for out, seed in ((a, "0"), (b, "0"), (c, "1")):
+        r = run_jcd("noise", str(noisy_png), "--level", "3", "-o", str(out), "--seed", seed)
+        assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    import png
+
+    assert png.Reader(filename=str(a)).asDirect()[3]["bitdepth"] == 16

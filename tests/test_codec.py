@@ -1,0 +1,183 @@
+"""The codec end to end on a small random-initialised model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import textured
+
+from jcdcodec import Codec, JcdError, Picture, WeightsError, load_image, save_image, stream_info
+from jcdcodec.errors import BitstreamError
+from jcdcodec.imageio import GRAY, PALETTE, RGB
+
+DECODE_SCRIPT = r"""
+import sys, warnings, torch
+warnings.filterwarnings("ignore")
+from jcdcodec import Codec
+codec = Codec(sys.argv[1], device="cpu")
+dec = codec.decode(open(sys.argv[2], "rb").read())
+torch.save({"y_hat": dec.y_hat, "rgb": torch.from_numpy(dec.picture.rgb)}, sys.argv[3])
+"""
+
+
+def decode_in_subprocess(weights, stream_path, out_path, env=None):
+    import os
+
+    e = dict(os.environ)
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(weights), str(stream_path), str(out_path)],
+                       capture_output=True, text=True, env=e)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return torch.load(out_path, weights_only=True)
+
+
+def test_decoder_in_another_process_reproduces_the_latent_exactly(codec, weights_file, tmp_path):
+    pic = Picture.from_array(textured(100, 140))
+    for q in (1, 3.5, 6):
+        enc = codec.encode(pic, q)
+        assert len(enc.data) > 60, "stream should carry real symbols"
+        p = tmp_path / f"s{q}.jcd"
+        p.write_bytes(enc.data)
+        out = decode_in_subprocess(weights_file, p, tmp_path / "o.pt")
+        assert torch.equal(out["y_hat"], enc.y_hat)
+        assert (out["y_hat"] != 0).any()
+        local = codec.decode(enc.data)
+        assert torch.equal(local.y_hat, enc.y_hat)
+        assert np.array_equal(out["rgb"].numpy(), local.picture.rgb)
+
+
+def test_thread_counts_and_cpu_kernels_do_not_change_the_decode(weights_file, tmp_path):
+    import os
+
+    pic = Picture.from_array(textured(128, 192, seed=3))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        codec = Codec(str(weights_file), device="cpu")
+        enc = codec.encode(pic, 5)
+    finally:
+        torch.set_num_threads(threads)
+    p = tmp_path / "s.jcd"
+    p.write_bytes(enc.data)
+    envs = [{"OMP_NUM_THREADS": "1"}, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"}]
+    for env in envs:
+        out = decode_in_subprocess(weights_file, p, tmp_path / "o.pt", {**os.environ, **env})
+        assert torch.equal(out["y_hat"], enc.y_hat), env
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (13, 7), (64, 64), (65, 129)])
+def test_any_size_round_trips_to_the_same_size(codec, size):
+    h, w = size
+    dec = codec.decode(codec.encode(Picture.from_array(textured(h, w)), 2).data)
+    assert dec.picture.rgb.shape == (h, w, 3)
+    assert dec.picture.rgb.min() >= 0 and dec.picture.rgb.max() <= 1
+
+
+def _roundtrip_file(codec, tmp_path, im, depth=8):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    if isinstance(im, Image.Image):
+        im.save(src)
+    else:
+        import png
+
+        h, w, c = im.shape
+        png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16).write(open(src, "wb"), im.reshape(h, -1))
+    pic = load_image(src)
+    dec = codec.decode(codec.encode(pic, 3).data)
+    out = tmp_path / "out.png"
+    p = dec.picture
+    save_image(out, p.rgb, p.kind, depth, p.alpha)
+    return pic, Image.open(out)
+
+
+def test_grey_input_decodes_to_grey(codec, tmp_path):
+    from PIL import Image
+
+    im = Image.fromarray((textured(20, 30)[:, :, 0] * 255).astype(np.uint8), "L")
+    pic, out = _roundtrip_file(codec, tmp_path, im)
+    assert pic.kind == GRAY and out.mode == "L" and out.size == (30, 20)
+
+
+def test_alpha_is_kept_losslessly(codec, tmp_path):
+    from PIL import Image
+
+    rgb = (textured(21, 17) * 255).astype(np.uint8)
+    alpha = np.random.default_rng(0).integers(0, 256, size=(21, 17), dtype=np.uint8)
+    im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    pic, out = _roundtrip_file(codec, tmp_path, im)
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[:, :, 3], alpha)
+    la = Image.fromarray(np.dstack([rgb[:, :, 0], alpha]), "LA")
+    _, out = _roundtrip_file(codec, tmp_path, la)
+    assert out.mode == "LA" and np.array_equal(np.asarray(out)[:, :, 1], alpha)
+
+
+def test_opaque_alpha_costs_no_bytes(codec):
+    pic = Picture.from_array(textured(16, 16))
+    pic.alpha = np.full((16, 16), 255, np.uint8)
+    enc = codec.encode(pic, 3)
+    assert stream_info(enc.data)["bytes_alpha"] == 0
+    assert (codec.decode(enc.data).picture.alpha == 255).all()
+
+
+def test_palette_input_decodes_to_palette(codec, tmp_path):
+    from PIL import Image
+
+    im = Image.fromarray((textured(12, 12) * 255).astype(np.uint8), "RGB").quantize(16)
+    pic, out = _roundtrip_file(codec, tmp_path, im)
+    assert pic.kind == PALETTE and out.mode == "P"
+
+
+def test_16_bit_input_is_read_at_full_precision_and_can_be_written_back(codec, tmp_path):
+    arr = (textured(9, 11) * 65535).astype(np.uint16)
+    pic, out = _roundtrip_file(codec, tmp_path, arr, depth=16)
+    assert pic.depth == 16 and pic.kind == RGB
+    assert np.allclose(pic.rgb, arr / 65535.0, atol=1e-6)  # not truncated to 8 bits
+    import png
+
+    w, h, rows, info = png.Reader(filename=str(tmp_path / "out.png")).asDirect()
+    assert info["bitdepth"] == 16 and (w, h) == (11, 9)
+
+
+def test_quality_out_of_range_is_refused(codec):
+    pic = Picture.from_array(textured(8, 8))
+    for q in (0, 0.5, 6.5, 7):
+        with pytest.raises(JcdError, match="out of range"):
+            codec.encode(pic, q)
+
+
+def test_fractional_quality_lies_between_its_neighbours(codec):
+    pic = Picture.from_array(textured(128, 128, seed=5))
+    sizes = [len(codec.encode(pic, q).data) for q in (2, 2.5, 3)]
+    assert sizes[0] <= sizes[1] <= sizes[2]
+
+
+def test_stream_from_other_weights_is_refused_naming_both(codec, other_weights_file):
+    other = Codec(str(other_weights_file), device="cpu")
+    data = other.encode(Picture.from_array(textured(8, 8)), 3).data
+    with pytest.raises(WeightsError, match="made with weights .* loaded weights are tiny-test"):
+        codec.decode(data)
+
+
+def test_symbol_checksum_catches_a_latent_that_decodes_differently(codec):
+    from jcdcodec import bitstream
+
+    enc = codec.encode(Picture.from_array(textured(64, 64)), 4)
+    s = bitstream.unpack(enc.data)
+    forged = bitstream.pack(bitstream.JcdStream(s.header, s.z, s.y, s.alpha, s.symbol_crc ^ 1))
+    with pytest.raises(BitstreamError, match="symbol checksum"):
+        codec.decode(forged)
+
+
+def test_info_reports_real_file_size(codec):
+    enc = codec.encode(Picture.from_array(textured(50, 70)), 4)
+    i = stream_info(enc.data, n_channels=16)
+    assert i["bytes_total"] == len(enc.data)
+    assert i["bpp"] == pytest.approx(len(enc.data) * 8 / (50 * 70))
+    assert i["padded_size"] == [128, 64] and i["y_shape"] == [16, 4, 8]

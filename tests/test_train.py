@@ -1,0 +1,181 @@
+"""Training: loss terms on hand-computed tensors, learning, exact resume, export, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import textured
+from PIL import Image
+
+from jcdcodec.nn.model import ModelConfig
+from jcdcodec.train.loop import TrainConfig, Trainer, export_checkpoint
+from jcdcodec.train.losses import augment_clean, bpp, guidance_l1, nt_xent
+
+
+def test_bpp_of_known_likelihoods():
+    lik = torch.full((1, 4, 2, 2), 0.5)  # 16 symbols of 1 bit
+    assert float(bpp(lik, 8)) == pytest.approx(2.0)
+
+
+def test_guidance_is_mean_l1_summed_over_scales():
+    a, b = torch.zeros(2, 3), torch.tensor([[1.0, -1.0, 2.0], [0.0, 0.0, 2.0]])
+    c, d = torch.ones(4), torch.zeros(4)
+    assert float(guidance_l1([(a, b), (c, d)])) == pytest.approx(6 / 6 + 1.0)
+
+
+def test_nt_xent_against_the_explicit_formula():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    tau = 0.5
+    z = torch.cat([a, b])
+    z = z / z.norm(dim=1, keepdim=True)
+    n2 = 6
+    total = 0.0
+    for k in range(n2):
+        pos = (k + 3) % n2
+        num = math.exp(float(z[k] @ z[pos]) / tau)
+        den = sum(math.exp(float(z[k] @ z[j]) / tau) for j in range(n2) if j != k)
+        total += -math.log(num / den)
+    assert float(nt_xent(a, b, tau)) == pytest.approx(total / n2, rel=1e-5)
+    # identical views score better than unrelated ones
+    assert nt_xent(a, a, tau) < nt_xent(a, b, tau)
+
+
+def test_augmented_view_is_a_different_but_related_crop():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 64, 64)
+    v = augment_clean(x, g)
+    assert v.shape == (4, 3, 48, 48) and v.min() >= 0 and v.max() <= 1
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    for i in range(8):
+        Image.fromarray((textured(80, 96, seed=i) * 255).astype(np.uint8)).save(d / f"im{i}.png")
+    return d
+
+
+def tiny_run(image_dir, out, steps, **kw):
+    mc = ModelConfig(N=16, **kw.pop("model", {}))
+    tc = TrainConfig(data=str(image_dir), out=str(out), patch=64, batch=2, steps=steps, val_count=2, val_every=0,
+                     ckpt_every=10_000, lr=kw.pop("lr", 1e-4), warmup=1, threads=1, **kw)  # fmt: skip
+    return mc, tc
+
+
+def test_a_few_steps_reduce_the_loss(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "r", 60, lr=1e-3, model={"qualities": (3,)})
+    tr = Trainer(mc, tc)
+    tr.load_data(progress=False)
+    g = torch.Generator().manual_seed(123)
+    fixed = tr.sampler.sample(g)
+
+    def eval_loss():
+        tr.module.eval()
+        with torch.no_grad():
+            torch.manual_seed(0)
+            return float(tr.module(fixed.noisy, fixed.clean, None, 3)["loss"])
+
+    before = eval_loss()
+    for _ in range(60):
+        rec = tr.train_step()
+    assert set(rec) >= {"bpp_y", "bpp_z", "mse", "guidance", "contrastive", "loss", "aux"}
+    assert eval_loss() < 0.7 * before
+
+
+def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "a", 6)
+    straight = Trainer(mc, tc)
+    straight.load_data(progress=False)
+    for _ in range(6):
+        straight.train_step()
+    mc, tc = tiny_run(image_dir, tmp_path / "b", 6)
+    first = Trainer(mc, tc)
+    first.load_data(progress=False)
+    for _ in range(3):
+        first.train_step()
+    ckpt = first.save_checkpoint()
+    del first
+    resumed = Trainer(mc, tc, resume=ckpt)
+    resumed.load_data(progress=False)
+    assert resumed.step == 3
+    for _ in range(3):
+        resumed.train_step()
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+def test_export_load_encode(image_dir, tmp_path):
+    from jcdcodec import Codec, Picture
+
+    mc, tc = tiny_run(image_dir, tmp_path / "e", 2)
+    tr = Trainer(mc, tc)
+    tr.load_data(progress=False)
+    tr.train_step()
+    tr.train_step()
+    ckpt = tr.save_checkpoint()
+    out = tmp_path / "m" / "w.safetensors"
+    digest, record = export_checkpoint(ckpt, out)
+    assert record["steps"] == 2 and len(digest) == 64
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(out))
+    assert not any(k.startswith("head") for k in tensors), "projection head must not be shipped"
+    assert tensors["g_s.0.conv1.weight"].dtype == torch.float16
+    codec = Codec(str(out), device="cpu")
+    pic = Picture.from_array(textured(40, 40))
+    dec = codec.decode(codec.encode(pic, 2).data)
+    assert dec.picture.rgb.shape == (40, 40, 3)
+
+
+def test_cli_export_writes_a_manifest_entry(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "c", 1)
+    tr = Trainer(mc, tc)
+    tr.load_data(progress=False)
+    tr.train_step()
+    ckpt = tr.save_checkpoint()
+    from conftest import run_jcd
+
+    r = run_jcd("export", str(ckpt), "-o", str(tmp_path / "models" / "x.safetensors"), "--name", "x")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "models" / "manifest.json").read_text())
+    assert m["default"] == "x" and m["models"]["x"]["steps"] == 1 and len(m["models"]["x"]["sha256"]) == 64
+
+
+DDP_SCRIPT = """
+import sys, torch, warnings
+warnings.filterwarnings("ignore")
+import torch.distributed as dist
+from jcdcodec.nn.model import ModelConfig
+from jcdcodec.train.loop import TrainConfig, Trainer
+tc = TrainConfig(data=sys.argv[1], out=sys.argv[2], patch=64, batch=2, steps=3, val_count=2, val_every=0,
+                 ckpt_every=100, lr=1e-3, warmup=1, threads=1)
+tr = Trainer(ModelConfig(N=16), tc)
+tr.load_data(progress=False)
+for _ in range(3):
+    tr.train_step()
+torch.save(tr.module.state_dict(), f"{sys.argv[2]}/rank{tr.rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_two_process_ddp_keeps_replicas_identical(image_dir, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                        str(script), str(image_dir), str(tmp_path)], capture_output=True, text=True, env=env,
+                       timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    init = Trainer(ModelConfig(N=16), TrainConfig(data=str(image_dir), out=str(tmp_path / "x"))).module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["model.g_s.0.conv1.weight"], init["model.g_s.0.conv1.weight"]), "no step was taken"
