@@ -342,6 +342,148 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
     say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
 
 
+
+def _parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        if "-" in text and "," not in text:
+            a, b = (int(v) for v in text.split("-"))
+            return tuple(float(v) for v in range(a, b + 1))
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of {what} (e.g. '1-6' or '1,2.5,4')") from None
+
+
+@cli.command(name="eval")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--levels", default="1,2,3,4", show_default=True, help="Noise levels.")
+@click.option("--qualities", default="1-6", show_default=True, help="jcd qualities, e.g. '1-6' or '1,2.5,6'.")
+@click.option("--weights", "weights", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights to evaluate (repeatable; the first is compared with the others) [default: shipped].")
+@click.option("--anchors", default="jpeg,webp,avif,bm3d+best", show_default=True,
+              help="Classical anchors on the same noisy images: jpeg, webp, avif, bm3d+best (BM3D then each "
+              "codec), or 'none'.")
+@click.option("--float-input", is_flag=True, help="Feed jcd the unrounded noisy image (anchors stay 8-bit).")
+@click.option("--gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Noise seed (the same for every image).")
+@click.option("--max-images", default=0, help="Use only the first N images (0: all).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder for CSV/JSON, plots and the per-item cache.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a markdown report here (plots go to a 'plots' folder beside it).")
+@device_option
+@quiet_option
+def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...], anchors: str, float_input: bool,
+          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, device: str,
+          quiet: bool) -> None:  # fmt: skip
+    """Rate-distortion of jcd and classical anchors on DIRECTORY with the reference noise.
+
+    Real encoder and decoder, real file sizes. Writes per_image.csv, summary.csv, summary.json, an RD plot per
+    level and a BD-rate table. Results are cached per image and setting: a rerun only does what is missing.
+    """
+    from rich.progress import Progress
+
+    from .eval.report import markdown, plot_level
+    from .eval.runner import EvalSettings, evaluate, summarize, write_tables
+
+    _Ctx.quiet = quiet
+    lv = tuple(int(v) for v in _parse_floats(levels, "levels"))
+    if any(v not in (1, 2, 3, 4) for v in lv):
+        raise click.BadParameter("levels lie in 1..4", param_hint="--levels")
+    anc = () if anchors.strip() == "none" else tuple(a.strip() for a in anchors.split(","))
+    known = {"jpeg", "webp", "avif", "bm3d+best", "bm3d+jpeg", "bm3d+webp", "bm3d+avif"}
+    if set(anc) - known:
+        raise click.BadParameter(f"unknown anchors {sorted(set(anc) - known)}", param_hint="--anchors")
+    settings = EvalSettings(levels=lv, qualities=_parse_floats(qualities, "qualities"), anchors=anc,
+                            float_input=float_input, gamma=gamma, seed=seed, device=device, max_images=max_images,
+                            weights=tuple(str(w) for w in weights) or (None,))  # fmt: skip
+    from .train.data import list_images
+
+    n_images = len(list_images(directory))
+    total = (min(n_images, max_images) if max_images else n_images) * len(lv)
+    with Progress(disable=quiet or not err.is_terminal, console=err) as bar:
+        task = bar.add_task("evaluating", total=total)
+        rows = evaluate(directory, settings, output, progress=lambda msg: bar.advance(task))
+    summary = summarize(rows)
+    write_tables(rows, summary, output, settings)
+    plot_dir = (report.parent / "plots") if report else output
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    plots = {}
+    for level in lv:
+        p = plot_dir / f"rd_L{level}.png"
+        plot_level(summary, level, p, f"Noise level {level} ({directory.name}, gamma {gamma})")
+        plots[level] = str(p.relative_to(report.parent)) if report else p.name
+    command = "jcd eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "jcd eval"
+    text = markdown(summary, dataclasses.asdict(settings), command, plots)
+    from .imageio import atomic_write_bytes
+
+    atomic_write_bytes(output / "report.md", text.encode())
+    if report:
+        atomic_write_bytes(report, text.encode())
+    say(f"{len(rows)} results -> {output}" + (f", report {report}" if report else ""))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-q", "--quality", "qualities", default="4", show_default=True, help="Qualities, e.g. '4' or '1-6'.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats per image (median reported).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures as JSON.")
+@weights_option
+@device_option
+@quiet_option
+def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, weights: Path | None, device: str,
+          quiet: bool) -> None:  # fmt: skip
+    """Encode/decode speed per image: median seconds split into network and entropy coding, peak memory, bpp."""
+    import resource
+    import statistics
+
+    from rich.table import Table
+
+    from .codec import Codec
+    from .imageio import load_image
+    from .train.data import list_images
+
+    _Ctx.quiet = quiet
+    files = list_images(path) if path.is_dir() else [path]
+    codec = Codec(weights, device=device)
+    results = []
+    for f in files:
+        pic = load_image(f)
+        for q in _parse_floats(qualities, "qualities"):
+            runs = []
+            for _ in range(max(1, repeats)):
+                t0 = time.perf_counter()
+                enc = codec.encode(pic, q)
+                t1 = time.perf_counter()
+                dec = codec.decode(enc.data)
+                t2 = time.perf_counter()
+                runs.append((t1 - t0, t2 - t1, enc.timings, dec.timings))
+            med = lambda xs: statistics.median(xs)  # noqa: E731
+            results.append({
+                "image": f.name, "width": pic.width, "height": pic.height, "quality": q,
+                "bpp": len(enc.data) * 8 / (pic.width * pic.height),
+                "encode_s": med([r[0] for r in runs]), "decode_s": med([r[1] for r in runs]),
+                "encode_network_s": med([r[2].get("network", 0) for r in runs]),
+                "encode_entropy_s": med([r[2].get("entropy_coding", 0) + r[2].get("hyper_synthesis", 0) for r in runs]),
+                "decode_network_s": med([r[3].get("network", 0) for r in runs]),
+                "decode_entropy_s": med([r[3].get("entropy_coding", 0) + r[3].get("hyper_synthesis", 0) for r in runs]),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            })  # fmt: skip
+    table = Table(title=f"jcd bench ({codec.weights.name}, {codec.device}, median of {repeats})")
+    for col in ("image", "q", "bpp", "encode s", "(net / entropy)", "decode s", "(net / entropy)", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r["image"], f"{r['quality']:g}", f"{r['bpp']:.4f}", f"{r['encode_s']:.3f}",
+                      f"{r['encode_network_s']:.3f} / {r['encode_entropy_s']:.3f}", f"{r['decode_s']:.3f}",
+                      f"{r['decode_network_s']:.3f} / {r['decode_entropy_s']:.3f}", f"{r['peak_rss_mb']:.0f}")
+    if not quiet:
+        out.print(table)
+    if json_out:
+        from .imageio import atomic_write_bytes
+
+        atomic_write_bytes(json_out, json.dumps(results, indent=2).encode())
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     try:

@@ -11,8 +11,9 @@ a stream made on a GPU decodes on any CPU.
 from __future__ import annotations
 
 import copy
+import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,6 +42,22 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise JcdError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
 
 
+class _Clock:
+    """Wall time per phase; synchronises CUDA so GPU work lands in the right phase."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.times[phase] = self.times.get(phase, 0.0) + now - self._t
+        self._t = now
+
+
 def padded_size(height: int, width: int) -> tuple[int, int]:
     return -(-height // PAD) * PAD, -(-width // PAD) * PAD
 
@@ -50,6 +67,7 @@ class Decoded:
     picture: Picture
     header: Header
     y_hat: torch.Tensor  # the decoded latent (M, h, w), float64
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
 
 @dataclass
@@ -58,6 +76,7 @@ class Encoded:
     header: Header
     y_hat: torch.Tensor  # the latent as the decoder will see it
     y_symbols_crc: int
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
 
 class Codec:
@@ -108,16 +127,20 @@ class Codec:
         if h * w > self.max_pixels:
             raise JcdError(f"image is {w}x{h} = {h * w} pixels, above the limit of {self.max_pixels}")
         hp, wp = padded_size(h, w)
+        clock = _Clock(self.device)
         x = torch.from_numpy(np.ascontiguousarray(picture.rgb)).permute(2, 0, 1)[None].to(self.device)
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
         y = self.model.analysis(x, q).float()
         z = self.model.h_a(y).cpu()
         y = y.cpu()
+        clock.lap("network")
         z_strings = self._eb.compress(z)
         z_hat = self._eb.decompress(z_strings, z.shape[-2:])
         params = self._params(z_hat)
+        clock.lap("hyper_synthesis")
         with exact_entropy_path():
             y_stream, y_hat, crc = self._coder.encode(y[0], params)
+        clock.lap("entropy_coding")
         alpha = b""
         if picture.alpha is not None:
             full = np.iinfo(picture.alpha.dtype).max
@@ -133,7 +156,8 @@ class Codec:
             has_alpha=picture.alpha is not None,
         )
         data = bitstream.pack(JcdStream(header, z_strings[0], y_stream, alpha, crc))
-        return Encoded(data, header, y_hat, crc)
+        clock.lap("container")
+        return Encoded(data, header, y_hat, crc, clock.times)
 
     # -- decode -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -153,13 +177,16 @@ class Codec:
                 f"{self.max_pixels} (raise it with --max-pixels)"
             )
         hp, wp = padded_size(hd.height, hd.width)
+        clock = _Clock(self.device)
         try:
             z_hat = self._eb.decompress([s.z], (hp // PAD, wp // PAD))
         except (RuntimeError, ValueError) as e:
             raise BitstreamError(f"corrupted stream (z: {e})") from None
         params = self._params(z_hat)
+        clock.lap("hyper_synthesis")
         with exact_entropy_path():
             y_hat, crc = self._coder.decode(s.y, params, hp // 16, wp // 16)
+        clock.lap("entropy_coding")
         if crc != s.symbol_crc:
             raise BitstreamError(
                 "decoded latent does not match the encoder's (symbol checksum mismatch): "
@@ -167,8 +194,10 @@ class Codec:
             )
         x_hat = self.model.synthesis(y_hat[None].float().to(self.device), q).clamp_(0, 1)
         rgb = x_hat[0, :, : hd.height, : hd.width].permute(1, 2, 0).float().cpu().numpy()
+        clock.lap("network")
         alpha = self._decode_alpha(s, hd)
-        return Decoded(Picture(np.ascontiguousarray(rgb), hd.kind, hd.depth, alpha), hd, y_hat)
+        clock.lap("container")
+        return Decoded(Picture(np.ascontiguousarray(rgb), hd.kind, hd.depth, alpha), hd, y_hat, clock.times)
 
     @staticmethod
     def _decode_alpha(s: JcdStream, hd: Header) -> np.ndarray | None:

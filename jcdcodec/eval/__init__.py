@@ -1,0 +1,1 @@
+"""Evaluation: metrics, BD-rate, classical anchors, the RD runner, plots and the report."""

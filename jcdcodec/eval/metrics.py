@@ -1,0 +1,29 @@
+"""Distortion metrics against the clean image, on 8-bit outputs (as the published tables)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 images."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM (pytorch_msssim, data range 255); NaN for images too small for 5 scales."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(a.shape[:2]) <= 160:
+        return float("nan")
+    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
+    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    return float(_ms_ssim(ta, tb, data_range=255.0))

@@ -1,0 +1,104 @@
+"""jcd eval / bench: BD-rate on known values, anchors, a tiny end-to-end evaluation with caching."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import run_jcd, textured
+from PIL import Image
+
+from jcdcodec.eval import anchors
+from jcdcodec.eval.bdrate import bd_rate, upper_envelope
+from jcdcodec.eval.report import best_at
+
+
+def test_bd_rate_of_a_uniformly_cheaper_curve_is_exact():
+    r = [0.1, 0.2, 0.4, 0.8]
+    q = [27.0, 29.5, 31.0, 33.5]
+    assert bd_rate(r, q, [x * 0.9 for x in r], q) == pytest.approx(-10.0, abs=1e-6)
+    assert bd_rate(r, q, [x * 1.25 for x in r], q) == pytest.approx(25.0, abs=1e-6)
+
+
+def test_bd_rate_of_a_psnr_shift_on_a_log_linear_curve():
+    # q = 10 * log10(r) + 40 is linear in log-rate: +1 dB at equal rate is a rate factor 10^(-1/10).
+    r = [0.1, 0.2, 0.4, 0.8]
+    q = [10 * math.log10(x) + 40 for x in r]
+    expected = (10 ** (-0.1) - 1) * 100
+    assert bd_rate(r, q, r, [v + 1 for v in q]) == pytest.approx(expected, abs=0.05)
+
+
+def test_no_overlap_gives_nan():
+    assert math.isnan(bd_rate([0.1, 0.2], [20, 21], [0.1, 0.2], [30, 31]))
+
+
+def test_upper_envelope_drops_dominated_points():
+    r, q = upper_envelope([0.1, 0.3, 0.2, 0.5, 0.4], [25, 24, 26, 27, 26.5])
+    assert r == [0.1, 0.2, 0.4, 0.5] and q == [25, 26, 26.5, 27]
+    assert math.isnan(best_at([0.1, 0.2, 0.4], [25, 26, 27], 0.05))
+    assert best_at([0.1, 0.2, 0.4], [25, 26, 27], 1.0) == 27
+    assert best_at([0.1, 0.4], [25, 27], 0.2) == pytest.approx(26.0)
+
+
+@pytest.mark.parametrize("codec", anchors.CODECS)
+def test_anchor_codecs_decode_and_grow_with_quality(codec):
+    img = (textured(64, 64) * 255).astype(np.uint8)
+    small, out = anchors.code(img, codec, 10)
+    large, _ = anchors.code(img, codec, 90)
+    assert out.shape == img.shape and small < large
+
+
+def test_bm3d_removes_noise():
+    rng = np.random.default_rng(0)
+    clean = (textured(64, 64, seed=1) * 0 + 0.5)
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
+    den = anchors.bm3d_denoise(np.round(noisy * 255).astype(np.uint8), 0.1)
+    assert np.std(den / 255.0 - clean) < 0.3 * np.std(noisy - clean)
+
+
+def test_tiny_end_to_end_eval_with_cache(tmp_path, weights_file, monkeypatch):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray((textured(176, 180, seed=i) * 255).astype(np.uint8)).save(d / f"im{i}.png")
+    out = tmp_path / "res"
+    args = ["eval", str(d), "--levels", "1,4", "--qualities", "1,6", "--anchors", "jpeg,bm3d+jpeg", "--weights",
+            str(weights_file), "-o", str(out), "--report", str(tmp_path / "doc" / "results.md")]
+    r = run_jcd(*args)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    methods = {s["method"] for s in summary}
+    assert {"jcd:tiny-test", "jpeg", "bm3d+jpeg", "noisy input", "bm3d (uncompressed)"} <= methods
+    jcd = [s for s in summary if s["method"] == "jcd:tiny-test"]
+    assert len(jcd) == 4 and all(s["images"] == 2 and s["bpp"] > 0 for s in jcd)
+    assert all(0 < s["msssim"] <= 1 for s in jcd)
+    text = (tmp_path / "doc" / "results.md").read_text()
+    assert "## Noise level 4" in text and "BD-rate" in text
+    assert (tmp_path / "doc" / "plots" / "rd_L1.png").is_file()
+    rows_csv = (out / "per_image.csv").read_text().splitlines()
+    assert len(rows_csv) == 1 + len(json.loads((out / "summary.json").read_text())["rows"])
+    # A rerun takes everything from the cache: the codecs must not be called again.
+    from click.testing import CliRunner
+
+    from jcdcodec.cli import cli
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed a cached result")
+
+    monkeypatch.setattr(anchors, "code", boom)
+    monkeypatch.setattr(anchors, "bm3d_denoise", boom)
+    monkeypatch.setattr("jcdcodec.codec.Codec.encode", boom)
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0
+
+
+def test_bench_prints_and_writes_json(tmp_path, weights_file):
+    img = tmp_path / "a.png"
+    Image.fromarray((textured(64, 96) * 255).astype(np.uint8)).save(img)
+    r = run_jcd("bench", str(img), "-q", "2", "--repeats", "2", "--weights", str(weights_file), "--json",
+                str(tmp_path / "b.json"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res[0]["encode_s"] > 0 and res[0]["decode_entropy_s"] > 0 and res[0]["peak_rss_mb"] > 0
