@@ -61,6 +61,14 @@ weights_option = click.option(
     help="Weights file (.safetensors) instead of the shipped default from models/manifest.json.",
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the analysis/synthesis transforms (auto: bf16 where the hardware has it). The entropy "
+    "path is always float64, so this never affects compatibility.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,9 +91,10 @@ def cli() -> None:
 @weights_option
 @device_option
 @click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+@precision_option
 @quiet_option
 def encode(input: Path, quality: str, output: Path | None, weights: Path | None, device: str,
-           max_pixels: int, quiet: bool) -> None:  # fmt: skip
+           max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) an image into a .jcd file.
 
     Reads PNG, JPEG, TIFF, WebP, BMP: grey, palette, RGB, with or without alpha, 8 or 16 bits.
@@ -100,7 +109,7 @@ def encode(input: Path, quality: str, output: Path | None, weights: Path | None,
     t0 = time.perf_counter()
     with status("loading"):
         picture = load_image(input)
-        codec = Codec(weights, device=device, max_pixels=max_pixels)
+        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision)
     with status(f"encoding {input.name} at q{q:g}"):
         enc = codec.encode(picture, q)
     atomic_write_bytes(output, enc.data)
@@ -117,9 +126,10 @@ def encode(input: Path, quality: str, output: Path | None, weights: Path | None,
 @weights_option
 @device_option
 @click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+@precision_option
 @quiet_option
 def decode(input: Path, output: Path | None, depth: str, weights: Path | None, device: str, max_pixels: int,
-           quiet: bool) -> None:  # fmt: skip
+           precision: str, quiet: bool) -> None:  # fmt: skip
     """Decode a .jcd file into a clean image (PNG, TIFF, BMP, WebP, JPEG by extension)."""
     from .codec import Codec
     from .imageio import save_image
@@ -129,7 +139,7 @@ def decode(input: Path, output: Path | None, depth: str, weights: Path | None, d
     output = output or input.with_suffix(".png")
     t0 = time.perf_counter()
     with status("loading weights"):
-        codec = Codec(weights, device=device, max_pixels=max_pixels)
+        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision)
     with status(f"decoding {input.name}"):
         dec = codec.decode(data)
     p = dec.picture

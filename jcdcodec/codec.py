@@ -58,6 +58,16 @@ class _Clock:
         self._t = now
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 convolutions are fast here (CUDA, or a CPU with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
 def padded_size(height: int, width: int) -> tuple[int, int]:
     return -(-height // PAD) * PAD, -(-width // PAD) * PAD
 
@@ -87,11 +97,21 @@ class Codec:
         weights: str | LoadedWeights | None = None,
         device: str = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        precision: str = "auto",
     ) -> None:
+        """``precision`` of the analysis/synthesis transforms: "fp32", "bf16", or "auto" (bf16 where the
+        hardware runs it natively). It never touches the entropy path, so streams stay compatible.
+        """
+        if precision not in ("auto", "fp32", "bf16"):
+            raise JcdError(f"unknown precision {precision!r} (auto, fp32, bf16)")
         self.weights = weights if isinstance(weights, LoadedWeights) else load_weights(weights)
         self.device = resolve_device(device)
         self.model = self.weights.model.to(self.device).eval()
         self.max_pixels = max_pixels
+        self.bf16 = precision == "bf16" or (precision == "auto" and native_bf16(self.device))
+        # channels_last helps oneDNN's convolutions on the CPU in both precisions.
+        self._fmt = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model.to(memory_format=self._fmt)
         # Entropy path: CPU, float64, separate copies so the device copy is untouched.
         self._h_s = copy.deepcopy(self.weights.model.h_s).cpu().to(DTYPE).eval()
         self._eb = self.weights.model.entropy_bottleneck.cpu() if self.device.type == "cpu" else copy.deepcopy(
@@ -115,6 +135,9 @@ class Codec:
             return q
         return q
 
+    def _transforms(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
     def _params(self, z_hat: torch.Tensor) -> torch.Tensor:
         with exact_entropy_path():
             return self._h_s(z_hat.to(DTYPE))[0]
@@ -130,7 +153,8 @@ class Codec:
         clock = _Clock(self.device)
         x = torch.from_numpy(np.ascontiguousarray(picture.rgb)).permute(2, 0, 1)[None].to(self.device)
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
-        y = self.model.analysis(x, q).float()
+        with self._transforms():
+            y = self.model.analysis(x.contiguous(memory_format=self._fmt), q).float()
         z = self.model.h_a(y).cpu()
         y = y.cpu()
         clock.lap("network")
@@ -192,7 +216,9 @@ class Codec:
                 "decoded latent does not match the encoder's (symbol checksum mismatch): "
                 "the stream is damaged or was made by an incompatible jcd"
             )
-        x_hat = self.model.synthesis(y_hat[None].float().to(self.device), q).clamp_(0, 1)
+        with self._transforms():
+            y_in = y_hat[None].float().to(self.device).contiguous(memory_format=self._fmt)
+            x_hat = self.model.synthesis(y_in, q).float().clamp_(0, 1)
         rgb = x_hat[0, :, : hd.height, : hd.width].permute(1, 2, 0).float().cpu().numpy()
         clock.lap("network")
         alpha = self._decode_alpha(s, hd)

@@ -71,8 +71,10 @@ class WavefrontCoder:
         gc = model.gaussian_conditional
         self.scale_bound = float(gc.lower_bound_scale.bound)
         self.scale_table = gc.scale_table.detach().to(DTYPE).cpu()
-        self.cdfs = gc._quantized_cdf.tolist()
         self.cdf_lengths = gc._cdf_length.reshape(-1).int().tolist()
+        # Rows are padded to the longest CDF; the coder only reads cdf_length entries. Passing
+        # trimmed rows cuts the per-call conversion cost of CompressAI's rANS by ~7x.
+        self.cdfs = [row[:n] for row, n in zip(gc._quantized_cdf.tolist(), self.cdf_lengths, strict=True)]
         self.offsets = gc._offset.reshape(-1).int().tolist()
 
     # -- shared per-step arithmetic ------------------------------------------------------
