@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore")
 from compressai.models.google import JointAutoregressiveHierarchicalPriors as CAIJoint  # noqa: E402
 
 from jcdcodec import Codec, Picture, load_image  # noqa: E402
-from jcdcodec.codec import padded_size  # noqa: E402
+from jcdcodec.bitstream import padded_size  # noqa: E402
 
 KODIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim01.png"
 
@@ -63,17 +63,24 @@ def main() -> None:
     qs = [float(q) for q in a.qualities.split(",")] if a.qualities else [float(q) for q in m.config.qualities]
     hp, wp = padded_size(pic.height, pic.width)
     print(f"weights {codec.weights.name} (N={m.config.N}), image {pic.width}x{pic.height}, {a.threads} threads, "
-          f"median of {a.repeats}")  # fmt: skip
+          f"transforms in {'bf16' if codec.bf16 else 'fp32'}, median of {a.repeats}")  # fmt: skip
     rows = []
     for q in qs:
         t_enc, enc = timed(lambda q=q: codec.encode(pic, q), a.repeats)
         t_dec, dec = timed(lambda enc=enc: codec.decode(enc.data), a.repeats)
         assert torch.equal(dec.y_hat, enc.y_hat)
-        # Network floor of decoding: g_s + h_s + one full-plane context/parameter pass.
+        # Network floor of decoding: g_s (in the codec's own precision and layout) + h_s + one
+        # full-plane context/parameter pass.
         with torch.no_grad():
             y_hat = enc.y_hat[None].float()
             z_hat = torch.zeros(1, m.config.N, hp // 64, wp // 64)
-            t_gs, _ = timed(lambda y=y_hat, q=q: m.synthesis(y, q), a.repeats)
+            y_cl = y_hat.contiguous(memory_format=codec._fmt)
+
+            def synth(y=y_cl, q=q):
+                with codec._transforms():
+                    return m.synthesis(y, q)
+
+            t_gs, _ = timed(synth, a.repeats)
             t_hs, params = timed(lambda z=z_hat: m.h_s(z), a.repeats)
             t_ctx, _ = timed(lambda p=params, y=y_hat: m.entropy_parameters(torch.cat([p, m.context_prediction(y)], 1)),
                              a.repeats)  # fmt: skip

@@ -6,29 +6,36 @@ Typed API (the ``jcd`` command is a thin layer over it)::
     codec = Codec()                      # shipped default weights, CUDA when available
     enc = codec.encode(load_image("noisy.png"), quality=4)
     dec = codec.decode(enc.data)         # dec.picture.rgb: clean float RGB
+
+Names are imported lazily, so ``jcd --help`` and ``jcd info`` never load torch.
 """
 
+from __future__ import annotations
+
+import importlib
 import warnings
 
 # CompressAI 1.2.8 calls the deprecated torch.jit.script at import; that is not the user's concern.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
-from .codec import Codec, Decoded, Encoded, stream_info  # noqa: E402
-from .errors import BitstreamError, JcdError, WeightsError  # noqa: E402
-from .imageio import Picture, load_image, save_image  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "BitstreamError",
-    "Codec",
-    "Decoded",
-    "Encoded",
-    "JcdError",
-    "Picture",
-    "WeightsError",
-    "__version__",
-    "load_image",
-    "save_image",
-    "stream_info",
-]
+_EXPORTS = {
+    "Codec": "codec",
+    "Decoded": "codec",
+    "Encoded": "codec",
+    "stream_info": "info",
+    "BitstreamError": "errors",
+    "JcdError": "errors",
+    "WeightsError": "errors",
+    "Picture": "imageio",
+    "load_image": "imageio",
+    "save_image": "imageio",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'jcdcodec' has no attribute {name!r}")

@@ -25,6 +25,14 @@ QUALITY_SCALE = 32  # quality is stored as round(q * 32): steps of 1/32
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28  # 268 Mpx: what a header may ask the decoder to allocate for
 
+PAD = 64  # the model's total down-sampling: y at 1/16, z at 1/64 of the padded size
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The coded size: height and width rounded up to a multiple of 64 (derived, not stored)."""
+    return -(-height // PAD) * PAD, -(-width // PAD) * PAD
+
+
 _F_KIND = 0b0000_0011
 _F_ALPHA = 0b0000_0100
 _F_DEPTH16 = 0b0000_1000

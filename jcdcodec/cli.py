@@ -163,7 +163,7 @@ def _read_stream(path: Path) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(input: Path, as_json: bool) -> None:
     """Show what a .jcd file holds (no weights needed)."""
-    from .codec import stream_info
+    from .info import stream_info
 
     data = _read_stream(input)
     i = stream_info(data)
@@ -331,8 +331,8 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
 
     The manifest entry goes to manifest.json beside the output file.
     """
+    from .manifest import read_manifest
     from .train.loop import export_checkpoint
-    from .weights import read_manifest
 
     if not checkpoint.is_file():
         raise JcdError(f"{checkpoint}: no such checkpoint")
@@ -366,7 +366,8 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @cli.command(name="eval")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--levels", default="1,2,3,4", show_default=True, help="Noise levels.")
-@click.option("--qualities", default="1-6", show_default=True, help="jcd qualities, e.g. '1-6' or '1,2.5,6'.")
+@click.option("--qualities", default="1-6", show_default=True,
+              help="jcd qualities, e.g. '1-6' or '1,2.5,6'; 'none' runs only the anchors.")
 @click.option("--weights", "weights", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Weights to evaluate (repeatable; the first is compared with the others) [default: shipped].")
 @click.option("--anchors", default="jpeg,webp,avif,bm3d+best", show_default=True,
@@ -403,7 +404,8 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     known = {"jpeg", "webp", "avif", "bm3d+best", "bm3d+jpeg", "bm3d+webp", "bm3d+avif"}
     if set(anc) - known:
         raise click.BadParameter(f"unknown anchors {sorted(set(anc) - known)}", param_hint="--anchors")
-    settings = EvalSettings(levels=lv, qualities=_parse_floats(qualities, "qualities"), anchors=anc,
+    qs = () if qualities.strip() == "none" else _parse_floats(qualities, "qualities")
+    settings = EvalSettings(levels=lv, qualities=qs, anchors=anc,
                             float_input=float_input, gamma=gamma, seed=seed, device=device, max_images=max_images,
                             weights=tuple(str(w) for w in weights) or (None,))  # fmt: skip
     from .train.data import list_images

@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from . import bitstream
-from .bitstream import Header, JcdStream
+from .bitstream import PAD, Header, JcdStream, padded_size
 from .entropy import WavefrontCoder, exact_entropy_path
 from .entropy.determinism import DTYPE
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import Picture
-from .weights import LoadedWeights, load_weights, read_manifest
+from .info import describe_fingerprint
+from .weights import LoadedWeights, load_weights
 
-PAD = 64  # total down-sampling of the model: y at 1/16, z at 1/64
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
@@ -66,10 +66,6 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:
         return False
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    return -(-height // PAD) * PAD, -(-width // PAD) * PAD
 
 
 @dataclass
@@ -241,51 +237,3 @@ class Codec:
         if len(raw) != size:
             raise BitstreamError("corrupted stream (alpha plane has the wrong size)")
         return np.frombuffer(raw, dtype=dtype).reshape(hd.height, hd.width).astype(dtype.newbyteorder("="))
-
-
-def describe_fingerprint(fp: bytes) -> str:
-    """'name [hex]' when the manifest knows the weights, else just the hex fingerprint."""
-    for name, entry in read_manifest().get("models", {}).items():
-        if entry.get("sha256", "").startswith(fp.hex()):
-            return f"{name} [{fp.hex()}]"
-    return f"[{fp.hex()}]"
-
-
-def stream_info(data: bytes, n_channels: int | None = None) -> dict:
-    """What a .jcd holds, without loading weights: header, derived shapes, sizes, bpp."""
-    s = bitstream.unpack(data)
-    h = s.header
-    hp, wp = padded_size(h.height, h.width)
-    manifest = read_manifest()
-    weights_name, trained, n = None, None, n_channels
-    for name, entry in manifest.get("models", {}).items():
-        if entry.get("sha256", "").startswith(h.fingerprint.hex()):
-            weights_name = name
-            trained = entry.get("trained", True)
-            n = n or entry.get("config", {}).get("N")
-    from .imageio import KIND_NAMES
-
-    info = {
-        "format": f"jcd v{h.version}",
-        "width": h.width,
-        "height": h.height,
-        "colour": KIND_NAMES[h.kind],
-        "bit_depth": h.depth,
-        "alpha": h.has_alpha,
-        "quality": h.quality,
-        "weights_fingerprint": h.fingerprint.hex(),
-        "weights_name": weights_name,
-        "weights_trained": trained,
-        "padded_size": [wp, hp],
-        "padding": [wp - h.width, hp - h.height],
-        "y_shape": [n, hp // 16, wp // 16] if n else [None, hp // 16, wp // 16],
-        "z_shape": [n, hp // 64, wp // 64] if n else [None, hp // 64, wp // 64],
-        "bytes_total": len(data),
-        "bytes_z": len(s.z),
-        "bytes_y": len(s.y),
-        "bytes_alpha": len(s.alpha),
-        "bytes_header": len(data) - len(s.z) - len(s.y) - len(s.alpha),
-        "bpp": len(data) * 8 / (h.width * h.height),
-        "checksum": "ok",
-    }
-    return info

@@ -23,7 +23,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import JcdError
 
 GRAY, RGB, PALETTE = 0, 1, 2
-KIND_NAMES = {GRAY: "grey", RGB: "RGB", PALETTE: "palette"}
 
 
 @dataclass

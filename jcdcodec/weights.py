@@ -9,8 +9,6 @@ sha256, training record and measured figures; the default file is checked agains
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,26 +17,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import WeightsError
+from .manifest import models_dir, read_manifest, sha256_file
 from .nn.model import JointModel, ModelConfig
 
 #: Entropy-model buffers whose size depends on the trained weights.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 #: Largest N a weights file may ask for (a bound on what loading may allocate).
 MAX_N = 512
-
-
-def models_dir() -> Path:
-    """Where shipped weights live: $JCD_MODELS, else the repository's ``models/``."""
-    env = os.environ.get("JCD_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -54,16 +39,6 @@ class LoadedWeights:
     def fingerprint(self) -> bytes:
         """The 4 bytes a .jcd stream stores to name the weights it was made with."""
         return bytes.fromhex(self.sha256[:8])
-
-
-def read_manifest(directory: Path | None = None) -> dict:
-    path = (directory or models_dir()) / "manifest.json"
-    if not path.is_file():
-        return {"default": None, "models": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"{path}: manifest is not valid JSON ({e})") from None
 
 
 def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] | None = None) -> str:

@@ -33,14 +33,40 @@ TAPS: tuple[tuple[int, int], ...] = tuple(
 
 
 def wavefront_schedule(h: int, w: int) -> list[tuple[Tensor, Tensor]]:
-    """Rows and columns of the positions coded at each step t = 3i + j, t = 0..3(h-1)+w-1."""
+    """Rows and columns of the positions coded at each non-empty step t = 3i + j, in increasing t."""
     steps = []
     for t in range(3 * (h - 1) + w):
         i = torch.arange(max(0, (t - w + 3) // 3), min(h - 1, t // 3) + 1)
         j = t - 3 * i
         keep = (j >= 0) & (j < w)
-        steps.append((i[keep], j[keep]))
+        if keep.any():  # narrow latents (w < 3) have empty steps
+            steps.append((i[keep], j[keep]))
     return steps
+
+
+@dataclass
+class _Step:
+    """Flat indices of one wavefront step (precomputed: no per-position Python)."""
+
+    n: int  # positions in the step
+    neighbours: Tensor  # (n * 12,) rows of the padded plane, position-major then tap
+    params: Tensor  # (n,) rows of the (h * w, 2M) params
+    target: Tensor  # (n,) rows of the padded plane
+
+
+def _plan(h: int, w: int) -> list[_Step]:
+    pw = w + 4  # padded width: 2 columns each side; 2 rows on top
+    tap_off = torch.tensor([dy * pw + dx for dy, dx in TAPS])
+    steps = []
+    for i, j in wavefront_schedule(h, w):
+        centre = (i + 2) * pw + (j + 2)
+        steps.append(_Step(len(i), (centre[:, None] + tap_off[None, :]).reshape(-1), i * w + j, centre))
+    return steps
+
+
+def _unplane(plane: Tensor, m: int, h: int, w: int) -> Tensor:
+    """Rows-of-channels padded plane -> the latent (M, h, w)."""
+    return plane.view(h + 2, w + 4, m)[2:, 2:-2].permute(2, 0, 1).contiguous()
 
 
 @dataclass
@@ -78,19 +104,21 @@ class WavefrontCoder:
         self.offsets = gc._offset.reshape(-1).int().tolist()
 
     # -- shared per-step arithmetic ------------------------------------------------------
-    def _step_params(self, y_pad: Tensor, params: Tensor, i: Tensor, j: Tensor) -> tuple[Tensor, Tensor]:
-        """Scales and means (P, M) of the positions (i, j), from already coded neighbours."""
-        neigh = torch.stack([y_pad[:, i + 2 + dy, j + 2 + dx] for dy, dx in TAPS], dim=0)  # (12, M, P)
-        x = neigh.permute(2, 0, 1).reshape(len(i), -1)  # (P, 12*M), tap-major like the weight
+    def _step_params(self, plane: Tensor, params: Tensor, st: _Step) -> tuple[Tensor, Tensor]:
+        """Scales and means (P, M) of one step's positions, from already coded neighbours.
+
+        ``plane`` is the padded latent as rows of channels, ((h+2)*(w+4), M); ``params`` is
+        (h*w, 2M). Gathering rows gives (P, 12*M) in the weight's tap-major order directly.
+        """
+        x = plane.index_select(0, st.neighbours).view(st.n, -1)
         ctx = torch.addmm(self.ctx.bias, x, self.ctx.weight)
-        h = torch.cat([params[:, i, j].T, ctx], dim=1)
+        h = torch.cat([params.index_select(0, st.params), ctx], dim=1)
         last = len(self.params_layers) - 1
         for k, layer in enumerate(self.params_layers):
             h = torch.addmm(layer.bias, h, layer.weight)
             if k < last:
                 h = F.leaky_relu(h)
-        scales, means = h[:, : self.m], h[:, self.m :]
-        return scales, means
+        return h[:, : self.m], h[:, self.m :]
 
     def _indexes(self, scales: Tensor) -> Tensor:
         scales = scales.clamp_min(self.scale_bound)
@@ -99,36 +127,54 @@ class WavefrontCoder:
 
     # -- coding ---------------------------------------------------------------------------
     def encode(self, y: Tensor, params: Tensor) -> tuple[bytes, Tensor, int]:
-        """y (M, h, w) float, params (2M, h, w). Returns (stream, y_hat, symbol crc)."""
+        """y (M, h, w) float, params (2M, h, w). Returns (stream, y_hat, symbol crc).
+
+        The encoder knows every symbol once its step is done, so all of them go to rANS in
+        one call at the end (same order as the decoder reads them).
+        """
         y = y.to(DTYPE)
         params = params.to(DTYPE)
         m, h, w = y.shape
-        y_pad = torch.zeros(m, h + 2, w + 4, dtype=DTYPE)
+        plane = torch.zeros((h + 2) * (w + 4), m, dtype=DTYPE)
+        rows_y = y.reshape(m, h * w).T.contiguous()
+        rows_p = params.reshape(2 * m, h * w).T.contiguous()
+        symbols, indexes = [], []
+        for st in _plan(h, w):
+            scales, means = self._step_params(plane, rows_p, st)
+            sym = torch.round(rows_y.index_select(0, st.params) - means)
+            plane.index_copy_(0, st.target, sym + means)
+            symbols.append(sym.reshape(-1))
+            indexes.append(self._indexes(scales).reshape(-1))
+        sym_all = torch.cat(symbols).int()
+        idx_all = torch.cat(indexes)
+        crc = zlib.crc32(sym_all.numpy().astype("<i4").tobytes())
         enc = BufferedRansEncoder()
-        crc = 0
-        for i, j in wavefront_schedule(h, w):
-            scales, means = self._step_params(y_pad, params, i, j)
-            sym = torch.round(y[:, i, j].T - means)
-            y_pad[:, i + 2, j + 2] = (sym + means).T
-            sym_i = sym.int().reshape(-1)
-            crc = zlib.crc32(sym_i.numpy().astype("<i4").tobytes(), crc)
-            enc.encode_with_indexes(
-                sym_i.tolist(), self._indexes(scales).reshape(-1).tolist(), self.cdfs, self.cdf_lengths, self.offsets
-            )
-        return enc.flush(), y_pad[:, 2:, 2:-2].clone(), crc
+        enc.encode_with_indexes(sym_all.tolist(), idx_all.tolist(), self.cdfs, self.cdf_lengths, self.offsets)
+        return enc.flush(), _unplane(plane, m, h, w), crc
 
     def decode(self, stream: bytes, params: Tensor, h: int, w: int) -> tuple[Tensor, int]:
         """Inverse of :meth:`encode`: returns (y_hat (M, h, w) float64, symbol crc)."""
         params = params.to(DTYPE)
         m = self.m
-        y_pad = torch.zeros(m, h + 2, w + 4, dtype=DTYPE)
+        plane = torch.zeros((h + 2) * (w + 4), m, dtype=DTYPE)
+        rows_p = params.reshape(2 * m, h * w).T.contiguous()
         dec = RansDecoder()
         dec.set_stream(stream)
         crc = 0
-        for i, j in wavefront_schedule(h, w):
-            scales, means = self._step_params(y_pad, params, i, j)
-            idx = self._indexes(scales).reshape(-1).tolist()
-            sym = np.asarray(dec.decode_stream(idx, self.cdfs, self.cdf_lengths, self.offsets), dtype="<i4")
+        for st in _plan(h, w):
+            scales, means = self._step_params(plane, rows_p, st)
+            # Pass only the CDFs this step uses: the rANS binding converts every table per call.
+            used, local = np.unique(self._indexes(scales).reshape(-1).numpy(), return_inverse=True)
+            sub = used.tolist()
+            sym = np.asarray(
+                dec.decode_stream(
+                    local.tolist(),
+                    [self.cdfs[k] for k in sub],
+                    [self.cdf_lengths[k] for k in sub],
+                    [self.offsets[k] for k in sub],
+                ),
+                dtype="<i4",
+            )
             crc = zlib.crc32(sym.tobytes(), crc)
-            y_pad[:, i + 2, j + 2] = (torch.from_numpy(sym.astype(np.float64)).view(len(i), m) + means).T
-        return y_pad[:, 2:, 2:-2].clone(), crc
+            plane.index_copy_(0, st.target, torch.from_numpy(sym.astype(np.float64)).view(st.n, m) + means)
+        return _unplane(plane, m, h, w), crc

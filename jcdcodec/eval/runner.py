@@ -82,7 +82,7 @@ def evaluate(
     if settings.max_images:
         files = files[: settings.max_images]
     cache = _Cache(out_dir / "cache")
-    codecs = [Codec(w, device=settings.device) for w in settings.weights]
+    codecs = [Codec(w, device=settings.device) for w in settings.weights] if settings.qualities else []
     rows: list[dict] = []
     want_bm3d = any(a.startswith("bm3d") for a in settings.anchors)
     pillow = [a for a in settings.anchors if a in anc.CODECS]

@@ -1,0 +1,45 @@
+"""The shipped-weights manifest: where models live, what they are, their checksums.
+
+Kept free of torch so ``jcd info`` and ``jcd --help`` start instantly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .errors import WeightsError
+
+
+def models_dir() -> Path:
+    """Where shipped weights live: $JCD_MODELS, else the repository's ``models/``."""
+    env = os.environ.get("JCD_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(directory: Path | None = None) -> dict:
+    path = (directory or models_dir()) / "manifest.json"
+    if not path.is_file():
+        return {"default": None, "models": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path}: manifest is not valid JSON ({e})") from None
+
+
+def find_by_fingerprint(fingerprint: bytes) -> tuple[str, dict] | None:
+    """The manifest entry whose sha256 starts with a stream's 4-byte fingerprint."""
+    for name, entry in read_manifest().get("models", {}).items():
+        if entry.get("sha256", "").startswith(fingerprint.hex()):
+            return name, entry
+    return None

@@ -1,0 +1,50 @@
+"""The wavefront schedule and the context coder."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import textured
+
+from jcdcodec import Picture
+from jcdcodec.entropy.context import TAPS, wavefront_schedule
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (5, 1), (4, 6), (32, 48)])
+def test_schedule_covers_every_position_once_after_its_neighbours(h, w):
+    step_of = -np.ones((h, w), int)
+    for t, (i, j) in enumerate(wavefront_schedule(h, w)):
+        assert len(i) > 0
+        assert (step_of[i, j] == -1).all()
+        step_of[i, j] = t
+        assert list(i) == sorted(i.tolist()), "rows increase inside a step"
+    assert (step_of >= 0).all()
+    for i in range(h):
+        for j in range(w):
+            for dy, dx in TAPS:
+                if 0 <= i + dy < h and 0 <= j + dx < w:
+                    assert step_of[i + dy, j + dx] < step_of[i, j]
+
+
+def test_kodak_sized_latent_takes_141_steps():
+    assert len(wavefront_schedule(32, 48)) == 141
+
+
+def test_taps_are_exactly_the_type_a_mask():
+    from compressai.layers import MaskedConv2d
+
+    mask = MaskedConv2d(1, 1, 5, padding=2).mask[0, 0]
+    kept = {(dy - 2, dx - 2) for dy in range(5) for dx in range(5) if mask[dy, dx] == 1}
+    assert kept == set(TAPS) and len(TAPS) == 12
+
+
+def test_encoder_latent_is_the_rounded_analysis(codec):
+    """y_hat = round(y - mean) + mean: never more than half a step from the analysis output."""
+    pic = Picture.from_array(textured(64, 128, seed=9))
+    q = 3
+    enc = codec.encode(pic, q)
+    x = torch.from_numpy(pic.rgb).permute(2, 0, 1)[None]
+    with torch.no_grad(), codec._transforms():
+        y = codec.model.analysis(x.contiguous(memory_format=codec._fmt), q).float()[0].double()
+    assert enc.y_hat.shape == y.shape
+    assert float((enc.y_hat - y).abs().max()) <= 0.5 + 1e-4
+    assert (enc.y_hat != 0).any()
