@@ -267,9 +267,17 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     if nproc > 1:
         import subprocess
 
-        args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+        args, skip = [], False
+        for a in sys.argv[sys.argv.index("train") + 1 :]:
+            if skip or a.startswith("--nproc="):
+                skip = False
+                continue
+            if a == "--nproc":
+                skip = True
+                continue
+            args.append(a)
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "jcdcodec.train",
-               *args[1:]]  # fmt: skip
+               *args]  # fmt: skip
         sys.exit(subprocess.call(cmd))
     from .nn.model import ModelConfig
     from .train.loop import TrainConfig, Trainer

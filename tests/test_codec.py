@@ -50,23 +50,58 @@ def test_decoder_in_another_process_reproduces_the_latent_exactly(codec, weights
         assert np.array_equal(out["rgb"].numpy(), local.picture.rgb)
 
 
-def test_thread_counts_and_cpu_kernels_do_not_change_the_decode(weights_file, tmp_path):
+MANY_SCRIPT = r"""
+import sys, warnings, torch
+warnings.filterwarnings("ignore")
+torch.set_num_threads(int(sys.argv[1]))
+from jcdcodec import Codec
+codec = Codec(sys.argv[2], device="cpu")
+out = {}
+for path in sys.argv[4:]:
+    dec = codec.decode(open(path, "rb").read())
+    out[path] = {"y_hat": dec.y_hat, "rgb": torch.from_numpy(dec.picture.rgb)}
+torch.save(out, sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("enc_threads,dec_threads", [(2, 1), (1, 2)])
+def test_thread_counts_and_cpu_kernels_do_not_change_the_decode(weights_file, tmp_path, enc_threads, dec_threads):
+    """Many images x every quality: identical latents whatever the threads or CPU kernels of the decoder."""
     import os
 
-    pic = Picture.from_array(textured(128, 192, seed=3))
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)
+        torch.set_num_threads(enc_threads)
         codec = Codec(str(weights_file), device="cpu")
-        enc = codec.encode(pic, 5)
+        streams = {}
+        for k, (h, w) in enumerate([(128, 192), (64, 64), (96, 160)]):
+            pic = Picture.from_array(textured(h, w, seed=10 + k))
+            for q in range(1, 7):
+                enc = codec.encode(pic, q)
+                p = tmp_path / f"s{k}-{q}.jcd"
+                p.write_bytes(enc.data)
+                streams[str(p)] = enc
     finally:
         torch.set_num_threads(threads)
-    p = tmp_path / "s.jcd"
-    p.write_bytes(enc.data)
-    envs = [{"OMP_NUM_THREADS": "1"}, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"}]
+    envs = [{}, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"}]
     for env in envs:
-        out = decode_in_subprocess(weights_file, p, tmp_path / "o.pt", {**os.environ, **env})
-        assert torch.equal(out["y_hat"], enc.y_hat), env
+        out_path = tmp_path / "out.pt"
+        r = subprocess.run([sys.executable, "-c", MANY_SCRIPT, str(dec_threads), str(weights_file), str(out_path),
+                            *streams], capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = torch.load(out_path, weights_only=True)
+        for path, enc in streams.items():
+            assert torch.equal(out[path]["y_hat"], enc.y_hat), (env, path)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "WEBP", "BMP"])
+def test_other_input_formats(codec, tmp_path, fmt):
+    from PIL import Image
+
+    p = tmp_path / f"in.{fmt.lower()}"
+    Image.fromarray((textured(30, 40) * 255).astype(np.uint8)).save(p, format=fmt)
+    dec = codec.decode(codec.encode(load_image(p), 2).data)
+    assert dec.picture.rgb.shape == (30, 40, 3)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (13, 7), (64, 64), (65, 129)])
