@@ -389,11 +389,14 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
               show_default=True, help="Folder for CSV/JSON, plots and the per-item cache.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a markdown report here (plots go to a 'plots' folder beside it).")
+@click.option("--anchor-rows", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSONL file of anchor results to reuse and extend (they do not depend on jcd's weights; "
+              "BM3D costs minutes per image).")
 @device_option
 @quiet_option
 def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...], anchors: str, float_input: bool,
-          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, device: str,
-          quiet: bool) -> None:  # fmt: skip
+          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, anchor_rows: Path | None,
+          device: str, quiet: bool) -> None:  # fmt: skip
     """Rate-distortion of jcd and classical anchors on DIRECTORY with the reference noise.
 
     Real encoder and decoder, real file sizes. Writes per_image.csv, summary.csv, summary.json, an RD plot per
@@ -422,7 +425,7 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     total = (min(n_images, max_images) if max_images else n_images) * len(lv)
     with Progress(disable=quiet or not err.is_terminal, console=err) as bar:
         task = bar.add_task("evaluating", total=total)
-        rows = evaluate(directory, settings, output, progress=lambda msg: bar.advance(task))
+        rows = evaluate(directory, settings, output, progress=lambda msg: bar.advance(task), anchor_rows=anchor_rows)
     summary = summarize(rows)
     write_tables(rows, summary, output, settings)
     plot_dir = (report.parent / "plots") if report else output

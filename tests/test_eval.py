@@ -94,6 +94,26 @@ def test_tiny_end_to_end_eval_with_cache(tmp_path, weights_file, monkeypatch):
     assert res.exit_code == 0
 
 
+def test_anchor_rows_file_is_reused_without_the_per_item_cache(tmp_path, monkeypatch):
+    from jcdcodec.eval.runner import EvalSettings, evaluate
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray((textured(40, 48) * 255).astype(np.uint8)).save(d / "a.png")
+    rows_file = tmp_path / "anchors.jsonl"
+    s = EvalSettings(levels=(2,), qualities=(), anchors=("jpeg",))
+    first = evaluate(d, s, tmp_path / "r1", anchor_rows=rows_file)
+    assert rows_file.is_file() and len(rows_file.read_text().splitlines()) == len(first)
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed an anchor from the rows file")
+
+    monkeypatch.setattr(anchors, "code", boom)
+    again = evaluate(d, s, tmp_path / "r2", anchor_rows=rows_file)  # fresh cache folder
+    key = lambda r: (r["method"], r["setting"], r["psnr"])  # noqa: E731
+    assert [key(r) for r in again] == [key(r) for r in first]
+
+
 def test_bench_prints_and_writes_json(tmp_path, weights_file):
     img = tmp_path / "a.png"
     Image.fromarray((textured(64, 96) * 255).astype(np.uint8)).save(img)
