@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import bitstream
 from .bitstream import PAD, Header, JcdStream, padded_size
-from .entropy import WavefrontCoder, exact_entropy_path
+from .entropy import WavefrontCoder, exact_entropy_path, padded_for_decoding
 from .entropy.determinism import DTYPE
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import Picture
@@ -199,7 +199,8 @@ class Codec:
         hp, wp = padded_size(hd.height, hd.width)
         clock = _Clock(self.device)
         try:
-            z_hat = self._eb.decompress([s.z], (hp // PAD, wp // PAD))
+            zh, zw = hp // PAD, wp // PAD
+            z_hat = self._eb.decompress([padded_for_decoding(s.z, self.model.config.N * zh * zw)], (zh, zw))
         except (RuntimeError, ValueError) as e:
             raise BitstreamError(f"corrupted stream (z: {e})") from None
         params = self._params(z_hat)

@@ -32,6 +32,18 @@ TAPS: tuple[tuple[int, int], ...] = tuple(
 )
 
 
+def padded_for_decoding(stream: bytes, n_symbols: int) -> bytes:
+    """``stream`` followed by enough zero bytes that CompressAI's rANS decoder never reads past the end.
+
+    The decoder has no bounds checks: a crafted stream (valid checksum, hostile payload) could make it
+    read beyond its buffer. Each decode step consumes at most 16 state bits and reads at most one 32-bit
+    word; escape (bypass) chains are bounded by the stream's own bits, and zero padding decodes as the
+    first symbol of a CDF, never the escape. So for S symbols and L stream bytes it reads fewer than
+    ~10 S + 16 L bytes; 12 S + 16 L + 64 zero bytes cover every input.
+    """
+    return stream + bytes(12 * n_symbols + 16 * len(stream) + 64)
+
+
 def wavefront_schedule(h: int, w: int) -> list[tuple[Tensor, Tensor]]:
     """Rows and columns of the positions coded at each non-empty step t = 3i + j, in increasing t."""
     steps = []
@@ -159,7 +171,7 @@ class WavefrontCoder:
         plane = torch.zeros((h + 2) * (w + 4), m, dtype=DTYPE)
         rows_p = params.reshape(2 * m, h * w).T.contiguous()
         dec = RansDecoder()
-        dec.set_stream(stream)
+        dec.set_stream(padded_for_decoding(stream, m * h * w))
         crc = 0
         for st in _plan(h, w):
             scales, means = self._step_params(plane, rows_p, st)
