@@ -20,6 +20,10 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated
 
 __version__ = "0.1.0"
 
+from . import pillow_plugin as _pillow_plugin  # noqa: E402  (no torch: decoding loads it on demand)
+
+_pillow_plugin.register()
+
 _EXPORTS = {
     "Codec": "codec",
     "Decoded": "codec",

@@ -255,3 +255,24 @@ def test_hostile_payloads_with_valid_checksums_never_crash_the_decoder(codec, we
                        text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, f"decoder crashed (exit {r.returncode}): {r.stderr[-1500:]}"
     assert "'error': 40" in r.stdout, r.stdout  # the symbol checksum rejects every forged latent
+
+
+def test_pillow_plugin_opens_and_saves_jcd(codec, tmp_path):
+    from PIL import Image
+
+    from jcdcodec import pillow_plugin
+
+    pillow_plugin.use_codec(codec)
+    src = Image.fromarray((textured(40, 52) * 255).astype(np.uint8), "RGB")
+    p = tmp_path / "x.jcd"
+    src.save(p, quality=3)
+    with Image.open(p) as im:
+        assert im.format == "JCD" and im.size == (52, 40) and im.mode == "RGB"
+        assert im.info["jcd_quality"] == 3
+        px = np.asarray(im)
+    expected = codec.decode(p.read_bytes()).picture.rgb
+    assert np.array_equal(px, np.round(expected * 255).astype(np.uint8))
+    grey = Image.fromarray((textured(20, 20)[:, :, 0] * 255).astype(np.uint8), "L")
+    grey.save(tmp_path / "g.jcd")
+    with Image.open(tmp_path / "g.jcd") as im:
+        assert im.mode == "L" and np.asarray(im).shape == (20, 20)

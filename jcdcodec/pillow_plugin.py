@@ -1,0 +1,83 @@
+"""Pillow plugin: ``Image.open("x.jcd")`` decodes with the default weights; ``im.save("x.jcd", quality=4)``.
+
+Registered when :mod:`jcdcodec` is imported. Opening reads and validates the header only (size and mode
+are known at once); the pixels are decoded on first access. Weights other than the shipped default:
+``jcdcodec.pillow_plugin.use_codec(Codec(...))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from . import bitstream
+from .errors import BitstreamError
+
+_CODEC = None
+
+
+def use_codec(codec) -> None:
+    """Make the plugin decode and encode with this :class:`jcdcodec.Codec`."""
+    global _CODEC
+    _CODEC = codec
+
+
+def _codec():
+    global _CODEC
+    if _CODEC is None:
+        from .codec import Codec
+
+        _CODEC = Codec()
+    return _CODEC
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:3] == bitstream.MAGIC
+
+
+class JcdImageFile(ImageFile.ImageFile):
+    format = "JCD"
+    format_description = "jcd learned image codec (denoising)"
+
+    def _open(self) -> None:
+        data = self.fp.read()
+        try:
+            s = bitstream.unpack(data)
+        except BitstreamError as e:
+            raise SyntaxError(str(e)) from None
+        h = s.header
+        base = "L" if h.kind == 0 else "RGB"
+        self._mode = base + ("A" if h.has_alpha else "")
+        self._size = (h.width, h.height)
+        self.info["jcd_quality"] = h.quality
+        self._jcd_data = data
+        self.tile = []
+
+    def load(self):
+        if self._im is None and getattr(self, "_jcd_data", None) is not None:
+            from .imageio import GRAY, RGB, to_pillow_or_array
+
+            p = _codec().decode(self._jcd_data).picture
+            kind = GRAY if p.kind == GRAY else RGB
+            img = to_pillow_or_array(p.rgb, kind, 8, p.alpha)
+            self.im = img.convert(self.mode).im
+            self._jcd_data = None
+        return Image.Image.load(self)
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    from .imageio import Picture
+
+    quality = float(im.encoderinfo.get("quality", 4))
+    mode = im.mode
+    alpha = np.asarray(im.getchannel("A")) if mode in ("RGBA", "LA") else None
+    rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    kind = 0 if mode in ("L", "LA", "1") else 1
+    fp.write(_codec().encode(Picture(rgb, kind, 8, alpha), quality).data)
+
+
+def register() -> None:
+    Image.register_open(JcdImageFile.format, JcdImageFile, _accept)
+    Image.register_save(JcdImageFile.format, _save)
+    Image.register_extension(JcdImageFile.format, ".jcd")
+    Image.register_mime(JcdImageFile.format, "image/x-jcd")
