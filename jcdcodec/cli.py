@@ -389,14 +389,16 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
               show_default=True, help="Folder for CSV/JSON, plots and the per-item cache.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a markdown report here (plots go to a 'plots' folder beside it).")
+@click.option("--update-manifest", is_flag=True,
+              help="Record the measured figures of the evaluated weights in models/manifest.json.")
 @click.option("--anchor-rows", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSONL file of anchor results to reuse and extend (they do not depend on jcd's weights; "
               "BM3D costs minutes per image).")
 @device_option
 @quiet_option
 def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...], anchors: str, float_input: bool,
-          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, anchor_rows: Path | None,
-          device: str, quiet: bool) -> None:  # fmt: skip
+          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, update_manifest: bool,
+          anchor_rows: Path | None, device: str, quiet: bool) -> None:  # fmt: skip
     """Rate-distortion of jcd and classical anchors on DIRECTORY with the reference noise.
 
     Real encoder and decoder, real file sizes. Writes per_image.csv, summary.csv, summary.json, an RD plot per
@@ -442,7 +444,36 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     atomic_write_bytes(output / "report.md", text.encode())
     if report:
         atomic_write_bytes(report, text.encode())
+    if update_manifest:
+        _record_figures(summary, settings, directory, command)
     say(f"{len(rows)} results -> {output}" + (f", report {report}" if report else ""))
+
+
+def _record_figures(summary: list[dict], settings, directory: Path, command: str) -> None:
+    """Write mean bpp / PSNR / MS-SSIM per level and quality into the manifest entries of the evaluated weights."""
+    from .imageio import atomic_write_bytes
+    from .manifest import models_dir, read_manifest
+
+    manifest = read_manifest()
+    changed = False
+    for name, entry in manifest.get("models", {}).items():
+        rows = [s for s in summary if s["method"] == f"jcd:{name}"]
+        if not rows:
+            continue
+        entry["figures"] = {
+            "dataset": directory.name,
+            "images": max(s["images"] for s in rows),
+            "noise": f"reference read+shot, seed {settings.seed}, gamma {settings.gamma}",
+            "input": "float" if settings.float_input else "8-bit noisy",
+            "command": command,
+            "by_level": {str(lv): [{"quality": s["setting"], "bpp": round(s["bpp"], 5), "psnr": round(s["psnr"], 3),
+                                    "msssim": round(s["msssim"], 5)} for s in rows if s["level"] == lv]
+                         for lv in settings.levels},
+        }  # fmt: skip
+        changed = True
+    if changed:
+        path = models_dir() / "manifest.json"
+        atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 @cli.command()
