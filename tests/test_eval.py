@@ -122,3 +122,24 @@ def test_bench_prints_and_writes_json(tmp_path, weights_file):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "b.json").read_text())
     assert res[0]["encode_s"] > 0 and res[0]["decode_entropy_s"] > 0 and res[0]["peak_rss_mb"] > 0
+
+
+def test_update_manifest_records_figures(tmp_path, weights_file):
+    import shutil
+
+    from jcdcodec.manifest import sha256_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(weights_file, models / "tiny.safetensors")
+    entry = {"name": "tiny-test", "file": "tiny.safetensors", "sha256": sha256_file(models / "tiny.safetensors")}
+    (models / "manifest.json").write_text(json.dumps({"default": "tiny-test", "models": {"tiny-test": entry}}))
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray((textured(40, 48) * 255).astype(np.uint8)).save(d / "a.png")
+    r = run_jcd("eval", str(d), "--levels", "3", "--qualities", "2,5", "--anchors", "none", "-o", str(tmp_path / "r"),
+                "--update-manifest", env={"JCD_MODELS": str(models)})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    fig = json.loads((models / "manifest.json").read_text())["models"]["tiny-test"]["figures"]
+    assert fig["images"] == 1 and [p["quality"] for p in fig["by_level"]["3"]] == [2.0, 5.0]
+    assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in fig["by_level"]["3"])
