@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated
 
 __version__ = "0.1.0"
 
+from . import _compressai  # noqa: E402, F401  (lazy CompressAI package: ~2.5 s less start-up)
 from . import pillow_plugin as _pillow_plugin  # noqa: E402  (no torch: decoding loads it on demand)
 
 _pillow_plugin.register()

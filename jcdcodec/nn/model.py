@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,10 +32,18 @@ from compressai.layers import (
     conv3x3,
     subpel_conv3x3,
 )
-from compressai.models.base import get_scale_table
 from torch import Tensor, nn
 
 from .denoiser import Denoiser
+
+
+def scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 64) -> torch.Tensor:
+    """The Gaussian scale table of CompressAI's models (64 log-spaced scales, 0.11 .. 256).
+
+    Written here rather than imported from ``compressai.models``, whose import costs ~2 s of start-up.
+    """
+    return torch.exp(torch.linspace(math.log(lo), math.log(hi), levels))
+
 
 #: MSE lambdas of CompressAI / Cheng et al. for qualities 1..6 (loss = R + lambda*255^2*MSE).
 LAMBDAS: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
@@ -260,7 +269,7 @@ class JointModel(nn.Module):
         integer tables instead of recomputing them in floating point.
         """
         self.entropy_bottleneck.update(force=True)
-        self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
+        self.gaussian_conditional.update_scale_table(scale_table(), force=True)
 
     def tables_ready(self) -> bool:
         return self.entropy_bottleneck._offset.numel() > 0 and self.gaussian_conditional._offset.numel() > 0
