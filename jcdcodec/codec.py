@@ -101,19 +101,17 @@ class Codec:
         if precision not in ("auto", "fp32", "bf16"):
             raise JcdError(f"unknown precision {precision!r} (auto, fp32, bf16)")
         self.weights = weights if isinstance(weights, LoadedWeights) else load_weights(weights)
+        model = self.weights.model.eval()
+        # Entropy path: CPU, float64, its own copies, taken before the transforms move to the device.
+        self._h_s = copy.deepcopy(model.h_s).to(DTYPE)
+        self._eb = copy.deepcopy(model.entropy_bottleneck)
+        self._coder = WavefrontCoder(model)
         self.device = resolve_device(device)
-        self.model = self.weights.model.to(self.device).eval()
         self.max_pixels = max_pixels
         self.bf16 = precision == "bf16" or (precision == "auto" and native_bf16(self.device))
         # channels_last helps oneDNN's convolutions on the CPU in both precisions.
         self._fmt = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        self.model.to(memory_format=self._fmt)
-        # Entropy path: CPU, float64, separate copies so the device copy is untouched.
-        self._h_s = copy.deepcopy(self.weights.model.h_s).cpu().to(DTYPE).eval()
-        self._eb = self.weights.model.entropy_bottleneck.cpu() if self.device.type == "cpu" else copy.deepcopy(
-            self.weights.model.entropy_bottleneck
-        ).cpu()
-        self._coder = WavefrontCoder(self.weights.model)
+        self.model = model.to(self.device).to(memory_format=self._fmt)
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -121,15 +119,14 @@ class Codec:
         return self.model.quality_range()
 
     def check_quality(self, quality: float) -> float:
+        """The quality as the stream stores it (1/32 steps), or a JcdError if the weights cannot code it."""
         lo, hi = self.quality_range
         q = bitstream.quantize_quality(float(quality))
-        if not lo <= q <= hi:
-            if lo == hi:
-                raise JcdError(f"these weights ({self.weights.name}) code quality {lo:g} only, not {quality:g}")
-            raise JcdError(f"quality {quality:g} out of range {lo:g}..{hi:g}")
-        if lo == hi:
+        if lo <= q <= hi:
             return q
-        return q
+        if lo == hi:
+            raise JcdError(f"these weights ({self.weights.name}) code quality {lo:g} only, not {quality:g}")
+        raise JcdError(f"quality {quality:g} out of range {lo:g}..{hi:g}")
 
     def _transforms(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
