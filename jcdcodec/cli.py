@@ -83,44 +83,82 @@ def cli() -> None:
     """
 
 
+def _targets(inputs: tuple[Path, ...], output: Path | None, suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: one input may name its output file; several need an output directory."""
+    if len(inputs) == 1 and not (output and output.is_dir()):
+        return [(inputs[0], output or inputs[0].with_suffix(suffix))]
+    if output is not None and not output.is_dir():
+        raise JcdError(f"{output}: with several inputs, -o must be an existing directory")
+    return [(p, (output / p.name if output else p).with_suffix(suffix)) for p in inputs]
+
+
+def _each(pairs: list[tuple[Path, Path]], verb: str, work) -> None:
+    """Run ``work(src, dst)`` for every pair with a progress bar; one failing file does not stop the rest."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if len(pairs) == 1:
+        with status(f"{verb} {pairs[0][0].name}"):
+            work(*pairs[0])
+        return
+    failed = 0
+    cols = [TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*cols, console=err, disable=_Ctx.quiet or not err.is_terminal, transient=True) as bar:
+        task = bar.add_task(verb, total=len(pairs))
+        for src, dst in pairs:
+            try:
+                work(src, dst)
+            except JcdError as e:
+                failed += 1
+                err.print(f"jcd: error: {e}", soft_wrap=True, markup=False)
+            bar.advance(task)
+    if failed:
+        raise JcdError(f"{failed} of {len(pairs)} files failed")
+
+
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-q", "--quality", "quality", default="4", show_default=True,
               help="Quality 1 (smallest) .. 6 (best); fractions such as 3.5 interpolate (variable-rate weights).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .jcd file [default: INPUT.jcd].")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .jcd file, or a directory for several inputs [default: beside each input].")
 @weights_option
 @device_option
 @click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
 @precision_option
 @quiet_option
-def encode(input: Path, quality: str, output: Path | None, weights: Path | None, device: str,
+def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights: Path | None, device: str,
            max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
-    """Compress (and denoise) an image into a .jcd file.
+    """Compress (and denoise) images into .jcd files.
 
     Reads PNG, JPEG, TIFF, WebP, BMP: grey, palette, RGB, with or without alpha, 8 or 16 bits.
-    Alpha is stored losslessly beside the image.
+    Alpha is stored losslessly beside the image. Several inputs share one weights load.
     """
     from .codec import Codec
     from .imageio import atomic_write_bytes, load_image
 
     _Ctx.quiet = quiet
     q = _quality(quality)
-    output = output or input.with_suffix(".jcd")
-    t0 = time.perf_counter()
-    with status("loading"):
-        picture = load_image(input)
+    pairs = _targets(inputs, output, ".jcd")
+    with status("loading weights"):
         codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision)
-    with status(f"encoding {input.name} at q{q:g}"):
+
+    def work(src: Path, dst: Path) -> None:
+        t0 = time.perf_counter()
+        picture = load_image(src)
         enc = codec.encode(picture, q)
-    atomic_write_bytes(output, enc.data)
-    bpp = len(enc.data) * 8 / (picture.width * picture.height)
-    say(f"{input} ({picture.width}x{picture.height}) -> {output}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
-        f"q{enc.header.quality:g}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
+        atomic_write_bytes(dst, enc.data)
+        bpp = len(enc.data) * 8 / (picture.width * picture.height)
+        say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
+            f"q{enc.header.quality:g}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
+
+    _each(pairs, "encoding", work)
 
 
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output image [default: INPUT.png].")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output image (PNG, TIFF, BMP, WebP, JPEG by extension), or a directory for several inputs "
+              "[default: INPUT.png].")
 @click.option("--depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
               help="Bits per sample of the output (16 needs .png).")
 @weights_option
@@ -128,23 +166,25 @@ def encode(input: Path, quality: str, output: Path | None, weights: Path | None,
 @click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
 @precision_option
 @quiet_option
-def decode(input: Path, output: Path | None, depth: str, weights: Path | None, device: str, max_pixels: int,
-           precision: str, quiet: bool) -> None:  # fmt: skip
-    """Decode a .jcd file into a clean image (PNG, TIFF, BMP, WebP, JPEG by extension)."""
+def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, weights: Path | None, device: str,
+           max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
+    """Decode .jcd files into clean images."""
     from .codec import Codec
     from .imageio import save_image
 
     _Ctx.quiet = quiet
-    data = _read_stream(input)
-    output = output or input.with_suffix(".png")
-    t0 = time.perf_counter()
+    pairs = _targets(inputs, output, ".png")
     with status("loading weights"):
         codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision)
-    with status(f"decoding {input.name}"):
-        dec = codec.decode(data)
-    p = dec.picture
-    save_image(output, p.rgb, p.kind, int(depth), p.alpha)
-    say(f"{input} -> {output} ({p.width}x{p.height}, {depth}-bit), {time.perf_counter() - t0:.2f} s")
+
+    def work(src: Path, dst: Path) -> None:
+        t0 = time.perf_counter()
+        dec = codec.decode(_read_stream(src))
+        p = dec.picture
+        save_image(dst, p.rgb, p.kind, int(depth), p.alpha)
+        say(f"{src} -> {dst} ({p.width}x{p.height}, {depth}-bit), {time.perf_counter() - t0:.2f} s")
+
+    _each(pairs, "decoding", work)
 
 
 def _read_stream(path: Path) -> bytes:

@@ -131,3 +131,23 @@ def test_noise_command_is_deterministic(tmp_path, noisy_png):
     import png
 
     assert png.Reader(filename=str(a)).asDirect()[3]["bitdepth"] == 16
+
+
+def test_several_inputs_share_one_run_and_a_bad_one_does_not_stop_the_rest(tmp_path, weights_file):
+    imgs = []
+    for i in range(2):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray((textured(24, 32, seed=i) * 255).astype(np.uint8)).save(p)
+        imgs.append(str(p))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_jcd("encode", *imgs, str(bad), "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 1 and "bad.png" in r.stderr and "1 of 3 files failed" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["im0.jcd", "im1.jcd"]
+    r = run_jcd("decode", *map(str, out.glob("*.jcd")), "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert (out / "im0.png").is_file() and (out / "im1.png").is_file()
+    r = run_jcd("encode", *imgs, "-o", str(tmp_path / "x.jcd"), "--weights", str(weights_file))
+    assert r.returncode != 0 and "must be an existing directory" in r.stderr
