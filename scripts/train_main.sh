@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The shipped model's training run, resumable across sessions.
+#   bash scripts/train_main.sh            # resume runs/main if its checkpoint exists, else start from the
+#                                         # committed weights (models/jcd-n64.safetensors) or from scratch
+#   bash scripts/train_main.sh export     # export runs/main/last.ckpt as the default shipped weights
+# Background use: nohup bash scripts/train_main.sh > runs/main.out 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PYTHONWARNINGS=ignore
+RUN=runs/main
+WEIGHTS=models/jcd-n64.safetensors
+STEPS=${STEPS:-200000}
+if [ "${1:-}" = "export" ]; then
+  exec .venv/bin/jcd export "$RUN/last.ckpt" -o "$WEIGHTS" --name jcd-n64 --default \
+    --data-note "../shared/data/train: 481 photos (CBSD432 + Wikipedia), 4 held out for validation; wide noise range"
+fi
+common=(--out "$RUN" --steps "$STEPS" --threads "${THREADS:-1}" --ckpt-every 500 --val-every 2000)
+if [ -f "$RUN/last.ckpt" ]; then
+  exec .venv/bin/jcd train --resume "${common[@]}"
+fi
+init=()
+[ -f "$WEIGHTS" ] && init=(--init "$WEIGHTS")
+exec .venv/bin/jcd train "${common[@]}" "${init[@]}" -N 64 --quality 1-6 --patch 128 --batch 8 --lr 3e-4 --wide-noise
