@@ -115,7 +115,7 @@ def _from_pillow(im: Image.Image) -> Picture:
 
 
 def to_pillow_or_array(rgb: np.ndarray, kind: int, depth: int, alpha: np.ndarray | None) -> Image.Image | np.ndarray:
-    """Build what gets written: a Pillow image, or a uint16 (H, W, C) array for 16-bit colour."""
+    """Build what gets written: a Pillow image, or a uint16 (H, W, C) array for 16 bits (written by pypng)."""
     rgb = np.clip(rgb, 0.0, 1.0)
     if kind == GRAY:
         rgb = rgb.mean(axis=2, keepdims=True)
@@ -124,8 +124,6 @@ def to_pillow_or_array(rgb: np.ndarray, kind: int, depth: int, alpha: np.ndarray
         if alpha is not None:
             al = alpha.astype(np.uint16) * (257 if alpha.dtype == np.uint8 else 1)
             a = np.concatenate([a, al[:, :, None]], axis=2)
-        if kind == GRAY and alpha is None:
-            return Image.fromarray(a[:, :, 0].astype(np.uint16), mode="I;16")
         return a
     a = np.round(rgb * 255.0).astype(np.uint8)
     al = None if alpha is None else (alpha if alpha.dtype == np.uint8 else (alpha >> 8).astype(np.uint8))

@@ -180,6 +180,20 @@ def test_16_bit_input_is_read_at_full_precision_and_can_be_written_back(codec, t
     assert info["bitdepth"] == 16 and (w, h) == (11, 9)
 
 
+def test_16_bit_grey_round_trip(codec, tmp_path):
+    from PIL import Image
+
+    a = (textured(20, 30)[:, :, 0] * 65535).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    pic = load_image(tmp_path / "g16.png")
+    assert pic.kind == GRAY and pic.depth == 16
+    assert np.allclose(pic.rgb[:, :, 0], a / 65535.0, atol=1e-6)
+    p = codec.decode(codec.encode(pic, 3).data).picture
+    save_image(tmp_path / "o.png", p.rgb, p.kind, 16, p.alpha)
+    out = Image.open(tmp_path / "o.png")
+    assert out.mode.startswith("I") and out.size == (30, 20)
+
+
 def test_quality_out_of_range_is_refused(codec):
     pic = Picture.from_array(textured(8, 8))
     for q in (0, 0.5, 6.5, 7):
