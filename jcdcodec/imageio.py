@@ -61,11 +61,11 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 
 
 def _load_png16(path: Path) -> Picture:
-    """16-bit colour PNG, which Pillow would truncate to 8 bits."""
+    """16-bit colour or grey+alpha PNG, which Pillow would truncate to 8 bits."""
     w, h, rows, info = png.Reader(filename=str(path)).asDirect()
     planes = info["planes"]
     arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, planes)
-    alpha = arr[:, :, 3].copy() if info["alpha"] else None
+    alpha = arr[:, :, -1].copy() if info["alpha"] else None
     rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
     kind = RGB if planes >= 3 else GRAY
     return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
@@ -79,7 +79,7 @@ def load_image(path: str | os.PathLike) -> Picture:
         raise JcdError(f"{path}: is a directory, not an image")
     try:
         header = _png_header(path)
-        if header is not None and header[0] == 16 and header[1] in (2, 6):
+        if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
             return _load_png16(path)
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)

@@ -180,6 +180,17 @@ def test_16_bit_input_is_read_at_full_precision_and_can_be_written_back(codec, t
     assert info["bitdepth"] == 16 and (w, h) == (11, 9)
 
 
+def test_16_bit_grey_with_alpha_keeps_grey_depth_and_alpha(codec, tmp_path):
+    import png
+
+    la = (np.random.default_rng(3).random((9, 11, 2)) * 65535).astype(np.uint16)
+    png.Writer(11, 9, greyscale=True, alpha=True, bitdepth=16).write(open(tmp_path / "la.png", "wb"), la.reshape(9, -1))
+    pic = load_image(tmp_path / "la.png")
+    assert pic.kind == GRAY and pic.depth == 16 and np.array_equal(pic.alpha, la[:, :, 1])
+    p = codec.decode(codec.encode(pic, 3).data).picture
+    assert np.array_equal(p.alpha, la[:, :, 1])
+
+
 def test_16_bit_grey_round_trip(codec, tmp_path):
     from PIL import Image
 
