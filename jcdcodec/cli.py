@@ -61,6 +61,7 @@ weights_option = click.option(
     help="Weights file (.safetensors) instead of the shipped default from models/manifest.json.",
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
 precision_option = click.option(
     "--precision",
     type=click.Choice(["auto", "fp32", "bf16"]),
@@ -69,6 +70,13 @@ precision_option = click.option(
     help="Arithmetic of the analysis/synthesis transforms (auto: bf16 where the hardware has it). The entropy "
     "path is always float64, so this never affects compatibility.",
 )
+
+
+def codec_options(f):
+    """The options every coding command shares."""
+    for option in (quiet_option, precision_option, max_pixels_option, device_option, weights_option):
+        f = option(f)
+    return f
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,11 +129,7 @@ def _each(pairs: list[tuple[Path, Path]], verb: str, work) -> None:
               help="Quality 1 (smallest) .. 6 (best); fractions such as 3.5 interpolate (variable-rate weights).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .jcd file, or a directory for several inputs [default: beside each input].")
-@weights_option
-@device_option
-@click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
-@precision_option
-@quiet_option
+@codec_options
 def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights: Path | None, device: str,
            max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
@@ -161,11 +165,7 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
               "[default: INPUT.png].")
 @click.option("--depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
               help="Bits per sample of the output (16 needs .png).")
-@weights_option
-@device_option
-@click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
-@precision_option
-@quiet_option
+@codec_options
 def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, weights: Path | None, device: str,
            max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Decode .jcd files into clean images."""

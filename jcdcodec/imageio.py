@@ -11,8 +11,10 @@ failed run never leaves a partial file or clobbers an existing one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,23 +143,21 @@ def to_pillow_or_array(rgb: np.ndarray, kind: int, depth: int, alpha: np.ndarray
     return im
 
 
-def _temp_for(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent or ".")
+@contextlib.contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure remove it.
+
+    The temporary file gets the permissions a plain open() would give (mkstemp makes 0600 files).
+    """
+    _check_target(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent or ".")
     os.close(fd)
-    # mkstemp makes 0600 files; give the result the permissions a plain open() would.
+    tmp = Path(name)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    _check_target(path)
-    tmp = _temp_for(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -165,6 +165,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_target(Path(path)) as tmp:
+        tmp.write_bytes(data)
 
 
 def _check_target(path: Path) -> None:
@@ -195,12 +200,10 @@ def save_image(
         raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
     if depth == 16 and fmt != "PNG":
         raise JcdError(f"{path}: 16-bit output needs a .png file")
-    _check_target(path)
     obj = to_pillow_or_array(rgb, kind, depth, alpha)
     if fmt == "JPEG" and isinstance(obj, Image.Image) and obj.mode not in ("L", "RGB"):
         obj = obj.convert("RGB")
-    tmp = _temp_for(path)
-    try:
+    with atomic_target(path) as tmp:
         if isinstance(obj, np.ndarray):
             h, w, c = obj.shape
             writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
@@ -208,10 +211,3 @@ def save_image(
                 writer.write(f, obj.reshape(h, w * c))
         else:
             obj.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise JcdError(f"{path}: cannot write ({e.strerror or e})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

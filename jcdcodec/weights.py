@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import WeightsError
+from .imageio import atomic_target
 from .manifest import models_dir, read_manifest, sha256_file
 from .nn.model import JointModel, ModelConfig
 
@@ -63,12 +64,8 @@ def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] |
     meta.update(extra_metadata or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(out, str(tmp), metadata=meta)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        save_file(out, str(tmp), metadata=meta)
     return sha256_file(path)
 
 
