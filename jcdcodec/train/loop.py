@@ -64,6 +64,10 @@ class TrainConfig:
     max_images: int = 0  # 0: all
     init: str | None = None  # exported weights to start from
 
+    def __post_init__(self) -> None:
+        if self.patch < 64 or self.patch % 64:
+            raise JcdError(f"patch size must be a multiple of 64 (the model's down-sampling), got {self.patch}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
