@@ -17,9 +17,8 @@ import dataclasses
 import json
 import math
 import os
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -245,8 +244,6 @@ class Trainer:
             "elapsed": self.elapsed,
             "rng_torch": torch.get_rng_state(),
             "rng_data": self.gen.get_state(),
-            "rng_numpy": list(np.random.get_state()[1].tolist()),
-            "rng_python": random.getstate()[1],
         }
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
@@ -389,4 +386,4 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
     return digest, record
 
 
-__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "field"]
+__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint"]
