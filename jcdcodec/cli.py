@@ -280,7 +280,7 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--patch", default=256, show_default=True, help="Crop size (128 is ~4x faster on a CPU).")
 @click.option("--batch", default=8, show_default=True)
 @click.option("--steps", default=100_000, show_default=True, help="Total steps of the run (lr decays at 80%, 95%).")
-@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True, help="Learning rate; with --resume, replaces the run's.")
 @click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
 @click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
 @click.option("--temperature", default=0.1, show_default=True, help="NT-Xent temperature.")
@@ -349,7 +349,10 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
         raise JcdError(f"--resume: no checkpoint at {ckpt}")
     if not resume and ckpt.is_file():
         raise JcdError(f"{ckpt} exists: pass --resume to continue it or choose another --out")
-    trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None)
+    from click.core import ParameterSource
+
+    lr_given = click.get_current_context().get_parameter_source("lr") == ParameterSource.COMMANDLINE
+    trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and lr_given else None)
     trainer.run(progress=not quiet and err.is_terminal)
 
 

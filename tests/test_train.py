@@ -112,6 +112,19 @@ def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
 
 
+def test_resume_with_a_new_learning_rate(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "lr", 4)
+    first = Trainer(mc, tc)
+    first.load_data(progress=False)
+    first.train_step()
+    ckpt = first.save_checkpoint()
+    resumed = Trainer(mc, tc, resume=ckpt, new_lr=3e-5)
+    assert resumed.tcfg.lr == 3e-5 and resumed.opt.param_groups[0]["lr"] == pytest.approx(3e-5)
+    resumed.load_data(progress=False)
+    resumed.train_step()
+    assert resumed.sched.get_last_lr()[0] == pytest.approx(3e-5)
+
+
 def test_export_load_encode(image_dir, tmp_path):
     from jcdcodec import Codec, Picture
 

@@ -106,7 +106,10 @@ def _psnr(mse: float) -> float:
 
 
 class Trainer:
-    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, resume: Path | None = None) -> None:
+    def __init__(
+        self, mcfg: ModelConfig, tcfg: TrainConfig, resume: Path | None = None, new_lr: float | None = None
+    ) -> None:
+        """``new_lr`` (with ``resume``) replaces the run's base learning rate from the resumed step on."""
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -125,6 +128,8 @@ class Trainer:
             # The run's identity comes from the checkpoint; how long and how often may change.
             keep = {"steps", "ckpt_every", "val_every", "log_every", "threads", "out"}
             tcfg = dataclasses.replace(TrainConfig(**saved), **{k: getattr(tcfg, k) for k in keep})
+            if new_lr is not None:
+                tcfg = dataclasses.replace(tcfg, lr=new_lr)
         self.mcfg, self.tcfg = mcfg, tcfg
         self.out = Path(tcfg.out)
         torch.manual_seed(tcfg.seed)
@@ -150,6 +155,11 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(tcfg.seed * 1000 + self.rank)
         if ckpt is not None:
             self._load(ckpt)
+            if new_lr is not None:
+                self.sched.base_lrs = [new_lr]
+                for g in self.opt.param_groups:
+                    g["initial_lr"] = new_lr
+                    g["lr"] = new_lr * self._lr_factor(self.step)
         self.ddp: nn.Module = self.module
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
