@@ -34,9 +34,14 @@ def one_line_error(r, pattern: str) -> None:
 
 
 def test_encode_decode_info(tmp_path, stream, weights_file):
+    import os
+
     out = tmp_path / "clean.png"
     r = run_jcd("decode", str(stream), "-o", str(out), "--weights", str(weights_file))
     assert r.returncode == 0, r.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~umask), "outputs get the usual permissions"
     assert Image.open(out).size == (56, 40)
     r = run_jcd("info", str(stream), "--json")
     i = json.loads(r.stdout)
