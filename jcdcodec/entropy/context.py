@@ -15,6 +15,7 @@ Encoder and decoder run this same code in float64 (see :mod:`.determinism`).
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -66,14 +67,16 @@ class _Step:
     target: Tensor  # (n,) rows of the padded plane
 
 
-def _plan(h: int, w: int) -> list[_Step]:
+@functools.lru_cache(maxsize=16)
+def _plan(h: int, w: int) -> tuple[_Step, ...]:
+    """The steps of an h x w latent, built once per size (every image of a size shares them)."""
     pw = w + 4  # padded width: 2 columns each side; 2 rows on top
     tap_off = torch.tensor([dy * pw + dx for dy, dx in TAPS])
     steps = []
     for i, j in wavefront_schedule(h, w):
         centre = (i + 2) * pw + (j + 2)
         steps.append(_Step(len(i), (centre[:, None] + tap_off[None, :]).reshape(-1), i * w + j, centre))
-    return steps
+    return tuple(steps)
 
 
 def _unplane(plane: Tensor, m: int, h: int, w: int) -> Tensor:
