@@ -19,6 +19,8 @@ common=(--out "$RUN" --steps "$STEPS" --threads "${THREADS:-1}" --ckpt-every 500
 if [ -f "$RUN/last.ckpt" ]; then
   exec .venv/bin/jcd train --resume "${common[@]}"
 fi
-init=()
-[ -f "$WEIGHTS" ] && init=(--init "$WEIGHTS")
-exec .venv/bin/jcd train "${common[@]}" "${init[@]}" -N 64 --quality 1-6 --patch 128 --batch 8 --lr 3e-4 --wide-noise
+# A fresh run continues from the committed weights at the run's current learning rate (1e-4 since step 7,000);
+# from scratch it starts at 3e-4.
+init=(--lr 3e-4)
+[ -f "$WEIGHTS" ] && init=(--init "$WEIGHTS" --lr "${LR:-1e-4}")
+exec .venv/bin/jcd train "${common[@]}" "${init[@]}" -N 64 --quality 1-6 --patch 128 --batch 8 --wide-noise
