@@ -62,6 +62,25 @@ weights_option = click.option(
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+
+
+def _bytes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from .tiling import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+max_memory_option = click.option(
+    "--max-memory",
+    default="1.5G",
+    show_default=True,
+    callback=_bytes,
+    help="Memory the networks may use (e.g. 800M, 4G). Larger images run in tiles; the stream is the same kind "
+    "either way. A 24 Mpx photo peaks at about 1.9 GB in all with the default.",
+)
 precision_option = click.option(
     "--precision",
     type=click.Choice(["auto", "fp32", "bf16"]),
@@ -74,7 +93,8 @@ precision_option = click.option(
 
 def codec_options(f):
     """The options every coding command shares."""
-    for option in (quiet_option, precision_option, max_pixels_option, device_option, weights_option):
+    for option in (quiet_option, precision_option, max_memory_option, max_pixels_option, device_option,
+                   weights_option):  # fmt: skip
         f = option(f)
     return f
 
@@ -131,7 +151,7 @@ def _each(pairs: list[tuple[Path, Path]], verb: str, work) -> None:
               help="Output .jcd file, or a directory for several inputs [default: beside each input].")
 @codec_options
 def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights: Path | None, device: str,
-           max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
+           max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
     Reads PNG, JPEG, TIFF, WebP, BMP: grey, palette, RGB, with or without alpha, 8 or 16 bits.
@@ -144,7 +164,7 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
     q = _quality(quality)
     pairs = _targets(inputs, output, ".jcd")
     with status("loading weights"):
-        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision)
+        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory)
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
@@ -167,7 +187,7 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
               help="Bits per sample of the output (16 needs .png).")
 @codec_options
 def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, weights: Path | None, device: str,
-           max_pixels: int, precision: str, quiet: bool) -> None:  # fmt: skip
+           max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Decode .jcd files into clean images."""
     from .codec import Codec
     from .imageio import save_image
@@ -175,7 +195,7 @@ def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, weights: P
     _Ctx.quiet = quiet
     pairs = _targets(inputs, output, ".png")
     with status("loading weights"):
-        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision)
+        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory)
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()

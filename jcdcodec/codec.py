@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import bitstream
+from . import bitstream, tiling
 from .bitstream import PAD, Header, JcdStream, padded_size
 from .entropy import WavefrontCoder, exact_entropy_path, padded_for_decoding
 from .entropy.determinism import DTYPE
@@ -94,9 +94,11 @@ class Codec:
         device: str = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         precision: str = "auto",
+        max_memory: int = tiling.DEFAULT_BUDGET,
     ) -> None:
         """``precision`` of the analysis/synthesis transforms: "fp32", "bf16", or "auto" (bf16 where the
         hardware runs it natively). It never touches the entropy path, so streams stay compatible.
+        ``max_memory``: bytes the transforms may use; larger images run in tiles (see :mod:`.tiling`).
         """
         if precision not in ("auto", "fp32", "bf16"):
             raise JcdError(f"unknown precision {precision!r} (auto, fp32, bf16)")
@@ -108,6 +110,9 @@ class Codec:
         self._coder = WavefrontCoder(model)
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
+        if max_memory <= 0:
+            raise JcdError(f"max_memory must be positive, got {max_memory}")
+        self.tile_side = tiling.tile_side(max_memory, model.config.N)
         self.bf16 = precision == "bf16" or (precision == "auto" and native_bf16(self.device))
         # channels_last helps oneDNN's convolutions on the CPU in both precisions.
         self._fmt = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
@@ -146,8 +151,11 @@ class Codec:
         clock = _Clock(self.device)
         x = torch.from_numpy(np.ascontiguousarray(picture.rgb)).permute(2, 0, 1)[None].to(self.device)
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
+        tiles = tiling.plan(hp // 16, wp // 16, self.tile_side)
         with self._transforms():
-            y = self.model.analysis(x.contiguous(memory_format=self._fmt), q).float()
+            y = tiling.analysis(lambda t: self.model.analysis(t.contiguous(memory_format=self._fmt), q), x, tiles,
+                                self.model.config.N)  # fmt: skip
+        del x
         z = self.model.h_a(y).cpu()
         y = y.cpu()
         clock.lap("network")
@@ -210,9 +218,11 @@ class Codec:
                 "decoded latent does not match the encoder's (symbol checksum mismatch): "
                 "the stream is damaged or was made by an incompatible jcd"
             )
+        tiles = tiling.plan(hp // 16, wp // 16, self.tile_side)
         with self._transforms():
-            y_in = y_hat[None].float().to(self.device).contiguous(memory_format=self._fmt)
-            x_hat = self.model.synthesis(y_in, q).float().clamp_(0, 1)
+            y_in = y_hat[None].float().to(self.device)
+            x_hat = tiling.synthesis(lambda t: self.model.synthesis(t.contiguous(memory_format=self._fmt), q), y_in,
+                                     tiles).clamp_(0, 1)  # fmt: skip
         rgb = x_hat[0, :, : hd.height, : hd.width].permute(1, 2, 0).float().cpu().numpy()
         clock.lap("network")
         alpha = self._decode_alpha(s, hd)

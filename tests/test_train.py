@@ -70,6 +70,15 @@ def tiny_run(image_dir, out, steps, **kw):
     return mc, tc
 
 
+def started(mc, tc, steps: int = 0, **kw) -> Trainer:
+    """A Trainer with its data loaded, after ``steps`` training steps."""
+    tr = Trainer(mc, tc, **kw)
+    tr.load_data(progress=False)
+    for _ in range(steps):
+        tr.train_step()
+    return tr
+
+
 def test_a_few_steps_reduce_the_loss(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "r", 60, lr=1e-3, model={"qualities": (3,)})
     tr = Trainer(mc, tc)
@@ -92,19 +101,10 @@ def test_a_few_steps_reduce_the_loss(image_dir, tmp_path):
 
 def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "a", 6)
-    straight = Trainer(mc, tc)
-    straight.load_data(progress=False)
-    for _ in range(6):
-        straight.train_step()
+    straight = started(mc, tc, 6)
     mc, tc = tiny_run(image_dir, tmp_path / "b", 6)
-    first = Trainer(mc, tc)
-    first.load_data(progress=False)
-    for _ in range(3):
-        first.train_step()
-    ckpt = first.save_checkpoint()
-    del first
-    resumed = Trainer(mc, tc, resume=ckpt)
-    resumed.load_data(progress=False)
+    ckpt = started(mc, tc, 3).save_checkpoint()
+    resumed = started(mc, tc, resume=ckpt)
     assert resumed.step == 3
     for _ in range(3):
         resumed.train_step()
@@ -114,10 +114,7 @@ def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
 
 def test_resume_with_a_new_learning_rate(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "lr", 4)
-    first = Trainer(mc, tc)
-    first.load_data(progress=False)
-    first.train_step()
-    ckpt = first.save_checkpoint()
+    ckpt = started(mc, tc, 1).save_checkpoint()
     resumed = Trainer(mc, tc, resume=ckpt, new_lr=3e-5)
     assert resumed.tcfg.lr == 3e-5 and resumed.opt.param_groups[0]["lr"] == pytest.approx(3e-5)
     resumed.load_data(progress=False)
@@ -129,11 +126,7 @@ def test_export_load_encode(image_dir, tmp_path):
     from jcdcodec import Codec, Picture
 
     mc, tc = tiny_run(image_dir, tmp_path / "e", 2)
-    tr = Trainer(mc, tc)
-    tr.load_data(progress=False)
-    tr.train_step()
-    tr.train_step()
-    ckpt = tr.save_checkpoint()
+    ckpt = started(mc, tc, 2).save_checkpoint()
     out = tmp_path / "m" / "w.safetensors"
     digest, record = export_checkpoint(ckpt, out)
     assert record["steps"] == 2 and len(digest) == 64
@@ -150,16 +143,50 @@ def test_export_load_encode(image_dir, tmp_path):
 
 def test_cli_export_writes_a_manifest_entry(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "c", 1)
-    tr = Trainer(mc, tc)
-    tr.load_data(progress=False)
-    tr.train_step()
-    ckpt = tr.save_checkpoint()
+    ckpt = started(mc, tc, 1).save_checkpoint()
     from conftest import run_jcd
 
     r = run_jcd("export", str(ckpt), "-o", str(tmp_path / "models" / "x.safetensors"), "--name", "x")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "models" / "manifest.json").read_text())
     assert m["default"] == "x" and m["models"]["x"]["steps"] == 1 and len(m["models"]["x"]["sha256"]) == 64
+
+
+def test_a_non_finite_batch_is_skipped_and_training_goes_on(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "nan", 4)
+    tr = started(mc, tc, 1)  # one step first: MaskedConv2d zeroes its masked taps on its first forward
+    before = {k: v.clone() for k, v in tr.module.state_dict().items()}
+    good = tr.sampler.sample
+    bad = good(torch.Generator().manual_seed(0))
+    bad.noisy[0, 0, 0, 0] = float("nan")
+    tr.sampler.sample = lambda g: bad
+    rec = tr.train_step()
+    assert rec["skipped"] == 1 and not math.isfinite(rec["grad_norm"])
+    after = tr.module.state_dict()
+    # MaskedConv2d re-zeroes its masked taps (which Adam moves) at every forward: compare it under the mask.
+    key = "model.context_prediction.weight"
+    before[key] = before[key] * tr.module.model.context_prediction.mask
+    changed = [k for k in before if "quantiles" not in k and not torch.equal(before[k], after[k])]
+    assert not changed, f"a NaN update landed in {changed[:5]}"
+    tr.sampler.sample = good
+    rec = tr.train_step()
+    assert rec["skipped"] == 1 and math.isfinite(rec["loss"])
+    assert all(torch.isfinite(v).all() for v in tr.module.state_dict().values() if v.is_floating_point())
+    assert not torch.equal(before["model.g_s.0.conv1.weight"], tr.module.state_dict()["model.g_s.0.conv1.weight"])
+
+
+def test_a_run_from_init_weights_reports_their_steps_too(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    mc, tc = tiny_run(image_dir, tmp_path / "first", 2)
+    ckpt = started(mc, tc, 2).save_checkpoint()
+    weights = tmp_path / "models" / "w.safetensors"
+    assert run_jcd("export", str(ckpt), "-o", str(weights), "--name", "w").returncode == 0
+    mc, tc = tiny_run(image_dir, tmp_path / "second", 3, init=str(weights))
+    tr = started(mc, tc, 3)
+    assert tr.tcfg.init_steps == 2
+    _, record = export_checkpoint(tr.save_checkpoint(), tmp_path / "w2.safetensors")
+    assert record["steps"] == 5 and "then 3 steps from those weights" in record["history"]
 
 
 DDP_SCRIPT = """

@@ -62,6 +62,11 @@ class TrainConfig:
     log_every: int = 50
     max_images: int = 0  # 0: all
     init: str | None = None  # exported weights to start from
+    # The training record of ``init`` (filled in when the run starts), so that exports of a run
+    # continued from shipped weights report the whole history, not just this run's steps.
+    init_steps: int = 0
+    init_seconds: float = 0.0
+    init_history: str = ""
 
     def __post_init__(self) -> None:
         if self.patch < 64 or self.patch % 64:
@@ -137,7 +142,9 @@ class Trainer:
         if tcfg.init and ckpt is None:
             from ..weights import load_model_file
 
-            init_model, _ = load_model_file(Path(tcfg.init))
+            init_model, meta = load_model_file(Path(tcfg.init))
+            tcfg = _with_init_record(tcfg, meta)
+            self.tcfg = tcfg
             missing = model.load_state_dict(_without_tables(init_model.state_dict()), strict=False)
             if missing.unexpected_keys:
                 raise JcdError(f"--init weights do not fit this config: {missing.unexpected_keys[:3]}")
@@ -151,6 +158,7 @@ class Trainer:
         self.aux_opt = torch.optim.Adam(aux, lr=tcfg.aux_lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step = 0
+        self.skipped = 0  # updates dropped for non-finite gradients
         self.elapsed = 0.0
         self.gen = torch.Generator().manual_seed(tcfg.seed * 1000 + self.rank)
         if ckpt is not None:
@@ -221,9 +229,14 @@ class Trainer:
             terms = self.ddp(noisy, clean, aug, quality)
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        if t.clip:
-            nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], t.clip)
-        self.opt.step()
+        # Every rank sees the same all-reduced gradients, so every rank makes the same choice here.
+        norm = nn.utils.clip_grad_norm_(self.opt.param_groups[0]["params"], t.clip or math.inf)
+        skipped = not bool(torch.isfinite(norm))
+        if skipped:  # one non-finite batch must not poison the weights: drop its update
+            self.opt.zero_grad(set_to_none=True)
+            self.skipped += 1
+        else:
+            self.opt.step()
         self.sched.step()
         aux = self.module.model.aux_loss()
         self.aux_opt.zero_grad(set_to_none=True)
@@ -232,9 +245,12 @@ class Trainer:
             for p in self.aux_opt.param_groups[0]["params"]:
                 dist.all_reduce(p.grad)
                 p.grad /= self.world
-        self.aux_opt.step()
+        if all(bool(torch.isfinite(p.grad).all()) for p in self.aux_opt.param_groups[0]["params"]):
+            self.aux_opt.step()
         self.step += 1
         rec = {k: float(v.detach()) for k, v in terms.items()}
+        rec["grad_norm"] = float(norm)
+        rec["skipped"] = self.skipped
         rec["aux"] = float(aux.detach())
         rec["quality"] = quality
         rec["bpp"] = rec["bpp_y"] + rec["bpp_z"]
@@ -252,6 +268,7 @@ class Trainer:
             "sched": self.sched.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "skipped": self.skipped,
             "rng_torch": torch.get_rng_state(),
             "rng_data": self.gen.get_state(),
         }
@@ -274,6 +291,7 @@ class Trainer:
         self.sched.load_state_dict(ckpt["sched"])
         self.step = int(ckpt["step"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+        self.skipped = int(ckpt.get("skipped", 0))
         torch.set_rng_state(ckpt["rng_torch"])
         self.gen.set_state(ckpt["rng_data"])
 
@@ -332,6 +350,7 @@ class Trainer:
         with Progress(*cols, disable=not progress or not main, transient=False) as bar:
             task = bar.add_task("train", total=t.steps, completed=self.step, rate="", info="")
             while self.step < t.steps:
+                skipped_before = self.skipped
                 rec = self.train_step()
                 now = time.perf_counter()
                 self.elapsed += now - last
@@ -344,9 +363,10 @@ class Trainer:
                     info = (f"loss {avg['loss']:.3f} bpp {avg['bpp']:.3f} psnr {avg['psnr']:.2f} "
                             + (f"G {avg['guidance']:.3f} " if "guidance" in avg else "")
                             + (f"CL {avg['contrastive']:.3f} " if "contrastive" in avg else "")
-                            + f"aux {avg['aux']:.0f}")  # fmt: skip
+                            + f"aux {avg['aux']:.0f}"
+                            + (f" skipped {self.skipped}" if self.skipped else ""))  # fmt: skip
                     bar.update(task, completed=self.step, rate=f"{sps:.2f} it/s", info=info)
-                if log and self.step % t.log_every == 0:
+                if log and (self.step % t.log_every == 0 or rec["skipped"] > skipped_before):
                     log.write(json.dumps({"step": self.step, "time": round(self.elapsed, 1),
                                           "lr": self.sched.get_last_lr()[0], **rec}) + "\n")  # fmt: skip
                     log.flush()
@@ -363,6 +383,19 @@ class Trainer:
             self.save_checkpoint()
         if log:
             log.close()
+
+
+def _with_init_record(tcfg: TrainConfig, meta: dict[str, str]) -> TrainConfig:
+    """Copy the training record of the ``--init`` weights (manifest entry, else file metadata) into the run."""
+    from ..manifest import read_manifest, sha256_file
+
+    digest = sha256_file(Path(tcfg.init))
+    entry = next((e for e in read_manifest(Path(tcfg.init).parent).get("models", {}).values()
+                  if e.get("sha256") == digest), {})  # fmt: skip
+    steps = int(entry.get("steps", meta.get("steps", 0)))
+    seconds = float(entry.get("train_seconds", meta.get("train_seconds", 0.0)))
+    history = str(entry.get("history", ""))
+    return dataclasses.replace(tcfg, init_steps=steps, init_seconds=seconds, init_history=history)
 
 
 def _without_tables(state: dict) -> dict:
@@ -384,14 +417,18 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
     record = {
         "name": name,
         "trained": True,
-        "steps": int(ckpt["step"]),
-        "train_seconds": round(float(ckpt.get("elapsed", 0.0))),
+        "steps": int(tc.get("init_steps", 0)) + int(ckpt["step"]),
+        "train_seconds": round(float(tc.get("init_seconds", 0.0)) + float(ckpt.get("elapsed", 0.0))),
         "data": data_note or tc.get("data"),
         "patch": tc.get("patch"),
         "batch": tc.get("batch"),
         "train_config": tc,
     }
-    digest = save_weights(model, out, {"name": name, "trained": "true", "steps": str(record["steps"])})
+    if tc.get("init"):
+        record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before")  + (
+            f"; then {int(ckpt['step'])} steps from those weights at lr {tc.get('lr')}")
+    digest = save_weights(model, out, {"name": name, "trained": "true", "steps": str(record["steps"]),
+                                       "train_seconds": str(record["train_seconds"])})
     record["config"] = json.loads(mcfg.to_json())
     return digest, record
 
