@@ -122,6 +122,9 @@ def unpack(data: bytes) -> JcdStream:
     if len(data) < _FIXED + 3 + _TRAILER:
         raise BitstreamError("truncated stream (shorter than a header)")
     version, flags, q = data[3], data[4], data[5]
+    if version > VERSION:
+        raise BitstreamError(f"written by a newer jcd (format version {version}; this jcd reads version {VERSION}): "
+                             "upgrade jcd to decode it")  # fmt: skip
     if version != VERSION:
         raise BitstreamError(f"unsupported .jcd version {version} (this jcd reads version {VERSION})")
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)

@@ -111,8 +111,25 @@ def cli() -> None:
     """
 
 
+def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
+    """Directories stand for the files directly inside them (.jcd files when decoding; other files when
+    encoding, so a folder holding both its photos and their .jcd files can be encoded again)."""
+    out: list[Path] = []
+    for p in inputs:
+        if not p.is_dir():
+            out.append(p)
+            continue
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
+        if not files:
+            raise JcdError(f"{p}: no {'.jcd files' if decoding else 'files to encode'} in this directory")
+        out.extend(files)
+    return tuple(out)
+
+
 def _targets(inputs: tuple[Path, ...], output: Path | None, suffix: str) -> list[tuple[Path, Path]]:
     """(input, output) pairs: one input may name its output file; several need an output directory."""
+    inputs = _expand(inputs, decoding=suffix != ".jcd")
     if len(inputs) == 1 and not (output and output.is_dir()):
         return [(inputs[0], output or inputs[0].with_suffix(suffix))]
     if output is not None and not output.is_dir():
@@ -601,12 +618,31 @@ def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, weigh
         atomic_write_bytes(json_out, json.dumps(results, indent=2).encode())
 
 
+def _warning_printer(default):
+    """JcdWarnings as one line on stderr; any other warning as Python shows it."""
+    from .errors import JcdWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if issubclass(category, JcdWarning):
+            err.print(f"jcd: warning: {message}", soft_wrap=True, markup=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    import warnings
+
+    from .errors import JcdWarning
+
+    warnings.simplefilter("always", JcdWarning)  # even under PYTHONWARNINGS=ignore: these are for the user
+    warnings.showwarning = _warning_printer(warnings.showwarning)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("jcd: aborted")
+    except click.exceptions.Abort:  # click's form of Ctrl-C
+        err.print("jcd: interrupted")
         sys.exit(130)
     except click.ClickException as e:
         e.show()

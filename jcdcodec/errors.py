@@ -16,3 +16,7 @@ class BitstreamError(JcdError):
 
 class WeightsError(JcdError):
     """Weights are missing, damaged, or do not match the stream."""
+
+
+class JcdWarning(UserWarning):
+    """Something the user should know but that does not stop the work (e.g. only one frame is coded)."""

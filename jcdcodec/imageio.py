@@ -3,7 +3,12 @@
 The model sees float RGB in [0, 1]. Everything else a file carries is kept on the side so
 the decoder can give it back: colour kind (grey, RGB, palette), bit depth (8 or 16) and
 alpha, which jcd stores losslessly beside the image (the codec denoises colour, it has no
-business changing transparency). EXIF orientation is applied on load.
+business changing transparency). What else Pillow opens is mapped onto that:
+
+- EXIF orientation is applied on load (the picture is coded upright; the tag is not kept).
+- CMYK and YCbCr are converted to RGB; 16-bit grey (I;16) and 32-bit integer grey keep 16 bits.
+- Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
+- Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
 
 All writes are atomic: a temporary file in the target directory, then a rename, so a
 failed run never leaves a partial file or clobbers an existing one.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +28,7 @@ import numpy as np
 import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import JcdError
+from .errors import JcdError, JcdWarning
 
 GRAY, RGB, PALETTE = 0, 1, 2
 
@@ -83,7 +89,12 @@ def load_image(path: str | os.PathLike) -> Picture:
         header = _png_header(path)
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
             return _load_png16(path)
+        if path.stat().st_size == 0:
+            raise JcdError(f"{path}: empty file")
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{path}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
             im = ImageOps.exif_transpose(im)
             im.load()
             return _from_pillow(im)
@@ -105,7 +116,8 @@ def _from_pillow(im: Image.Image) -> Picture:
         a = a / (65535.0 if depth == 16 else 255.0)
         return Picture(np.repeat(np.clip(a, 0, 1)[:, :, None], 3, axis=2), GRAY, depth, None)
     if mode == "F":
-        raise JcdError("floating-point images are not supported; convert to 8 or 16 bits")
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return Picture(np.repeat(np.clip(a, 0, 1)[:, :, None], 3, axis=2), GRAY, 16, None)
     kind = GRAY if mode in ("1", "L", "LA", "La") else PALETTE if mode in ("P", "PA") else RGB
     has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info)
     if has_alpha:

@@ -104,7 +104,7 @@ def test_other_input_formats(codec, tmp_path, fmt):
     assert dec.picture.rgb.shape == (30, 40, 3)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (7, 13), (13, 7), (64, 64), (65, 129)])
+@pytest.mark.parametrize("size", [(1, 1), (1, 97), (97, 1), (7, 13), (13, 7), (31, 37), (64, 64), (65, 129)])
 def test_any_size_round_trips_to_the_same_size(codec, size):
     h, w = size
     dec = codec.decode(codec.encode(Picture.from_array(textured(h, w)), 2).data)

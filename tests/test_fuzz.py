@@ -1,0 +1,227 @@
+"""Fuzzing the parser and the full decoder with structure-aware mutations of valid .jcd files.
+
+Most random changes to a file are caught by its CRC at once; to reach the code behind it, the
+mutations here rebuild the container field by field (a packer that validates nothing) and
+recompute the file CRC, so forged headers, lengths and payloads get to the parser's checks,
+the z and y entropy decoders, the symbol CRC, and the alpha plane.
+
+Every input must end in a decoded image or a JcdError, within a time limit (a hang fails the
+example) and a memory bound. The bounded run below is part of the test suite; a long run:
+
+    JCD_FUZZ_EXAMPLES=20000 JCD_FUZZ_REPORT=fuzz.json .venv/bin/python -m pytest tests/test_fuzz.py -q
+
+(docs/robustness.md has the figures of such a run). The report counts outcomes per kind of mutation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import zlib
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+from conftest import textured
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from jcdcodec import JcdError, Picture, bitstream  # noqa: E402
+
+EXAMPLES = int(os.environ.get("JCD_FUZZ_EXAMPLES", "3000"))
+REPORT = os.environ.get("JCD_FUZZ_REPORT")
+#: The fuzzed decoder refuses images above this many pixels: it bounds what one input may cost.
+FUZZ_MAX_PIXELS = 1 << 20
+#: Peak resident memory the whole fuzz run may reach (the decoder, the model, pytest).
+MEMORY_BOUND = 3 << 30
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A .jcd file as its fields, before any validation: every value may be hostile."""
+
+    version: int
+    flags: int
+    quality: int
+    fingerprint: bytes
+    width: int
+    height: int
+    z: bytes
+    alpha: bytes
+    y: bytes
+    symbol_crc: int
+    zlen: int | None = None  # None: the true length
+    alen: int | None = None
+    fix_crc: bool = True
+
+    @classmethod
+    def of(cls, data: bytes) -> Fields:
+        s = bitstream.unpack(data)
+        h = s.header
+        flags = h.kind | (4 if h.has_alpha else 0) | (8 if h.depth == 16 else 0) | (16 if s.alpha else 0)
+        return cls(h.version, flags, round(h.quality * 32), h.fingerprint, h.width, h.height, s.z, s.alpha, s.y,
+                   s.symbol_crc)  # fmt: skip
+
+    def pack(self) -> bytes:
+        out = bytearray(bitstream.MAGIC + bytes([self.version & 255, self.flags & 255, self.quality & 255]))
+        out += self.fingerprint
+        out += varint(self.width) + varint(self.height)
+        out += varint(len(self.z) if self.zlen is None else self.zlen)
+        if self.flags & 16:
+            out += varint(len(self.alpha) if self.alen is None else self.alen)
+        out += self.z + self.alpha + self.y + struct.pack("<I", self.symbol_crc & 0xFFFFFFFF)
+        crc = zlib.crc32(out) if self.fix_crc else 0xDEADBEEF
+        return bytes(out + struct.pack("<I", crc))
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+EXTREMES = [0, 1, 2, 63, 64, 65, 127, 128, 255, 256, 4095, 65535, 65536, 65537, 1 << 20, (1 << 28) - 1, 1 << 28,
+            (1 << 32) - 1, (1 << 35) - 1]  # fmt: skip
+sizes = st.one_of(st.sampled_from(EXTREMES), st.integers(0, 1 << 35))
+blobs = st.binary(max_size=2048)
+
+
+@st.composite
+def mutated(draw, bases: list[bytes]) -> tuple[str, bytes]:
+    """(kind of mutation, bytes) from one of the valid base streams."""
+    base = draw(st.sampled_from(bases))
+    f = Fields.of(base)
+    kind = draw(st.sampled_from(["random", "truncate", "flip", "header", "lengths", "swap", "payload", "alpha",
+                                 "splice"]))  # fmt: skip
+    if kind == "random":
+        head = draw(st.sampled_from([b"", b"JCD", b"JCD\x01"]))
+        return kind, head + draw(blobs)
+    if kind == "truncate":
+        return kind, base[: draw(st.integers(0, len(base)))]
+    if kind == "flip":
+        data = bytearray(base)
+        for _ in range(draw(st.integers(1, 8))):
+            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+        if draw(st.booleans()):  # and make the CRC fit again
+            data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+        return kind, bytes(data)
+    if kind == "header":
+        field = draw(st.sampled_from(["version", "flags", "quality", "fingerprint", "width", "height", "both"]))
+        if field in ("version", "flags", "quality"):
+            f = replace(f, **{field: draw(st.integers(0, 255))})
+        elif field == "fingerprint":
+            f = replace(f, fingerprint=draw(st.binary(min_size=4, max_size=4)))
+        elif field == "both":
+            f = replace(f, width=draw(sizes), height=draw(sizes))
+        else:
+            f = replace(f, **{field: draw(sizes)})
+    elif kind == "lengths":
+        f = replace(f, zlen=draw(sizes), alen=draw(st.one_of(st.none(), sizes)), flags=f.flags | draw(
+            st.sampled_from([0, 16, 20])))  # fmt: skip
+    elif kind == "swap":
+        f = replace(f, z=f.y, y=f.z)
+    elif kind == "payload":
+        which = draw(st.sampled_from(["z", "y", "both"]))
+        if which in ("z", "both"):
+            f = replace(f, z=draw(st.binary(max_size=len(f.z) * 2 + 8)))
+        if which in ("y", "both"):
+            f = replace(f, y=draw(st.binary(max_size=len(f.y) * 2 + 8)))
+        if draw(st.booleans()):
+            f = replace(f, symbol_crc=draw(st.integers(0, 0xFFFFFFFF)))
+    elif kind == "alpha":
+        f = replace(f, flags=f.flags | 4 | 16, alpha=draw(st.one_of(blobs, st.just(zlib.compress(bytes(
+            draw(st.integers(0, 5000))))))))  # fmt: skip
+    elif kind == "splice":
+        other = Fields.of(draw(st.sampled_from(bases)))
+        f = replace(f, z=other.z, y=other.y, alpha=other.alpha, symbol_crc=other.symbol_crc)
+    f = replace(f, fix_crc=draw(st.booleans()) if kind != "splice" else True)
+    return kind, f.pack()
+
+
+@pytest.fixture(scope="module")
+def fuzz_codec(weights_file):
+    from jcdcodec import Codec
+
+    return Codec(str(weights_file), device="cpu", max_pixels=FUZZ_MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def bases(fuzz_codec) -> list[bytes]:
+    """Valid streams: RGB, odd sizes, grey 16-bit, alpha, fractional quality."""
+    c = fuzz_codec
+    alpha = (np.arange(30 * 41) % 251).astype(np.uint8).reshape(30, 41)
+    return [
+        c.encode(Picture.from_array(textured(64, 96)), 6).data,
+        c.encode(Picture.from_array(textured(17, 5, seed=1)), 1).data,
+        c.encode(Picture(textured(40, 40, seed=2), kind=0, depth=16), 3.5).data,
+        c.encode(Picture(textured(30, 41, seed=3), alpha=alpha), 2).data,
+    ]
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_codec, bases):
+    outcomes: Counter = Counter()
+    messages: Counter = Counter()
+    failures: list[str] = []
+
+    @settings(max_examples=EXAMPLES, deadline=10_000, derandomize=not REPORT, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(mutated(bases))
+    def one(case: tuple[str, bytes]) -> None:
+        kind, data = case
+        try:
+            bitstream.unpack(data)
+        except JcdError:
+            pass
+        try:
+            dec = fuzz_codec.decode(data)
+        except JcdError as e:
+            outcomes[f"{kind}: error"] += 1
+            messages[re.sub(r"[0-9a-f]{8}|\d+", "N", str(e))[:70]] += 1
+            return
+        except Exception as e:  # anything else is a bug: record it, fail at the end with all of them
+            failures.append(f"{kind}: {type(e).__name__}: {e} [{data[:40].hex()}...]")
+            raise
+        outcomes[f"{kind}: decoded"] += 1
+        assert dec.picture.rgb.shape == (dec.header.height, dec.header.width, 3)
+        assert np.isfinite(dec.picture.rgb).all()
+
+    try:
+        one()
+    finally:
+        peak = _peak_rss()
+        if REPORT:
+            with open(REPORT, "w") as fh:
+                json.dump({"examples": sum(outcomes.values()), "failures": failures, "peak_rss": peak,
+                           "outcomes": dict(sorted(outcomes.items())), "messages": dict(messages.most_common())},
+                          fh, indent=1)  # fmt: skip
+    assert not failures
+    assert peak < MEMORY_BOUND, f"peak RSS {peak / 2**30:.2f} GiB"
+    # The mutations reach the decoder proper, not only the CRC check.
+    assert any("does not match the encoder" in m for m in messages), messages
+    assert sum(v for k, v in outcomes.items() if k.endswith("decoded")) > 0
+
+
+def test_declared_size_is_refused_before_any_allocation(fuzz_codec, bases):
+    """A header that asks for a huge image costs nothing: the size limit comes before the decoders."""
+    f = replace(Fields.of(bases[0]), width=60000, height=60000)
+    with pytest.raises(JcdError, match="out of range"):  # the container's own bound (268 Mpx)
+        fuzz_codec.decode(f.pack())
+    f = replace(Fields.of(bases[0]), width=4000, height=4000)
+    with pytest.raises(JcdError, match="above the limit"):  # the decoder's (--max-pixels)
+        fuzz_codec.decode(f.pack())

@@ -1,0 +1,126 @@
+"""Odd inputs: every kind of picture Pillow opens, broken files, whole directories, interrupted runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+from conftest import run_jcd, textured
+from PIL import Image
+
+from jcdcodec import JcdError, load_image
+from jcdcodec.errors import JcdWarning
+from jcdcodec.imageio import GRAY, RGB
+
+
+def u8(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return (textured(h, w, seed) * 255).astype(np.uint8)
+
+
+def test_float_tiff_is_read_as_16_bit_grey(tmp_path):
+    a = np.linspace(-0.5, 1.5, 24 * 30, dtype=np.float32).reshape(24, 30)
+    Image.fromarray(a, mode="F").save(tmp_path / "f.tif")
+    pic = load_image(tmp_path / "f.tif")
+    assert (pic.kind, pic.depth, pic.rgb.shape) == (GRAY, 16, (24, 30, 3))
+    assert np.allclose(pic.rgb[:, :, 0], np.clip(a, 0, 1))
+
+
+def test_cmyk_is_converted_to_rgb(tmp_path, codec):
+    rgb = Image.fromarray(u8(32, 48))
+    rgb.convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    pic = load_image(tmp_path / "c.jpg")
+    assert pic.kind == RGB and pic.rgb.shape == (32, 48, 3)
+    assert np.abs(pic.rgb * 255 - np.asarray(rgb, dtype=np.float32)).mean() < 12
+    assert codec.decode(codec.encode(pic, 2).data).picture.rgb.shape == (32, 48, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.fromarray(u8(20, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    im.save(tmp_path / "o.jpg", exif=exif)
+    pic = load_image(tmp_path / "o.jpg")
+    assert pic.rgb.shape == (40, 20, 3)
+
+
+def test_animated_image_codes_the_first_frame_with_a_warning(tmp_path, weights_file):
+    frames = [Image.fromarray(u8(24, 24, seed=s)).convert("P") for s in range(3)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pic = load_image(tmp_path / "a.gif")
+    assert pic.rgb.shape == (24, 24, 3)
+    assert any(issubclass(w.category, JcdWarning) and "3 frames" in str(w.message) for w in caught)
+    r = run_jcd("encode", str(tmp_path / "a.gif"), "-o", str(tmp_path / "a.jcd"), "--weights", str(weights_file))
+    assert r.returncode == 0 and "jcd: warning:" in r.stderr and "first only" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("content,message", [(b"", "empty file"), (b"hello, not a picture", "not an image"),
+                                             (b"\x89PNG\r\n\x1a\n" + bytes(30), "not an image")])  # fmt: skip
+def test_empty_and_non_image_files(tmp_path, content, message):
+    p = tmp_path / "x.png"
+    p.write_bytes(content)
+    with pytest.raises(JcdError, match=message):
+        load_image(p)
+
+
+def test_a_directory_is_coded_file_by_file_and_a_bad_file_is_skipped(tmp_path, weights_file):
+    src, out, back = tmp_path / "photos", tmp_path / "coded", tmp_path / "clean"
+    for d in (src, out, back):
+        d.mkdir()
+    for i in range(2):
+        Image.fromarray(u8(20 + i, 30, seed=i)).save(src / f"p{i}.png")
+    (src / "notes.txt").write_text("not a photo")
+    r = run_jcd("encode", str(src), "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 1
+    assert "notes.txt" in r.stderr and "1 of 3 files failed" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p0.jcd", "p1.jcd"]
+    r = run_jcd("decode", str(out), "-o", str(back), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in back.iterdir()) == ["p0.png", "p1.png"]
+    r = run_jcd("decode", str(src), "-o", str(back), "--weights", str(weights_file))
+    assert r.returncode == 1 and "no .jcd files" in r.stderr
+
+
+def test_interrupt_during_a_write_keeps_the_old_file(tmp_path):
+    from jcdcodec.imageio import atomic_target
+
+    dst = tmp_path / "out.jcd"
+    dst.write_bytes(b"previous result")
+    with pytest.raises(KeyboardInterrupt), atomic_target(dst) as tmp:
+        tmp.write_bytes(b"half of a new res")
+        raise KeyboardInterrupt
+    assert dst.read_bytes() == b"previous result" and [p.name for p in tmp_path.iterdir()] == ["out.jcd"]
+
+
+def test_ctrl_c_in_a_batch_leaves_only_complete_files(tmp_path, weights_file):
+    from jcdcodec import bitstream
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for i in range(40):
+        Image.fromarray(u8(600, 800, seed=i)).save(src / f"p{i:02d}.png")
+    last = out / "p39.jcd"
+    last.write_bytes(b"previous result")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "jcdcodec", "encode", str(src), "-o", str(out), "--weights",
+                             str(weights_file)], stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("p0*.jcd"))) < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert all(n.endswith(".jcd") and not n.startswith(".") for n in names), names  # no temporary files
+    assert last.read_bytes() == b"previous result"
+    for p in out.glob("p0*.jcd"):
+        bitstream.unpack(p.read_bytes())  # complete, checksummed streams only
