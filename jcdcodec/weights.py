@@ -1,7 +1,7 @@
 """Weights files: safetensors with the model config inside, a manifest, checksums.
 
 A jcd weights file is a safetensors file (loading it cannot execute code) whose metadata
-carries ``jcd_config`` (the :class:`ModelConfig` as JSON). Floating tensors are fp16;
+carries ``jcd_config`` (the :class:`ModelConfig` as JSON). Parameters are fp16, buffers fp32;
 the quantised CDF tables are stored as computed at export, so every machine entropy-codes
 with identical integer tables. ``models/manifest.json`` lists the shipped files with their
 sha256, training record and measured figures; the default file is checked against it.
@@ -45,21 +45,20 @@ class LoadedWeights:
 def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] | None = None) -> str:
     """Export inference weights (fp16) with fresh entropy tables; returns the file's sha256.
 
-    Weights are rounded to fp16 first and the tables are rebuilt from the rounded values,
+    Parameters are rounded to fp16 first and the tables are rebuilt from the rounded values,
     so the tables always belong to exactly the weights a decoder will load.
     """
     model = model.cpu().float()
-    state = {k: v for k, v in model.state_dict().items() if not _is_table(k)}
-    rounded = {k: (v.half().float() if v.is_floating_point() and not k.endswith("scale_table") else v)
-               for k, v in state.items()}  # fmt: skip
+    # Parameters go to fp16; buffers (bounds such as the 1e-9 likelihood floor, masks, tables) stay as
+    # they are: fp16 would round some of them to 0.
+    learned = {n for n, _ in model.named_parameters()}
+    rounded = {k: v.half().float() for k, v in model.state_dict().items() if k in learned}
     model.load_state_dict(rounded, strict=False)
     model.update_tables()
     out = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        if v.is_floating_point() and not k.endswith("scale_table"):
-            v = v.half()
-        out[k] = v
+        out[k] = v.half() if k in learned else v
     meta = {"jcd_format": "1", "jcd_config": model.config.to_json()}
     meta.update(extra_metadata or {})
     path = Path(path)
@@ -67,10 +66,6 @@ def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] |
     with atomic_target(path) as tmp:
         save_file(out, str(tmp), metadata=meta)
     return sha256_file(path)
-
-
-def _is_table(key: str) -> bool:
-    return key.rsplit(".", 1)[-1] in _TABLE_BUFFERS or key.endswith("scale_table")
 
 
 def load_model_file(path: Path) -> tuple[JointModel, dict[str, str]]:

@@ -189,6 +189,31 @@ def test_a_run_from_init_weights_reports_their_steps_too(image_dir, tmp_path):
     assert record["steps"] == 5 and "then 3 steps from those weights" in record["history"]
 
 
+def test_constant_buffers_survive_export_and_never_come_from_a_file(image_dir, tmp_path):
+    """fp16 would round the 1e-9 likelihood floor to 0 (then a zero likelihood costs infinite bits)."""
+    from safetensors.torch import load_file, save_file
+
+    mc, tc = tiny_run(image_dir, tmp_path / "b", 1)
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    weights = tmp_path / "w.safetensors"
+    export_checkpoint(ckpt, weights)
+    key = "gaussian_conditional.likelihood_lower_bound.bound"
+    tensors = load_file(str(weights))
+    assert tensors[key].dtype == torch.float32 and float(tensors[key]) == pytest.approx(1e-9)
+    assert tensors["g_s.0.conv1.weight"].dtype == torch.float16
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata()
+    tensors[key] = torch.zeros_like(tensors[key])  # as older exports stored it
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    _, tc = tiny_run(image_dir, tmp_path / "i", 1, init=str(old))
+    tr = started(mc, tc)
+    assert float(tr.module.model.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(1e-9)
+    assert float(tr.module.model.entropy_bottleneck.likelihood_lower_bound.bound) == pytest.approx(1e-9)
+
+
 DDP_SCRIPT = """
 import sys, torch, warnings
 warnings.filterwarnings("ignore")

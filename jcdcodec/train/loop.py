@@ -145,7 +145,7 @@ class Trainer:
             init_model, meta = load_model_file(Path(tcfg.init))
             tcfg = _with_init_record(tcfg, meta)
             self.tcfg = tcfg
-            missing = model.load_state_dict(_without_tables(init_model.state_dict()), strict=False)
+            missing = model.load_state_dict(_learned(init_model.state_dict(), model), strict=False)
             if missing.unexpected_keys:
                 raise JcdError(f"--init weights do not fit this config: {missing.unexpected_keys[:3]}")
         self.module = TrainingModule(model, tcfg).to(self.device)
@@ -284,7 +284,7 @@ class Trainer:
     def _load(self, ckpt: dict) -> None:
         state = ckpt["module"]
         # Table buffers may be empty or sized; the trainer never needs them.
-        state = _without_tables(state)
+        state = _learned(state, self.module)
         self.module.load_state_dict(state, strict=False)
         self.opt.load_state_dict(ckpt["opt"])
         self.aux_opt.load_state_dict(ckpt["aux_opt"])
@@ -303,7 +303,7 @@ class Trainer:
         from ..weights import LoadedWeights
 
         model = JointModel(self.mcfg)
-        model.load_state_dict(_without_tables(self.module.model.state_dict()), strict=False)
+        model.load_state_dict(_learned(self.module.model.state_dict(), model), strict=False)
         model.update_tables()
         model.eval()
         codec = Codec(LoadedWeights(model, Path("<training>"), "0" * 64, "training", True), device="cpu")
@@ -398,9 +398,15 @@ def _with_init_record(tcfg: TrainConfig, meta: dict[str, str]) -> TrainConfig:
     return dataclasses.replace(tcfg, init_steps=steps, init_seconds=seconds, init_history=history)
 
 
-def _without_tables(state: dict) -> dict:
-    drop = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
-    return {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in drop}
+def _learned(state: dict, into: nn.Module) -> dict:
+    """Only the learned tensors (parameters of ``into``) of a state dict.
+
+    Buffers are constants or derived: entropy tables (rebuilt at export), masks, and the lower bounds
+    of CompressAI's entropy models and GDNs. They always come from the constructor: fp16 weights
+    files round the 1e-9 likelihood bound to 0, and training without it reaches log(0) (inf rate).
+    """
+    names = {n for n, _ in into.named_parameters()}
+    return {k: v for k, v in state.items() if k in names}
 
 
 def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "") -> tuple[str, dict]:
@@ -411,7 +417,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
     mcfg = ModelConfig.from_json(ckpt["model_config"])
     model = JointModel(mcfg)
     state = {k[len("model."):]: v for k, v in ckpt["module"].items() if k.startswith("model.")}
-    model.load_state_dict(_without_tables(state), strict=False)
+    model.load_state_dict(_learned(state, model), strict=False)
     name = name or out.stem
     tc = ckpt["train_config"]
     record = {
