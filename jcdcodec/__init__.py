@@ -2,10 +2,13 @@
 
 Typed API (the ``jcd`` command is a thin layer over it)::
 
-    from jcdcodec import Codec, load_image, save_image
-    codec = Codec()                      # shipped default weights, CUDA when available
-    enc = codec.encode(load_image("noisy.png"), quality=4)
-    dec = codec.decode(enc.data)         # dec.picture.rgb: clean float RGB
+    import jcdcodec
+    data = jcdcodec.encode("noisy.png", quality=4)    # bytes of a .jcd file (path, PIL image or array in)
+    clean = jcdcodec.decode(data)                     # PIL.Image.Image
+    jcdcodec.info(data).bpp                           # StreamInfo, from the header alone
+
+    codec = jcdcodec.Codec()             # explicit weights/device; Encoded/Decoded carry latents, timings
+    dec = codec.decode(codec.encode(jcdcodec.load_image("noisy.png"), 4).data)
 
 Names are imported lazily, so ``jcd --help`` and ``jcd info`` never load torch.
 """
@@ -26,10 +29,15 @@ from . import pillow_plugin as _pillow_plugin  # noqa: E402  (no torch: decoding
 _pillow_plugin.register()
 
 _EXPORTS = {
+    "encode": "api",
+    "decode": "api",
+    "info": "api",
+    "codec_for": "api",
+    "StreamInfo": "streaminfo",
     "Codec": "codec",
     "Decoded": "codec",
     "Encoded": "codec",
-    "stream_info": "info",
+    "stream_info": "streaminfo",
     "BitstreamError": "errors",
     "JcdError": "errors",
     "WeightsError": "errors",

@@ -23,6 +23,7 @@ out = Console(highlight=False)
 
 class _Ctx:
     quiet = False
+    data_on_stdout = False  # then messages go to stderr, so pipes carry only data
 
 
 @contextmanager
@@ -37,7 +38,39 @@ def status(message: str) -> Iterator[None]:
 
 def say(message: str) -> None:
     if not _Ctx.quiet:
-        out.print(message, soft_wrap=True)
+        (err if _Ctx.data_on_stdout else out).print(message, soft_wrap=True)
+
+
+STDIO = Path("-")
+
+
+def _read_input(path: Path) -> bytes:
+    """A file's bytes, or stdin's for ``-``."""
+    if path == STDIO:
+        if sys.stdin.isatty():
+            raise JcdError("reading from stdin, but stdin is a terminal: pipe a file in")
+        return sys.stdin.buffer.read()
+    if not path.exists():
+        raise JcdError(f"{path}: no such file")
+    if path.is_dir():
+        raise JcdError(f"{path}: is a directory")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise JcdError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Atomically to a file, or to stdout for ``-``."""
+    from .imageio import atomic_write_bytes
+
+    if path != STDIO:
+        atomic_write_bytes(path, data)
+        return
+    if sys.stdout.isatty():
+        raise JcdError("refusing to write binary data to a terminal: redirect stdout or give -o FILE")
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _quality(value: str) -> float:
@@ -129,6 +162,12 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
 
 def _targets(inputs: tuple[Path, ...], output: Path | None, suffix: str) -> list[tuple[Path, Path]]:
     """(input, output) pairs: one input may name its output file; several need an output directory."""
+    if STDIO in inputs and len(inputs) > 1:
+        raise JcdError("'-' (stdin) must be the only input")
+    if inputs == (STDIO,):
+        if output is None:
+            raise JcdError("reading stdin: give -o FILE, or -o - for stdout")
+        return [(STDIO, output)]
     inputs = _expand(inputs, decoding=suffix != ".jcd")
     if len(inputs) == 1 and not (output and output.is_dir()):
         return [(inputs[0], output or inputs[0].with_suffix(suffix))]
@@ -171,23 +210,30 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
            max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
-    Reads PNG, JPEG, TIFF, WebP, BMP: grey, palette, RGB, with or without alpha, 8 or 16 bits.
-    Alpha is stored losslessly beside the image. Several inputs share one weights load.
+    Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
+    alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image. Several inputs (or a
+    directory) share one weights load; a file that fails is reported and the rest are still coded.
+
+    \b
+      jcd encode noisy.png -q 4 -o out.jcd
+      jcd encode photos/ -q 3 -o coded/      every file of a directory
+      cat noisy.png | jcd encode - -q 2 -o - > out.jcd
     """
     from .codec import Codec
-    from .imageio import atomic_write_bytes, load_image
+    from .imageio import load_image
 
     _Ctx.quiet = quiet
     q = _quality(quality)
     pairs = _targets(inputs, output, ".jcd")
+    _Ctx.data_on_stdout = any(dst == STDIO for _, dst in pairs)
     with status("loading weights"):
         codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory)
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
-        picture = load_image(src)
+        picture = load_image(_read_input(src)) if src == STDIO else load_image(src)
         enc = codec.encode(picture, q)
-        atomic_write_bytes(dst, enc.data)
+        _write_output(dst, enc.data)
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
             f"q{enc.header.quality:g}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
@@ -202,37 +248,39 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
               "[default: INPUT.png].")
 @click.option("--depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
               help="Bits per sample of the output (16 needs .png).")
+@click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
+              default="png", show_default=True, help="Image format written to stdout (-o -).")
 @codec_options
-def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, weights: Path | None, device: str,
-           max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
-    """Decode .jcd files into clean images."""
+def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, out_format: str, weights: Path | None,
+           device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
+    """Decode .jcd files into clean images.
+
+    \b
+      jcd decode out.jcd -o clean.png
+      jcd decode coded/ -o clean/            every .jcd file of a directory
+      cat out.jcd | jcd decode - -o - > clean.png
+    """
     from .codec import Codec
-    from .imageio import save_image
+    from .imageio import WRITE_FORMATS, encode_image, save_image
 
     _Ctx.quiet = quiet
     pairs = _targets(inputs, output, ".png")
+    _Ctx.data_on_stdout = any(dst == STDIO for _, dst in pairs)
     with status("loading weights"):
         codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory)
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
-        dec = codec.decode(_read_stream(src))
+        dec = codec.decode(_read_input(src))
         p = dec.picture
-        save_image(dst, p.rgb, p.kind, int(depth), p.alpha)
+        if dst == STDIO:
+            fmt = WRITE_FORMATS[f".{out_format}"]
+            _write_output(dst, encode_image(p.rgb, fmt, p.kind, int(depth), p.alpha))
+        else:
+            save_image(dst, p.rgb, p.kind, int(depth), p.alpha)
         say(f"{src} -> {dst} ({p.width}x{p.height}, {depth}-bit), {time.perf_counter() - t0:.2f} s")
 
     _each(pairs, "decoding", work)
-
-
-def _read_stream(path: Path) -> bytes:
-    if not path.exists():
-        raise JcdError(f"{path}: no such file")
-    if path.is_dir():
-        raise JcdError(f"{path}: is a directory")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise JcdError(f"{path}: cannot read ({e.strerror})") from None
 
 
 @cli.command()
@@ -240,10 +288,10 @@ def _read_stream(path: Path) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(input: Path, as_json: bool) -> None:
     """Show what a .jcd file holds (no weights needed)."""
-    from .info import stream_info
+    from .streaminfo import stream_info
 
-    data = _read_stream(input)
-    i = stream_info(data)
+    data = _read_input(input)
+    i = stream_info(data).to_dict()
     if as_json:
         click.echo(json.dumps(i, indent=2))
         return
@@ -266,6 +314,72 @@ def info(input: Path, as_json: bool) -> None:
     ]  # fmt: skip
     for k, v in rows:
         out.print(f"[bold]{k:>11}[/bold]  {v}", soft_wrap=True)
+
+
+@cli.command()
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--visual", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the images side by side (the same crop of each, captioned) to this PNG.")
+@click.option("--crop", default=None, help="Crop for --visual: X,Y,W,H, or S for a centred SxS square.")
+@click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True, help="Enlarge the crops.")
+@click.option("--labels", default=None, help="Captions for IMAGES, comma-separated [default: file names].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Weights for decoding .jcd inputs [default: the shipped ones].")
+@click.option("--device", default="auto", show_default=True, help="Device for decoding .jcd inputs.")
+def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop: str | None, zoom: int,
+            labels: str | None, as_json: bool, weights: Path | None, device: str) -> None:  # fmt: skip
+    """Score IMAGES against REFERENCE: PSNR and MS-SSIM on 8-bit values.
+
+    Any of them may be a .jcd file: it is decoded, and its bpp is shown.
+
+    \b
+      jcd compare clean.png decoded.png noisy.png
+      jcd compare clean.png noisy.png out.jcd --visual side.png --crop 256 --zoom 2
+    """
+    from .compare import parse_crop, score, side_by_side
+
+    _Ctx.data_on_stdout = as_json
+    names = [p.name for p in images] if labels is None else [v.strip() for v in labels.split(",")]
+    if len(names) != len(images):
+        raise JcdError(f"--labels gives {len(names)} captions for {len(images)} images")
+    ref, _ = _picture_or_decoded(reference, weights, device)
+    scores, pictures = [], []
+    for path, name in zip(images, names, strict=True):
+        rgb, bpp = _picture_or_decoded(path, weights, device)
+        scores.append(score(ref, rgb, name, bpp))
+        pictures.append(rgb)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(s) for s in scores], indent=2))
+    else:
+        for s in scores:
+            rate = f"  {s.bpp:.4f} bpp" if s.bpp is not None else ""
+            say(f"{s.label}: PSNR {s.psnr:.2f} dB  MS-SSIM {s.ms_ssim:.4f}{rate}")
+    if visual is not None:
+        from .imageio import atomic_target
+
+        box = parse_crop(crop, ref.shape[1], ref.shape[0])
+        captions = [f"{s.label}\n{s.psnr:.2f} dB" + (f", {s.bpp:.3f} bpp" if s.bpp is not None else "")
+                    for s in scores] + [f"{reference.name}\n(reference)"]  # fmt: skip
+        figure = side_by_side([*pictures, ref], captions, box, zoom)
+        with atomic_target(visual) as tmp:
+            figure.save(tmp, format="PNG")
+        say(f"wrote {visual} ({figure.width}x{figure.height})")
+
+
+def _picture_or_decoded(path: Path, weights: Path | None, device: str):
+    """(float RGB, bpp or None): an image file as read, a .jcd file as decoded."""
+    from .bitstream import looks_like_jcd
+    from .imageio import load_image
+
+    data = _read_input(path)
+    if not looks_like_jcd(data):
+        return load_image(data if path == STDIO else path).rgb, None
+    from .api import codec_for
+
+    p = codec_for(weights, device).decode(data).picture
+    return p.rgb, len(data) * 8 / (p.width * p.height)
 
 
 @cli.command()
@@ -640,7 +754,7 @@ def main() -> None:
     warnings.simplefilter("always", JcdWarning)  # even under PYTHONWARNINGS=ignore: these are for the user
     warnings.showwarning = _warning_printer(warnings.showwarning)
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="jcd", standalone_mode=False)
     except click.exceptions.Abort:  # click's form of Ctrl-C
         err.print("jcd: interrupted")
         sys.exit(130)

@@ -25,7 +25,7 @@ from .entropy import WavefrontCoder, exact_entropy_path, padded_for_decoding
 from .entropy.determinism import DTYPE
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import Picture
-from .info import describe_fingerprint
+from .streaminfo import describe_fingerprint
 from .weights import LoadedWeights, load_weights
 
 DEFAULT_MAX_PIXELS = 64_000_000

@@ -17,6 +17,7 @@ failed run never leaves a partial file or clobbers an existing one.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
@@ -59,18 +60,16 @@ class Picture:
         return cls(np.clip(arr, 0.0, 1.0), RGB, 8, None)
 
 
-def _png_header(path: Path) -> tuple[int, int] | None:
-    """(bit depth, colour type) of a PNG file, None when it is not a PNG."""
-    with open(path, "rb") as f:
-        head = f.read(26)
+def _png_header(head: bytes) -> tuple[int, int] | None:
+    """(bit depth, colour type) of PNG data, None when it is not a PNG."""
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
         return None
     return head[24], head[25]
 
 
-def _load_png16(path: Path) -> Picture:
+def _load_png16(data: bytes) -> Picture:
     """16-bit colour or grey+alpha PNG, which Pillow would truncate to 8 bits."""
-    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    w, h, rows, info = png.Reader(bytes=data).asDirect()
     planes = info["planes"]
     arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, planes)
     alpha = arr[:, :, -1].copy() if info["alpha"] else None
@@ -79,33 +78,47 @@ def _load_png16(path: Path) -> Picture:
     return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
 
 
-def load_image(path: str | os.PathLike) -> Picture:
-    path = Path(path)
-    if not path.exists():
-        raise JcdError(f"{path}: no such file")
-    if path.is_dir():
-        raise JcdError(f"{path}: is a directory, not an image")
+def load_image(source: str | os.PathLike | bytes) -> Picture:
+    """Read an image file (or its bytes, e.g. from stdin) into the form jcd codes."""
+    if isinstance(source, (bytes, bytearray)):
+        name, data = "<stdin>", bytes(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.exists():
+            raise JcdError(f"{path}: no such file")
+        if path.is_dir():
+            raise JcdError(f"{path}: is a directory, not an image")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise JcdError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise JcdError(f"{name}: empty file")
     try:
-        header = _png_header(path)
+        header = _png_header(data[:26])
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
-            return _load_png16(path)
-        if path.stat().st_size == 0:
-            raise JcdError(f"{path}: empty file")
-        with Image.open(path) as im:
+            return _load_png16(data)
+        with Image.open(io.BytesIO(data)) as im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
-                warnings.warn(f"{path}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            return _from_pillow(im)
+                warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
+            return from_pillow(im)
     except JcdError:
         raise
     except (UnidentifiedImageError, png.FormatError) as e:
-        raise JcdError(f"{path}: not an image jcd can read ({type(e).__name__})") from None
+        raise JcdError(f"{name}: not an image jcd can read ({type(e).__name__})") from None
     except Image.DecompressionBombError as e:
-        raise JcdError(f"{path}: {e}") from None
+        raise JcdError(f"{name}: {e}") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise JcdError(f"{path}: cannot read image ({e})") from None
+        raise JcdError(f"{name}: cannot read image ({e})") from None
+
+
+def from_pillow(im: Image.Image) -> Picture:
+    """A Pillow image (upright by its EXIF orientation) as jcd codes it."""
+    im = ImageOps.exif_transpose(im)
+    im.load()
+    return _from_pillow(im)
 
 
 def _from_pillow(im: Image.Image) -> Picture:
@@ -199,6 +212,25 @@ WRITE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", 
                  ".jpeg": "JPEG", ".ppm": "PPM", ".pgm": "PPM"}  # fmt: skip
 
 
+def encode_image(
+    rgb: np.ndarray, fmt: str = "PNG", kind: int = RGB, depth: int = 8, alpha: np.ndarray | None = None
+) -> bytes:
+    """Float RGB (H, W, 3) as the bytes of an image file in Pillow format ``fmt`` (16 bits: PNG only)."""
+    if depth == 16 and fmt != "PNG":
+        raise JcdError("16-bit output needs PNG")
+    obj = to_pillow_or_array(rgb, kind, depth, alpha)
+    buf = io.BytesIO()
+    if isinstance(obj, np.ndarray):
+        h, w, c = obj.shape
+        writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+        writer.write(buf, obj.reshape(h, w * c))
+    else:
+        if fmt == "JPEG" and obj.mode not in ("L", "RGB"):
+            obj = obj.convert("RGB")
+        obj.save(buf, format=fmt)
+    return buf.getvalue()
+
+
 def save_image(
     path: str | os.PathLike,
     rgb: np.ndarray,
@@ -213,14 +245,4 @@ def save_image(
         raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
     if depth == 16 and fmt != "PNG":
         raise JcdError(f"{path}: 16-bit output needs a .png file")
-    obj = to_pillow_or_array(rgb, kind, depth, alpha)
-    if fmt == "JPEG" and isinstance(obj, Image.Image) and obj.mode not in ("L", "RGB"):
-        obj = obj.convert("RGB")
-    with atomic_target(path) as tmp:
-        if isinstance(obj, np.ndarray):
-            h, w, c = obj.shape
-            writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
-            with open(tmp, "wb") as f:
-                writer.write(f, obj.reshape(h, w * c))
-        else:
-            obj.save(tmp, format=fmt)
+    atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha))

@@ -7,7 +7,6 @@ are known at once); the pixels are decoded on first access. Weights other than t
 
 from __future__ import annotations
 
-import numpy as np
 from PIL import Image, ImageFile
 
 from . import bitstream
@@ -66,14 +65,10 @@ class JcdImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from .imageio import Picture
+    from .imageio import from_pillow
 
     quality = float(im.encoderinfo.get("quality", 4))
-    mode = im.mode
-    alpha = np.asarray(im.getchannel("A")) if mode in ("RGBA", "LA") else None
-    rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    kind = 0 if mode in ("L", "LA", "1") else 1
-    fp.write(_codec().encode(Picture(rgb, kind, 8, alpha), quality).data)
+    fp.write(_codec().encode(from_pillow(im), quality).data)
 
 
 def register() -> None:

@@ -157,7 +157,7 @@ def test_opaque_alpha_costs_no_bytes(codec):
     pic = Picture.from_array(textured(16, 16))
     pic.alpha = np.full((16, 16), 255, np.uint8)
     enc = codec.encode(pic, 3)
-    assert stream_info(enc.data)["bytes_alpha"] == 0
+    assert stream_info(enc.data).bytes_alpha == 0
     assert (codec.decode(enc.data).picture.alpha == 255).all()
 
 
@@ -238,9 +238,9 @@ def test_symbol_checksum_catches_a_latent_that_decodes_differently(codec):
 def test_info_reports_real_file_size(codec):
     enc = codec.encode(Picture.from_array(textured(50, 70)), 4)
     i = stream_info(enc.data, n_channels=16)
-    assert i["bytes_total"] == len(enc.data)
-    assert i["bpp"] == pytest.approx(len(enc.data) * 8 / (50 * 70))
-    assert i["padded_size"] == [128, 64] and i["y_shape"] == [16, 4, 8]
+    assert i.bytes_total == len(enc.data)
+    assert i.bpp == pytest.approx(len(enc.data) * 8 / (50 * 70))
+    assert i.padded_size == (128, 64) and i.y_shape == (16, 4, 8)
 
 
 FUZZ_SCRIPT = r"""

@@ -1,0 +1,116 @@
+"""One-call functions: ``jcdcodec.encode``, ``jcdcodec.decode``, ``jcdcodec.info``.
+
+For scripts that code a few images without managing a :class:`~jcdcodec.codec.Codec`: the
+weights load once per (weights, device) and stay cached for the next call. Code many images
+in a loop? Either works; a ``Codec`` of your own just makes the lifetime explicit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import JcdError
+from .imageio import GRAY, RGB, Picture, from_pillow, load_image, to_pillow_or_array
+from .streaminfo import StreamInfo, stream_info
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .codec import Codec
+
+_CODECS: dict[tuple[str | None, str], Codec] = {}
+
+
+def codec_for(weights: str | os.PathLike | None = None, device: str = "auto") -> Codec:
+    """The cached :class:`Codec` for these weights (None: the shipped default) and device."""
+    from .codec import Codec
+
+    key = (None if weights is None else str(Path(weights).resolve()), device)
+    if key not in _CODECS:
+        _CODECS[key] = Codec(weights, device=device)
+    return _CODECS[key]
+
+
+def to_picture(image: str | os.PathLike | bytes | Image.Image | np.ndarray | Picture) -> Picture:
+    """Anything image-like as a :class:`Picture`.
+
+    A path or encoded bytes is read like ``jcd encode`` reads files; a Pillow image keeps its mode's
+    meaning (grey, palette, alpha); an array is (H, W) grey or (H, W, 3|4) RGB[A]: uint8, uint16
+    (16-bit), or float in [0, 1].
+    """
+    from PIL import Image
+
+    if isinstance(image, Picture):
+        return image
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return from_pillow(image)
+    if isinstance(image, np.ndarray):
+        return _from_array(image)
+    raise JcdError(f"cannot code a {type(image).__name__}: pass a path, bytes, a PIL image or a numpy array")
+
+
+def _from_array(a: np.ndarray) -> Picture:
+    if a.ndim == 2:
+        a, kind = a[:, :, None].repeat(3, axis=2), GRAY
+    elif a.ndim == 3 and a.shape[2] in (3, 4):
+        kind = RGB
+    else:
+        raise JcdError(f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    alpha = a[:, :, 3].copy() if a.shape[2] == 4 else None
+    rgb = a[:, :, :3]
+    if a.dtype == np.uint8:
+        return Picture(rgb.astype(np.float32) / 255.0, kind, 8, alpha)
+    if a.dtype == np.uint16:
+        return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
+    if np.issubdtype(a.dtype, np.floating):
+        if alpha is not None:
+            alpha = np.round(np.clip(alpha, 0, 1) * 255).astype(np.uint8)
+        return Picture(np.clip(np.nan_to_num(rgb.astype(np.float32)), 0, 1), kind, 8, alpha)
+    raise JcdError(f"unsupported array type {a.dtype} (use uint8, uint16 or float)")
+
+
+def encode(
+    image: str | os.PathLike | bytes | Image.Image | np.ndarray | Picture,
+    quality: float = 4,
+    *,
+    device: str = "auto",
+    weights: str | os.PathLike | None = None,
+) -> bytes:
+    """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed)."""
+    return codec_for(weights, device).encode(to_picture(image), quality).data
+
+
+def decode(
+    data: bytes | str | os.PathLike,
+    *,
+    device: str = "auto",
+    weights: str | os.PathLike | None = None,
+) -> Image.Image:
+    """Decode a .jcd stream (bytes, or a file's path) into a clean 8-bit Pillow image.
+
+    Grey streams give mode L, palette P, colour RGB; alpha adds A. For 16 bits use ``Codec.decode``.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        data = _read(data)
+    p = codec_for(weights, device).decode(bytes(data)).picture
+    return to_pillow_or_array(p.rgb, p.kind, 8, p.alpha)  # type: ignore[return-value]
+
+
+def info(data: bytes | str | os.PathLike) -> StreamInfo:
+    """What a .jcd stream holds, from its header alone (no weights, no torch)."""
+    if not isinstance(data, (bytes, bytearray)):
+        data = _read(data)
+    return stream_info(bytes(data))
+
+
+def _read(path: str | os.PathLike) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise JcdError(f"{p}: no such file")
+    return p.read_bytes()

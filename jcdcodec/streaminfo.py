@@ -1,0 +1,84 @@
+"""What a .jcd file holds, read from the container alone (no weights, no torch)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from . import bitstream
+from .bitstream import padded_size
+from .manifest import find_by_fingerprint
+
+KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
+
+
+def describe_fingerprint(fp: bytes) -> str:
+    """'name [hex]' when the manifest knows the weights, else just the hex fingerprint."""
+    found = find_by_fingerprint(fp)
+    return f"{found[0]} [{fp.hex()}]" if found else f"[{fp.hex()}]"
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """Everything a .jcd file says about itself (``jcd info``; ``dataclasses.asdict`` for JSON)."""
+
+    format: str
+    width: int
+    height: int
+    colour: str  # grey, RGB or palette: what decoding gives back
+    bit_depth: int
+    alpha: bool
+    quality: float
+    weights_fingerprint: str  # 8 hex digits of the weights' sha256
+    weights_name: str | None  # from the manifest, when it lists those weights
+    weights_trained: bool | None
+    padded_size: tuple[int, int]  # (width, height) the networks see: multiples of 64
+    padding: tuple[int, int]
+    y_shape: tuple[int | None, int, int]  # channels (None when the weights are unknown), rows, columns
+    z_shape: tuple[int | None, int, int]
+    bytes_total: int
+    bytes_z: int
+    bytes_y: int
+    bytes_alpha: int
+    bytes_header: int  # container overhead: header, lengths, two checksums
+    bpp: float
+    checksum: str  # "ok": the file CRC was verified
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
+    """Header, derived shapes, section sizes and bpp of a stream (validated, checksum included)."""
+    s = bitstream.unpack(data)
+    h = s.header
+    hp, wp = padded_size(h.height, h.width)
+    weights_name, trained, n = None, None, n_channels
+    found = find_by_fingerprint(h.fingerprint)
+    if found:
+        weights_name, entry = found
+        trained = entry.get("trained", True)
+        n = n or entry.get("config", {}).get("N")
+    return StreamInfo(
+        format=f"jcd v{h.version}",
+        width=h.width,
+        height=h.height,
+        colour=KIND_NAMES[h.kind],
+        bit_depth=h.depth,
+        alpha=h.has_alpha,
+        quality=h.quality,
+        weights_fingerprint=h.fingerprint.hex(),
+        weights_name=weights_name,
+        weights_trained=trained,
+        padded_size=(wp, hp),
+        padding=(wp - h.width, hp - h.height),
+        y_shape=(n, hp // 16, wp // 16),
+        z_shape=(n, hp // 64, wp // 64),
+        bytes_total=len(data),
+        bytes_z=len(s.z),
+        bytes_y=len(s.y),
+        bytes_alpha=len(s.alpha),
+        bytes_header=len(data) - len(s.z) - len(s.y) - len(s.alpha),
+        bpp=len(data) * 8 / (h.width * h.height),
+        checksum="ok",
+    )
