@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import textured
+from conftest import KODAK, REPO, needs_kodak, textured
 
 from jcdcodec import Codec, JcdError, Picture, WeightsError, load_image, save_image, stream_info
 from jcdcodec.errors import BitstreamError
@@ -301,3 +301,24 @@ def test_pillow_plugin_opens_and_saves_jcd(codec, tmp_path):
     grey.save(tmp_path / "g.jcd")
     with Image.open(tmp_path / "g.jcd") as im:
         assert im.mode == "L" and np.asarray(im).shape == (20, 20)
+
+
+@needs_kodak
+def test_shipped_weights_code_every_quality_and_denoise():
+    """The default weights, as a fresh install has them: q1..q6 give growing rates and cleaner pictures than
+    the noisy input (the bundled sample is kodim23 rows 96..351, columns 240..495 with level-3 noise)."""
+    from PIL import Image
+
+    from jcdcodec.eval.metrics import psnr, to_uint8
+
+    codec = Codec(device="cpu")
+    noisy = load_image(REPO / "samples" / "kodim23-crop-noisy-l3.png")
+    clean = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[96:352, 240:496]
+    noisy_psnr = psnr(to_uint8(noisy.rgb), clean)
+    sizes = []
+    for q in range(1, 7):
+        enc = codec.encode(noisy, q)
+        out = to_uint8(codec.decode(enc.data).picture.rgb)
+        sizes.append(len(enc.data))
+        assert psnr(out, clean) > noisy_psnr + 3, f"q{q}: {psnr(out, clean):.2f} dB vs noisy {noisy_psnr:.2f} dB"
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
