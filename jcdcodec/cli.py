@@ -176,6 +176,17 @@ def _targets(inputs: tuple[Path, ...], output: Path | None, suffix: str) -> list
     return [(p, (output / p.name if output else p).with_suffix(suffix)) for p in inputs]
 
 
+def _batch(inputs: tuple[Path, ...], output: Path | None, suffix: str, quiet: bool, **codec_options):
+    """What encode and decode share: (input, output) pairs, where messages go, one Codec for all of them."""
+    from .codec import Codec
+
+    _Ctx.quiet = quiet
+    pairs = _targets(inputs, output, suffix)
+    _Ctx.data_on_stdout = any(dst == STDIO for _, dst in pairs)
+    with status("loading weights"):
+        return pairs, Codec(**codec_options)
+
+
 def _each(pairs: list[tuple[Path, Path]], verb: str, work) -> None:
     """Run ``work(src, dst)`` for every pair with a progress bar; one failing file does not stop the rest."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -219,15 +230,11 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
       jcd encode photos/ -q 3 -o coded/      every file of a directory
       cat noisy.png | jcd encode - -q 2 -o - > out.jcd
     """
-    from .codec import Codec
     from .imageio import load_image
 
-    _Ctx.quiet = quiet
     q = _quality(quality)
-    pairs = _targets(inputs, output, ".jcd")
-    _Ctx.data_on_stdout = any(dst == STDIO for _, dst in pairs)
-    with status("loading weights"):
-        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory)
+    pairs, codec = _batch(inputs, output, ".jcd", quiet, weights=weights, device=device, max_pixels=max_pixels,
+                          precision=precision, max_memory=max_memory)  # fmt: skip
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
@@ -260,14 +267,10 @@ def decode(inputs: tuple[Path, ...], output: Path | None, depth: str, out_format
       jcd decode coded/ -o clean/            every .jcd file of a directory
       cat out.jcd | jcd decode - -o - > clean.png
     """
-    from .codec import Codec
     from .imageio import WRITE_FORMATS, encode_image, save_image
 
-    _Ctx.quiet = quiet
-    pairs = _targets(inputs, output, ".png")
-    _Ctx.data_on_stdout = any(dst == STDIO for _, dst in pairs)
-    with status("loading weights"):
-        codec = Codec(weights, device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory)
+    pairs, codec = _batch(inputs, output, ".png", quiet, weights=weights, device=device, max_pixels=max_pixels,
+                          precision=precision, max_memory=max_memory)  # fmt: skip
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
