@@ -425,6 +425,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
         "trained": True,
         "steps": int(tc.get("init_steps", 0)) + int(ckpt["step"]),
         "train_seconds": round(float(tc.get("init_seconds", 0.0)) + float(ckpt.get("elapsed", 0.0))),
+        "skipped_updates": int(ckpt.get("skipped", 0)),  # of this run: steps dropped for non-finite gradients
         "data": data_note or tc.get("data"),
         "patch": tc.get("patch"),
         "batch": tc.get("batch"),
