@@ -176,6 +176,28 @@ def _targets(inputs: tuple[Path, ...], output: Path | None, suffix: str) -> list
     return [(p, (output / p.name if output else p).with_suffix(suffix)) for p in inputs]
 
 
+def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tuple[str, float] | None:
+    """("size", bytes) or ("bpp", rate) when the user asked for a rate instead of a quality."""
+    from click.core import ParameterSource
+
+    if size is not None and bpp is not None:
+        raise click.UsageError("give --size or --bpp, not both")
+    if (size is not None or bpp is not None) and ctx.get_parameter_source("quality") != ParameterSource.DEFAULT:
+        raise click.UsageError("-q sets the quality; --size and --bpp choose it for you: give one of them")
+    if size is not None:
+        from .tiling import parse_bytes
+
+        try:
+            return "size", float(parse_bytes(size))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--size") from None
+    if bpp is not None:
+        if not bpp > 0:
+            raise click.BadParameter("must be positive", param_hint="--bpp")
+        return "bpp", bpp
+    return None
+
+
 def _batch(inputs: tuple[Path, ...], output: Path | None, suffix: str, quiet: bool, **codec_options):
     """What encode and decode share: (input, output) pairs, where messages go, one Codec for all of them."""
     from .codec import Codec
@@ -214,11 +236,17 @@ def _each(pairs: list[tuple[Path, Path]], verb: str, work) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-q", "--quality", "quality", default="4", show_default=True,
               help="Quality 1 (smallest) .. 6 (best); fractions such as 3.5 interpolate (variable-rate weights).")
+@click.option("--size", "size", default=None, help="Instead of -q: the best quality whose file fits in this many "
+              "bytes (e.g. 20000, or 20k = 20 KiB).")
+@click.option("--bpp", "bpp", type=float, default=None, help="Instead of -q: the best quality at or below this "
+              "rate (bits per pixel, whole file).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .jcd file, or a directory for several inputs [default: beside each input].")
 @codec_options
-def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights: Path | None, device: str,
-           max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
+@click.pass_context
+def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: str, size: str | None, bpp: float | None,
+           output: Path | None, weights: Path | None, device: str, max_pixels: int, max_memory: int, precision: str,
+           quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
@@ -233,13 +261,19 @@ def encode(inputs: tuple[Path, ...], quality: str, output: Path | None, weights:
     from .imageio import load_image
 
     q = _quality(quality)
+    target = _rate_target(ctx, size, bpp)
     pairs, codec = _batch(inputs, output, ".jcd", quiet, weights=weights, device=device, max_pixels=max_pixels,
                           precision=precision, max_memory=max_memory)  # fmt: skip
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
         picture = load_image(_read_input(src)) if src == STDIO else load_image(src)
-        enc = codec.encode(picture, q)
+        if target is None:
+            enc = codec.encode(picture, q)
+        else:
+            kind, value = target
+            limit = int(value) if kind == "size" else int(value * picture.width * picture.height / 8)
+            enc = codec.encode_to_size(picture, limit)
         _write_output(dst, enc.data)
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "

@@ -144,18 +144,62 @@ class Codec:
     @torch.no_grad()
     def encode(self, picture: Picture, quality: float) -> Encoded:
         q = self.check_quality(quality)
+        clock = _Clock(self.device)
+        return self._code(picture, self._analyse(picture, clock), q, clock)
+
+    @torch.no_grad()
+    def encode_to_size(self, picture: Picture, max_bytes: int) -> Encoded:
+        """The best quality (in the stream's 1/32 steps) whose whole .jcd file fits in ``max_bytes``.
+
+        The analysis runs once: quality only scales the latent by its gain, so the bisection repeats just
+        the entropy coding (about 8 passes over the 1/32 steps of q1..q6). Raises JcdError when even the
+        lowest quality does not fit.
+        """
+        lo, hi = self.quality_range
+        steps = range(round(lo * bitstream.QUALITY_SCALE), round(hi * bitstream.QUALITY_SCALE) + 1)
+        clock = _Clock(self.device)
+        y1 = self._analyse(picture, clock)
+        tried: dict[int, Encoded] = {}
+
+        def at(k: int) -> Encoded:
+            if k not in tried:
+                tried[k] = self._code(picture, y1, k / bitstream.QUALITY_SCALE, clock)
+            return tried[k]
+
+        if len(at(steps[0]).data) > max_bytes:
+            raise JcdError(f"even quality {lo:g} needs {len(at(steps[0]).data)} bytes, more than {max_bytes}")
+        a, b = 0, len(steps) - 1  # invariant: steps[a] fits; everything above steps[b] was not found to fit
+        if len(at(steps[b]).data) <= max_bytes:
+            a = b
+        while a < b:
+            mid = (a + b + 1) // 2
+            if len(at(steps[mid]).data) <= max_bytes:
+                a = mid
+            else:
+                b = mid - 1
+        best = at(steps[a])
+        best.timings.update(clock.times, passes=float(len(tried)))
+        return best
+
+    def _analyse(self, picture: Picture, clock: _Clock) -> torch.Tensor:
+        """Padded picture -> denoised latent before the quality gain (1, N, H/16, W/16), fp32 on the device."""
         h, w = picture.height, picture.width
         if h * w > self.max_pixels:
             raise JcdError(f"image is {w}x{h} = {h * w} pixels, above the limit of {self.max_pixels}")
         hp, wp = padded_size(h, w)
-        clock = _Clock(self.device)
         x = torch.from_numpy(np.ascontiguousarray(picture.rgb)).permute(2, 0, 1)[None].to(self.device)
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
         tiles = tiling.plan(hp // 16, wp // 16, self.tile_side)
         with self._transforms():
-            y = tiling.analysis(lambda t: self.model.analysis(t.contiguous(memory_format=self._fmt), q), x, tiles,
-                                self.model.config.N)  # fmt: skip
-        del x
+            y1 = tiling.analysis(lambda t: self.model.analysis_noisy(t.contiguous(memory_format=self._fmt))[1], x,
+                                 tiles, self.model.config.N)  # fmt: skip
+        clock.lap("network")
+        return y1
+
+    def _code(self, picture: Picture, y1: torch.Tensor, q: float, clock: _Clock) -> Encoded:
+        """Gain of quality ``q``, hyperprior, wavefront entropy coding, container."""
+        g = self.model.gain(q)
+        y = y1 if g is None else y1 * g.to(y1.device)
         z = self.model.h_a(y).cpu()
         y = y.cpu()
         clock.lap("network")
@@ -172,8 +216,8 @@ class Codec:
             if not (picture.alpha == full).all():
                 alpha = zlib.compress(picture.alpha.astype(picture.alpha.dtype.newbyteorder(">")).tobytes(), 9)
         header = Header(
-            width=w,
-            height=h,
+            width=picture.width,
+            height=picture.height,
             quality=q,
             fingerprint=self.weights.fingerprint,
             kind=picture.kind,
@@ -182,7 +226,7 @@ class Codec:
         )
         data = bitstream.pack(JcdStream(header, z_strings[0], y_stream, alpha, crc))
         clock.lap("container")
-        return Encoded(data, header, y_hat, crc, clock.times)
+        return Encoded(data, header, y_hat, crc, dict(clock.times))
 
     # -- decode -----------------------------------------------------------------------------
     @torch.no_grad()

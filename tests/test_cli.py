@@ -156,3 +156,19 @@ def test_several_inputs_share_one_run_and_a_bad_one_does_not_stop_the_rest(tmp_p
     assert (out / "im0.png").is_file() and (out / "im1.png").is_file()
     r = run_jcd("encode", *imgs, "-o", str(tmp_path / "x.jcd"), "--weights", str(weights_file))
     assert r.returncode != 0 and "must be an existing directory" in r.stderr
+
+
+def test_rate_targets(tmp_path, noisy_png, weights_file):
+    out = tmp_path / "t.jcd"
+    r = run_jcd("encode", str(noisy_png), "--bpp", "2", "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    w, h = Image.open(noisy_png).size
+    assert out.stat().st_size * 8 / (w * h) <= 2
+    r = run_jcd("encode", str(noisy_png), "--size", "1k", "-o", str(out), "--weights", str(weights_file))
+    assert (r.returncode == 0 and out.stat().st_size <= 1024) or "even quality 1 needs" in r.stderr, r.stderr
+    r = run_jcd("encode", str(noisy_png), "-q", "3", "--bpp", "1", "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 2 and "give one of them" in r.stderr
+    r = run_jcd("encode", str(noisy_png), "--size", "lots", "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 2 and "not a size" in r.stderr

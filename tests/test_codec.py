@@ -322,3 +322,19 @@ def test_shipped_weights_code_every_quality_and_denoise():
         sizes.append(len(enc.data))
         assert psnr(out, clean) > noisy_psnr + 3, f"q{q}: {psnr(out, clean):.2f} dB vs noisy {noisy_psnr:.2f} dB"
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
+
+
+def test_encode_to_size_picks_the_best_quality_that_fits(codec):
+    from jcdcodec.bitstream import QUALITY_SCALE
+
+    pic = Picture.from_array(textured(96, 128, seed=4))
+    sizes = {q: len(codec.encode(pic, q).data) for q in (1, 6)}
+    target = (sizes[1] + sizes[6]) // 2
+    enc = codec.encode_to_size(pic, target)
+    assert len(enc.data) <= target and 1 < enc.header.quality < 6
+    above = codec.encode(pic, enc.header.quality + 1 / QUALITY_SCALE)
+    assert len(above.data) > target  # one 1/32 step more would not fit
+    assert codec.decode(enc.data).picture.rgb.shape == (96, 128, 3)
+    assert codec.encode_to_size(pic, 10**9).header.quality == 6
+    with pytest.raises(JcdError, match="even quality 1 needs"):
+        codec.encode_to_size(pic, 10)
