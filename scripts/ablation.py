@@ -91,6 +91,8 @@ def main() -> None:
             store.write_text(json.dumps({"settings": settings, "rows": results}, indent=2) + "\n")
             if a.report:
                 Path(a.report).write_text(report(results, a, seeds))
+    if a.report:
+        Path(a.report).write_text(report(results, a, seeds))
 
 
 def evaluate(weights: Path, a) -> dict:
@@ -134,19 +136,37 @@ def report(results: dict, a, planned: list[int]) -> str:
         f"Rows finished: {done} of {len(ROWS) * len(planned)}.",
         "",
         "| configuration | " + " | ".join(f"seed {s} PSNR / bpp" for s in seeds) + " | mean PSNR | PSNR spread |"
-        " mean bpp | mean J | J spread |",
-        "|---|" + "---|" * (len(seeds) + 5),
+        " mean bpp | mean J | J spread | J vs baseline |",
+        "|---|" + "---|" * (len(seeds) + 6),
     ]
+    base = results.get(next(iter(ROWS)), {})
+    base_j = [base[s]["J"] for s in seeds if s in base]
     for name, r in results.items():
         ps = [r[s]["psnr"] for s in seeds if s in r]
         bs = [r[s]["bpp"] for s in seeds if s in r]
         js = [r[s]["J"] for s in seeds if s in r]
         cells = " | ".join(f"{r[s]['psnr']:.2f} / {r[s]['bpp']:.4f}" if s in r else "-" for s in seeds)
         lines.append(f"| {name} | {cells} | {np.mean(ps):.2f} | {max(ps) - min(ps):.2f} | {np.mean(bs):.4f} | "
-                     f"{np.mean(js):.4f} | {max(js) - min(js):.4f} |")
+                     f"{np.mean(js):.4f} | {max(js) - min(js):.4f} | "
+                     f"{'(reference)' if name == next(iter(ROWS)) else _verdict(js, base_j)} |")
+    lines += ["", "J vs baseline: the difference of mean J, called better or worse only when it exceeds the larger "
+              "of the two rows' seed spreads; otherwise it is within run-to-run noise at this budget. With two seeds a "
+              "spread is a rough yardstick: more seeds and steps would sharpen it."]
     lines += ["", "Paper (Table 4, Kodak level 4, q6, full training): baseline 28.40 dB / 0.8189 bpp; "
               "+CL 28.43 / 0.7935; +Self-ONN 28.33 / 0.8372; +CL+Self-ONN 28.53 / 0.7946; all 28.59 / 0.7812.", ""]
     return "\n".join(lines)
+
+
+def _verdict(js: list[float], base: list[float]) -> str:
+    if not js or not base:
+        return "-"
+    d = float(np.mean(js) - np.mean(base))
+    noise = max(max(js) - min(js), max(base) - min(base))
+    if len(js) < 2 or len(base) < 2:
+        return f"{d:+.3f} (one seed: no spread)"
+    if abs(d) <= noise:
+        return f"{d:+.3f}: within noise ({noise:.3f})"
+    return f"{d:+.3f}: {'better' if d < 0 else 'worse'}"
 
 
 if __name__ == "__main__":
