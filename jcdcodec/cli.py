@@ -267,7 +267,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: str, size: str
 
     def work(src: Path, dst: Path) -> None:
         t0 = time.perf_counter()
-        picture = load_image(_read_input(src)) if src == STDIO else load_image(src)
+        picture = load_image(_read_input(src), name=str(src))
         if target is None:
             enc = codec.encode(picture, q)
         else:
@@ -362,9 +362,8 @@ def info(input: Path, as_json: bool) -> None:
 @click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True, help="Enlarge the crops.")
 @click.option("--labels", default=None, help="Captions for IMAGES, comma-separated [default: file names].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Weights for decoding .jcd inputs [default: the shipped ones].")
-@click.option("--device", default="auto", show_default=True, help="Device for decoding .jcd inputs.")
+@weights_option
+@device_option
 def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop: str | None, zoom: int,
             labels: str | None, as_json: bool, weights: Path | None, device: str) -> None:  # fmt: skip
     """Score IMAGES against REFERENCE: PSNR and MS-SSIM on 8-bit values.
@@ -412,7 +411,7 @@ def _picture_or_decoded(path: Path, weights: Path | None, device: str):
 
     data = _read_input(path)
     if not looks_like_jcd(data):
-        return load_image(data if path == STDIO else path).rgb, None
+        return load_image(data, name=str(path)).rgb, None
     from .api import codec_for
 
     p = codec_for(weights, device).decode(data).picture

@@ -78,10 +78,10 @@ def _load_png16(data: bytes) -> Picture:
     return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
 
 
-def load_image(source: str | os.PathLike | bytes) -> Picture:
-    """Read an image file (or its bytes, e.g. from stdin) into the form jcd codes."""
+def load_image(source: str | os.PathLike | bytes, name: str | None = None) -> Picture:
+    """Read an image file (or its bytes, e.g. from stdin) into the form jcd codes; ``name`` for messages."""
     if isinstance(source, (bytes, bytearray)):
-        name, data = "<stdin>", bytes(source)
+        name, data = name or "<stdin>", bytes(source)
     else:
         path = Path(source)
         name = str(path)

@@ -105,7 +105,9 @@ def synthesis(fn: Callable[[Tensor], Tensor], y: Tensor, tiles: list[Tile]) -> T
 
 def boundary_mask(height: int, width: int, side: int, band: int = 8) -> np.ndarray:
     """(height, width) bool: within ``band`` image pixels of an interior tile boundary (for seam checks)."""
-    hp, wp = -(-height // 64) * 64, -(-width // 64) * 64
+    from .bitstream import padded_size
+
+    hp, wp = padded_size(height, width)
     mask = np.zeros((hp, wp), dtype=bool)
     for t in plan(hp // 16, wp // 16, side):
         i0, i1, j0, j1 = (v * 16 for v in t.core)
