@@ -91,7 +91,8 @@ weights_option = click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Weights file (.safetensors) instead of the shipped default from models/manifest.json.",
+    help="Weights file (.safetensors) or a shipped model's name (see `jcd models`) instead of the default. "
+    "Without it, decoding uses whichever shipped model made the stream.",
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
@@ -354,6 +355,36 @@ def info(input: Path, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the manifest's entries).")
+def models(as_json: bool) -> None:
+    """List the shipped models (models/manifest.json) and what each was trained for.
+
+    Pick one with --weights NAME. Streams record their model, so decoding needs no choice.
+    """
+    from .manifest import models_dir, read_manifest
+
+    manifest = read_manifest()
+    entries = manifest.get("models", {})
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    if not entries:
+        raise JcdError(f"no shipped models in {models_dir()}")
+    for name, e in entries.items():
+        mark = " (default)" if name == manifest.get("default") else ""
+        cfg, tc = e.get("config", {}), e.get("train_config", {})
+        gamma = tc.get("gamma", "reference")
+        use = ("photos (neutral brightness, sRGB noise)" if gamma == "srgb"
+               else "the published benchmark (reference noise gamma; darkens clean photos)")  # fmt: skip
+        qs = cfg.get("qualities", [])
+        out.print(f"[bold]{name}[/bold]{mark}", soft_wrap=True)
+        out.print(f"  file      {e.get('file')} [{str(e.get('sha256', ''))[:8]}]", soft_wrap=True)
+        out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
+                  f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
+        out.print(f"  made for  {use}", soft_wrap=True)
+
+
+@cli.command()
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--visual", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -472,6 +503,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
 @click.option("--temperature", default=0.1, show_default=True, help="NT-Xent temperature.")
 @click.option("--wide-noise", is_flag=True, help="Train on noise up to test level 4 (paper range stops below 3).")
+@click.option("--gamma", "gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
+              help="Noise convention: 'reference' as the published benchmark (whose gamma pair brightens, so the "
+                   "model learns to darken); 'srgb' keeps photos' brightness.")
 @click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 autocast (entropy models stay fp32).")
 @click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine).")
 @click.option("--seed", default=0, show_default=True)
@@ -484,7 +518,7 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
           cbam: bool | None, guidance: bool, patch: int, batch: int, steps: int, lr: float, lambda_g: float,
-          lambda_c: float, temperature: float, wide_noise: bool, bf16: bool, threads: int, seed: int,
+          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, bf16: bool, threads: int, seed: int,
           ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
     """Train a model: noisy crops in, clean crops as target, three branches.
 
@@ -528,8 +562,8 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
                        batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
                        guidance=guidance, contrastive=True if contrastive is None else contrastive,
-                       temperature=temperature, wide_noise=wide_noise, bf16=bf16, threads=threads, seed=seed,
-                       ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,
+                       temperature=temperature, wide_noise=wide_noise, gamma=gamma, bf16=bf16, threads=threads,
+                       seed=seed, ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,
                        init=str(init) if init else None)  # fmt: skip
     ckpt = out / "last.ckpt"
     if resume and not ckpt.is_file():

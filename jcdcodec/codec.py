@@ -25,6 +25,7 @@ from .entropy import WavefrontCoder, exact_entropy_path, padded_for_decoding
 from .entropy.determinism import DTYPE
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import Picture
+from .manifest import find_by_fingerprint
 from .streaminfo import describe_fingerprint
 from .weights import LoadedWeights, load_weights
 
@@ -103,6 +104,11 @@ class Codec:
         if precision not in ("auto", "fp32", "bf16"):
             raise JcdError(f"unknown precision {precision!r} (auto, fp32, bf16)")
         self.weights = weights if isinstance(weights, LoadedWeights) else load_weights(weights)
+        # Without explicit weights, a stream made by another shipped model decodes with that model.
+        self._follow_stream = weights is None
+        self._settings = {"device": device, "max_pixels": max_pixels, "precision": precision,
+                          "max_memory": max_memory}  # fmt: skip
+        self._others: dict[str, Codec] = {}
         model = self.weights.model.eval()
         # Entropy path: CPU, float64, its own copies, taken before the transforms move to the device.
         self._h_s = copy.deepcopy(model.h_s).to(DTYPE)
@@ -229,11 +235,26 @@ class Codec:
         return Encoded(data, header, y_hat, crc, dict(clock.times))
 
     # -- decode -----------------------------------------------------------------------------
+    def _shipped_codec_for(self, fingerprint: bytes) -> Codec | None:
+        """A codec with the shipped model that made a stream, when this one follows streams."""
+        if not self._follow_stream:
+            return None
+        found = find_by_fingerprint(fingerprint)
+        if found is None or found[0] == self.weights.name:
+            return None
+        name = found[0]
+        if name not in self._others:
+            self._others[name] = Codec(load_weights(name), **self._settings)
+        return self._others[name]
+
     @torch.no_grad()
     def decode(self, data: bytes) -> Decoded:
         s = bitstream.unpack(data)
         hd = s.header
         if hd.fingerprint != self.weights.fingerprint:
+            other = self._shipped_codec_for(hd.fingerprint)
+            if other is not None:
+                return other.decode(data)
             made_with = describe_fingerprint(hd.fingerprint)
             raise WeightsError(
                 f"stream was made with weights {made_with}, but the loaded weights are "

@@ -105,30 +105,44 @@ def load_model_file(path: Path) -> tuple[JointModel, dict[str, str]]:
 
 
 def load_weights(path: str | os.PathLike | None = None) -> LoadedWeights:
-    """Load ``path``, or the default from the manifest (verifying its sha256)."""
+    """Load ``path`` (a weights file, or the name of a shipped model), or the manifest's default.
+
+    Shipped models are checked against the manifest's sha256 before they are used.
+    """
     manifest = read_manifest()
+    models = manifest.get("models", {})
     entry = None
     if path is None:
         name = manifest.get("default")
-        if not name or name not in manifest.get("models", {}):
+        if not name or name not in models:
             raise WeightsError(f"no default weights in {models_dir() / 'manifest.json'}; pass --weights")
-        entry = manifest["models"][name]
-        file = models_dir() / entry["file"]
-        if not file.is_file():
-            raise WeightsError(f"default weights {file} are missing")
-        digest = sha256_file(file)
-        if digest != entry["sha256"]:
-            raise WeightsError(f"{file}: checksum mismatch (expected {entry['sha256'][:12]}, got {digest[:12]})")
+        entry = models[name]
+        file, digest = _shipped_file(name, entry)
+    elif not Path(path).is_file() and str(path) in models:
+        entry = models[str(path)]
+        file, digest = _shipped_file(str(path), entry)
     else:
         file = Path(path)
         if not file.is_file():
-            raise WeightsError(f"{file}: no such weights file")
+            names = ", ".join(sorted(models)) or "none"
+            raise WeightsError(f"{file}: no such weights file or shipped model (shipped: {names})")
         digest = sha256_file(file)
-        for n, e in manifest.get("models", {}).items():
+        for e in models.values():
             if e.get("sha256") == digest:
-                name, entry = n, e
+                entry = e
                 break
     model, meta = load_model_file(file)
     name = entry["name"] if entry and "name" in entry else meta.get("name", file.stem)
     trained = meta.get("trained", "true") == "true"
     return LoadedWeights(model, file, digest, name, trained, entry)
+
+
+def _shipped_file(name: str, entry: dict) -> tuple[Path, str]:
+    """The file of a manifest entry and its sha256, refusing a missing or altered file."""
+    file = models_dir() / entry["file"]
+    if not file.is_file():
+        raise WeightsError(f"weights {name!r}: {file} is missing")
+    digest = sha256_file(file)
+    if digest != entry["sha256"]:
+        raise WeightsError(f"{file}: checksum mismatch (expected {entry['sha256'][:12]}, got {digest[:12]})")
+    return file, digest

@@ -79,6 +79,23 @@ def started(mc, tc, steps: int = 0, **kw) -> Trainer:
     return tr
 
 
+def test_srgb_training_noise_keeps_brightness_the_reference_gamma_raises():
+    from jcdcodec.errors import JcdError
+    from jcdcodec.train.data import PatchSampler
+
+    im = torch.from_numpy((textured(160, 160) * 255).round().astype(np.uint8)).permute(2, 0, 1).contiguous()
+    shifts = {}
+    for gamma in ("reference", "srgb"):
+        b = PatchSampler([im], 128, 16, gamma=gamma).sample(torch.Generator().manual_seed(0))
+        shifts[gamma] = float((b.noisy - b.clean).mean())
+    # Same crops and noise draws; only the convention differs. The reference gamma pair brightens
+    # mid-tones by ~0.02 even without noise, sRGB is a true inverse (only clamping shifts the mean).
+    assert shifts["reference"] > shifts["srgb"] + 0.01
+    assert abs(shifts["srgb"]) < 0.01
+    with pytest.raises(JcdError, match="gamma"):
+        TrainConfig(gamma="linear")
+
+
 def test_a_few_steps_reduce_the_loss(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "r", 60, lr=1e-3, model={"qualities": (3,)})
     tr = Trainer(mc, tc)

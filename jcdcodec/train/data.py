@@ -51,11 +51,13 @@ class Batch:
 class PatchSampler:
     """Random crops with flips, and on-the-fly read+shot noise (one draw per image)."""
 
-    def __init__(self, images: list[Tensor], patch: int, batch: int, wide_noise: bool = False) -> None:
+    def __init__(
+        self, images: list[Tensor], patch: int, batch: int, wide_noise: bool = False, gamma: str = "reference"
+    ) -> None:
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise JcdError(f"no training image is at least {patch}x{patch}")
-        self.patch, self.batch, self.wide_noise = patch, batch, wide_noise
+        self.patch, self.batch, self.wide_noise, self.gamma = patch, batch, wide_noise, gamma
 
     def sample(self, g: torch.Generator) -> Batch:
         p = self.patch
@@ -74,7 +76,7 @@ class PatchSampler:
             crops.append(c)
         clean = torch.stack(crops).float() / 255.0
         read, shot = sample_training_sigmas(self.batch, g, wide=self.wide_noise)
-        noisy = add_noise(clean, read, shot, generator=g)
+        noisy = add_noise(clean, read, shot, generator=g, gamma=self.gamma)
         return Batch(clean, noisy, read, shot)
 
 

@@ -1,0 +1,85 @@
+"""Several shipped models: pick one by name, and streams decode with the model that made them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import run_jcd, textured
+
+from jcdcodec.errors import WeightsError
+
+
+@pytest.fixture()
+def two_models(tmp_path, monkeypatch, weights_file, other_weights_file):
+    """A models folder with a default ('tiny-test') and a second model ('other-test', sRGB-trained)."""
+    from jcdcodec.manifest import sha256_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    entries = {}
+    for name, src, gamma in (("tiny-test", weights_file, "reference"), ("other-test", other_weights_file, "srgb")):
+        shutil.copy(src, models / src.name)
+        entries[name] = {"name": name, "file": src.name, "sha256": sha256_file(src), "steps": 0,
+                         "config": {"N": 16, "qualities": [1, 2, 3, 4, 5, 6]},
+                         "train_config": {"gamma": gamma}}  # fmt: skip
+    (models / "manifest.json").write_text(json.dumps({"default": "tiny-test", "models": entries}))
+    monkeypatch.setenv("JCD_MODELS", str(models))
+    return models
+
+
+def test_weights_by_name(two_models):
+    from jcdcodec.weights import load_weights
+
+    assert load_weights("other-test").name == "other-test"
+    assert load_weights(None).name == "tiny-test"
+    with pytest.raises(WeightsError, match="other-test, tiny-test"):
+        load_weights("no-such-model")
+
+
+def test_named_model_is_checksummed(two_models):
+    from jcdcodec.weights import load_weights
+
+    f = two_models / "other.safetensors"
+    f.write_bytes(f.read_bytes()[:-1] + b"\0")
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        load_weights("other-test")
+
+
+def test_default_codec_follows_the_stream(two_models):
+    from jcdcodec import Codec, Picture
+
+    pic = Picture.from_array(textured(48, 64))
+    enc = Codec("other-test", device="cpu").encode(pic, 3)
+    default = Codec(device="cpu")
+    assert default.weights.name == "tiny-test"
+    out = default.decode(enc.data)
+    assert out.picture.rgb.shape == (48, 64, 3)
+    # The decoder used the stream's model: same latent as the encoder's.
+    assert (out.y_hat == enc.y_hat).all()
+    # Explicit weights are obeyed, so a mismatch is still an error.
+    with pytest.raises(WeightsError, match="stream was made with weights other-test"):
+        Codec("tiny-test", device="cpu").decode(enc.data)
+
+
+def test_cli_models_lists_the_shipped_models(two_models):
+    r = run_jcd("models", env={"JCD_MODELS": str(two_models)})
+    assert r.returncode == 0, r.stderr
+    assert "tiny-test (default)" in r.stdout
+    assert "other-test" in r.stdout and "photos" in r.stdout and "benchmark" in r.stdout
+    r = run_jcd("models", "--json", env={"JCD_MODELS": str(two_models)})
+    assert json.loads(r.stdout)["default"] == "tiny-test"
+
+
+def test_cli_decode_without_weights_uses_the_streams_model(two_models, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray((textured(40, 56) * 255).astype("uint8")).save(src)
+    env = {"JCD_MODELS": str(two_models)}
+    r = run_jcd("encode", str(src), "-q", "2", "--weights", "other-test", "-o", str(tmp_path / "a.jcd"), env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_jcd("decode", str(tmp_path / "a.jcd"), "-o", str(tmp_path / "a.png"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "a.png").size == (56, 40)
