@@ -652,7 +652,7 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder for CSV/JSON, plots and the per-item cache.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a markdown report here (plots go to a 'plots' folder beside it).")
+              help="Also write a markdown report here (plots go to a 'plots' folder beside it, named after it).")
 @click.option("--update-manifest", is_flag=True,
               help="Record the measured figures of the evaluated weights in models/manifest.json.")
 @click.option("--anchor-rows", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -698,8 +698,9 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = {}
     for level in lv:
-        p = plot_dir / f"rd_L{level}.png"
-        plot_level(summary, level, p, f"Noise level {level} ({directory.name}, gamma {gamma})")
+        p = plot_dir / (f"{report.stem}-L{level}.png" if report else f"rd_L{level}.png")
+        plot_level(summary, level, p, f"Noise level {level} ({directory.name}, gamma {gamma})",
+                   published_marks=gamma == "reference")
         plots[level] = str(p.relative_to(report.parent)) if report else p.name
     command = "jcd eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "jcd eval"
     text = markdown(summary, dataclasses.asdict(settings), command, plots)

@@ -76,7 +76,8 @@ def test_tiny_end_to_end_eval_with_cache(tmp_path, weights_file, monkeypatch):
     assert all(0 < s["msssim"] <= 1 for s in jcd)
     text = (tmp_path / "doc" / "results.md").read_text()
     assert "## Noise level 4" in text and "BD-rate" in text
-    assert (tmp_path / "doc" / "plots" / "rd_L1.png").is_file()
+    assert (tmp_path / "doc" / "plots" / "results-L1.png").is_file()
+    assert "Xie 2024" in text  # published figures beside ours on the reference protocol
     rows_csv = (out / "per_image.csv").read_text().splitlines()
     assert len(rows_csv) == 1 + len(json.loads((out / "summary.json").read_text())["rows"])
     # A rerun takes everything from the cache: the codecs must not be called again.
@@ -143,3 +144,19 @@ def test_update_manifest_records_figures(tmp_path, weights_file):
     fig = json.loads((models / "manifest.json").read_text())["models"]["tiny-test"]["figures"]
     assert fig["images"] == 1 and [p["quality"] for p in fig["by_level"]["3"]] == [2.0, 5.0]
     assert all(p["bpp"] > 0 and p["psnr"] > 0 for p in fig["by_level"]["3"])
+
+
+def test_published_figures_only_beside_the_reference_protocol():
+    from jcdcodec.eval.report import markdown
+
+    summary = [{"method": m, "level": 4, "setting": q, "bpp": b, "psnr": p, "msssim": 0.9, "images": 1}
+               for m, q, b, p in (("jcd:x", 1, 0.1, 25.0), ("jcd:x", 6, 0.3, 26.0),
+                                  ("jpeg", 10, 0.2, 22.0), ("jpeg", 50, 0.6, 23.0))]  # fmt: skip
+    settings = {"seed": 0, "float_input": False, "levels": (4,), "qualities": (1, 6)}
+    ref = markdown(summary, {**settings, "gamma": "reference"}, "jcd eval", {})
+    srgb = markdown(summary, {**settings, "gamma": "srgb"}, "jcd eval --gamma srgb", {})
+    assert "Xie 2024" in ref and "27.10" in ref
+    assert "Xie 2024" not in srgb and "not shown for this noise convention" in srgb
+    # Tables stay well-formed: every row of the q table has as many cells as its header.
+    rows = [ln for ln in srgb.splitlines() if ln.startswith("| q |") or ln.startswith("| 1 |")]
+    assert len({r.count("|") for r in rows}) == 1

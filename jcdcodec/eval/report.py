@@ -45,7 +45,8 @@ def _f(v: float, nd: int = 2) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.{nd}f}"
 
 
-def plot_level(summary: list[dict], level: int, path: Path, title: str) -> None:
+def plot_level(summary: list[dict], level: int, path: Path, title: str, published_marks: bool = True) -> None:
+    """RD plot of one level; ``published_marks`` adds the published points (reference protocol only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +63,7 @@ def plot_level(summary: list[dict], level: int, path: Path, title: str) -> None:
             ax.plot(r, q, "--" if name == "bm3d+best" else ":", lw=1.8, label=name)
         elif not name.startswith("bm3d+"):
             ax.plot(r, q, "-", lw=0.8, alpha=0.6, label=f"{name} (noisy input)")
-    if level in published.CHENG2022:
+    if published_marks and level in published.CHENG2022:
         p = published.CHENG2022[level]
         ax.plot(p["bpp"], p["psnr"], "s", ms=5, mfc="none", label="Cheng et al. 2022 (published)")
         x = published.XIE2024[level]
@@ -90,15 +91,18 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
              + " bpp is real file size (the whole .jcd file) x 8 / pixels; PSNR and MS-SSIM against the clean image,"
                " on 8-bit output. BM3D gets the true noise std of each image (oracle sigma).",
              f"Published figures ({published.SOURCE}) used float noisy input and centre crops; they are shown for"
-             " orientation, not as a like-for-like comparison.", ""]  # fmt: skip
+             " orientation, not as a like-for-like comparison."
+             if settings["gamma"] == "reference" else
+             "Published figures use the reference gamma and are not shown for this noise convention.", ""]  # fmt: skip
+    show_published = settings["gamma"] == "reference"
     for level in settings["levels"]:
         lines += [f"## Noise level {level}", ""]
         jcd = sorted({s["method"] for s in summary if s["method"].startswith("jcd:")})
         cheng = published.CHENG2022.get(level)
         xie = published.XIE2024.get(level, {"q": []})
         head = "| q | " + " | ".join(f"{m} bpp | PSNR | MS-SSIM" for m in jcd)
-        head += " | Cheng 2022 bpp / PSNR | Xie 2024 bpp / PSNR |"
-        lines += [head, "|" + "---|" * (1 + 3 * len(jcd) + 2)]
+        head += " | Cheng 2022 bpp / PSNR | Xie 2024 bpp / PSNR |" if show_published else " |"
+        lines += [head, "|" + "---|" * (1 + 3 * len(jcd) + 2 * show_published)]
         for q in settings["qualities"]:
             cells = []
             for m in jcd:
@@ -108,7 +112,8 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
             ch = f"{cheng['bpp'][qi - 1]:.4f} / {cheng['psnr'][qi - 1]:.2f}" if cheng and qi else "-"
             xi = xie["q"].index(qi) if qi in xie["q"] else None
             xs = f"{xie['bpp'][xi]:.4f} / {xie['psnr'][xi]:.2f}" if xi is not None else "-"
-            lines.append(f"| {q:g} | " + " | ".join(cells) + f" | {ch} | {xs} |")
+            tail = f" | {ch} | {xs} |" if show_published else " |"
+            lines.append(f"| {q:g} | " + " | ".join(cells) + tail)
         lines.append("")
         c = curves(summary, level)
         ref = {s["method"]: s for s in summary if s["level"] == level and s["setting"] == ""}
