@@ -361,6 +361,8 @@ def models(as_json: bool) -> None:
 
     Pick one with --weights NAME. Streams record their model, so decoding needs no choice.
     """
+    from rich.markup import escape
+
     from .manifest import models_dir, read_manifest
 
     manifest = read_manifest()
@@ -378,7 +380,7 @@ def models(as_json: bool) -> None:
                else "the published benchmark (reference noise gamma; darkens clean photos)")  # fmt: skip
         qs = cfg.get("qualities", [])
         out.print(f"[bold]{name}[/bold]{mark}", soft_wrap=True)
-        out.print(f"  file      {e.get('file')} [{str(e.get('sha256', ''))[:8]}]", soft_wrap=True)
+        out.print(escape(f"  file      {e.get('file')} [{str(e.get('sha256', ''))[:8]}]"), soft_wrap=True)
         out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
                   f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
         out.print(f"  made for  {use}", soft_wrap=True)

@@ -2,7 +2,7 @@
 # The shipped model's training run, resumable across sessions.
 #   bash scripts/train_main.sh            # resume runs/main if its checkpoint exists, else start from the
 #                                         # committed weights (models/jcd-n64.safetensors) or from scratch
-#   bash scripts/train_main.sh export     # export runs/main/last.ckpt as the default shipped weights
+#   bash scripts/train_main.sh export     # export runs/main/last.ckpt as models/jcd-n64 (the benchmark model)
 # Background use: nohup bash scripts/train_main.sh > runs/main.out 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ RUN=runs/main
 WEIGHTS=models/jcd-n64.safetensors
 STEPS=${STEPS:-200000}
 if [ "${1:-}" = "export" ]; then
-  exec .venv/bin/jcd export "$RUN/last.ckpt" -o "$WEIGHTS" --name jcd-n64 --default \
+  exec .venv/bin/jcd export "$RUN/last.ckpt" -o "$WEIGHTS" --name jcd-n64 \
     --data-note "../shared/data/train: 481 photos (CBSD432 + Wikipedia), 4 held out for validation; wide noise range"
 fi
 common=(--out "$RUN" --steps "$STEPS" --threads "${THREADS:-1}" --ckpt-every 500 --val-every 2000)

@@ -324,6 +324,22 @@ def test_shipped_weights_code_every_quality_and_denoise():
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
 
 
+@needs_kodak
+def test_default_weights_keep_a_clean_photos_brightness():
+    """A photo whose noise never went through the reference gamma pair must not come out darker: the
+    benchmark model (jcd-n64) darkens a clean Kodak image by ~4.5 of 255 levels, the default must not."""
+    from PIL import Image
+
+    from jcdcodec.eval.metrics import to_uint8
+
+    clean = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[96:352, 240:496]
+    codec = Codec(device="cpu")
+    for q in (1, 6):
+        out = to_uint8(codec.decode(codec.encode(Picture.from_array(clean / 255.0), q).data).picture.rgb)
+        shift = out.astype(np.float64).mean() - clean.astype(np.float64).mean()
+        assert abs(shift) < 2.0, f"q{q}: mean level moved by {shift:+.2f}"
+
+
 def test_encode_to_size_picks_the_best_quality_that_fits(codec):
     from jcdcodec.bitstream import QUALITY_SCALE
 

@@ -439,7 +439,8 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
     }
     if tc.get("init"):
         record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before")  + (
-            f"; then {int(ckpt['step'])} steps from those weights at lr {tc.get('lr')}")
+            f"; then {int(ckpt['step'])} steps from those weights at lr {tc.get('lr')}"
+            + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else ""))
     digest = save_weights(model, out, {"name": name, "trained": "true", "steps": str(record["steps"]),
                                        "train_seconds": str(record["train_seconds"])})
     record["config"] = json.loads(mcfg.to_json())
