@@ -160,3 +160,12 @@ def test_published_figures_only_beside_the_reference_protocol():
     # Tables stay well-formed: every row of the q table has as many cells as its header.
     rows = [ln for ln in srgb.splitlines() if ln.startswith("| q |") or ln.startswith("| 1 |")]
     assert len({r.count("|") for r in rows}) == 1
+
+
+def test_the_first_weights_stay_first_in_the_summary():
+    from jcdcodec.eval.runner import summarize
+
+    rows = [{"method": m, "level": 1, "setting": 1.0, "bpp": 0.1, "psnr": 25.0, "msssim": 0.9}
+            for m in ("noisy input", "jcd:zeta", "jcd:alpha", "jcd:zeta")]  # fmt: skip
+    jcd = [s["method"] for s in summarize(rows) if s["method"].startswith("jcd:")]
+    assert jcd == ["jcd:zeta", "jcd:alpha"]

@@ -97,7 +97,7 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
     show_published = settings["gamma"] == "reference"
     for level in settings["levels"]:
         lines += [f"## Noise level {level}", ""]
-        jcd = sorted({s["method"] for s in summary if s["method"].startswith("jcd:")})
+        jcd = list(dict.fromkeys(s["method"] for s in summary if s["method"].startswith("jcd:")))
         cheng = published.CHENG2022.get(level)
         xie = published.XIE2024.get(level, {"q": []})
         head = "| q | " + " | ".join(f"{m} bpp | PSNR | MS-SSIM" for m in jcd)

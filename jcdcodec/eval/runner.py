@@ -206,7 +206,10 @@ def summarize(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups[(r["method"], r["level"], r["setting"])].append(r)
     out = []
-    for (method, level, setting), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
+    # Methods keep the order they were evaluated in, so the first --weights stays first in the report.
+    first = {m: i for i, m in reversed(list(enumerate(r["method"] for r in rows)))}
+    for (method, level, setting), rs in sorted(groups.items(),
+                                               key=lambda kv: (first[kv[0][0]], kv[0][1], str(kv[0][2]))):
         out.append({"method": method, "level": level, "setting": setting, "images": len(rs),
                     "bpp": _mean(r["bpp"] for r in rs), "psnr": _mean(r["psnr"] for r in rs),
                     "msssim": _mean(r["msssim"] for r in rs)})  # fmt: skip
