@@ -51,12 +51,14 @@ def main() -> None:
 
     print(f"{len(files)} Kodak images; shifts in 8-bit steps (mean of input/output minus mean of clean)")
     print(f"{'input':<14} {'q':>4} {'input shift':>12} {'output shift':>13} {'PSNR':>7} {'bpp':>6}")
+    cleans = []
+    for f in files:
+        with Image.open(f) as im:
+            cleans.append(np.asarray(im.convert("RGB")))
     for label, level, gamma in kinds:
         for q in qualities:
             sin, sout, ps, bpp = [], [], [], []
-            for f in files:
-                with Image.open(f) as im:
-                    clean8 = np.asarray(im.convert("RGB"))
+            for clean8 in cleans:
                 if level == 0:
                     noisy8 = clean8
                 else:
