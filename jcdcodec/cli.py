@@ -363,7 +363,7 @@ def models(as_json: bool) -> None:
     """
     from rich.markup import escape
 
-    from .manifest import models_dir, read_manifest
+    from .manifest import intended_use, models_dir, read_manifest
 
     manifest = read_manifest()
     entries = manifest.get("models", {})
@@ -374,16 +374,13 @@ def models(as_json: bool) -> None:
         raise JcdError(f"no shipped models in {models_dir()}")
     for name, e in entries.items():
         mark = " (default)" if name == manifest.get("default") else ""
-        cfg, tc = e.get("config", {}), e.get("train_config", {})
-        gamma = tc.get("gamma", "reference")
-        use = ("photos (neutral brightness, sRGB noise)" if gamma == "srgb"
-               else "the published benchmark (reference noise gamma; darkens clean photos)")  # fmt: skip
+        cfg = e.get("config", {})
         qs = cfg.get("qualities", [])
         out.print(f"[bold]{name}[/bold]{mark}", soft_wrap=True)
         out.print(escape(f"  file      {e.get('file')} [{str(e.get('sha256', ''))[:8]}]"), soft_wrap=True)
         out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
                   f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
-        out.print(f"  made for  {use}", soft_wrap=True)
+        out.print(f"  made for  {intended_use(e)}", soft_wrap=True)
 
 
 @cli.command()

@@ -43,3 +43,16 @@ def find_by_fingerprint(fingerprint: bytes) -> tuple[str, dict] | None:
         if entry.get("sha256", "").startswith(fingerprint.hex()):
             return name, entry
     return None
+
+
+def intended_use(entry: dict) -> str:
+    """What a shipped model is for, from its training record (or an explicit ``purpose`` in its entry).
+
+    The noise convention decides it: the reference gamma pair brightens images, so a model trained on it
+    darkens clean photos, right for the published benchmark and wrong for users' pictures.
+    """
+    if entry.get("purpose"):
+        return str(entry["purpose"])
+    if entry.get("train_config", {}).get("gamma", "reference") == "srgb":
+        return "photos (neutral brightness, sRGB noise)"
+    return "the published benchmark (reference noise gamma; darkens clean photos)"

@@ -83,3 +83,12 @@ def test_cli_decode_without_weights_uses_the_streams_model(two_models, tmp_path)
     r = run_jcd("decode", str(tmp_path / "a.jcd"), "-o", str(tmp_path / "a.png"), env=env)
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "a.png").size == (56, 40)
+
+
+def test_intended_use_follows_the_noise_convention_unless_stated():
+    from jcdcodec.manifest import intended_use
+
+    assert intended_use({"train_config": {"gamma": "srgb"}}).startswith("photos")
+    assert "benchmark" in intended_use({"train_config": {"gamma": "reference"}})
+    assert "benchmark" in intended_use({})  # records from before --gamma existed were all reference
+    assert intended_use({"purpose": "x-rays", "train_config": {"gamma": "srgb"}}) == "x-rays"
