@@ -204,6 +204,12 @@ def test_a_run_from_init_weights_reports_their_steps_too(image_dir, tmp_path):
     assert tr.tcfg.init_steps == 2
     _, record = export_checkpoint(tr.save_checkpoint(), tmp_path / "w2.safetensors")
     assert record["steps"] == 5 and "then 3 steps from those weights" in record["history"]
+    # A file outside any manifest carries its history in its metadata, so a third generation keeps it.
+    mc, tc = tiny_run(image_dir, tmp_path / "third", 1, init=str(tmp_path / "w2.safetensors"))
+    _, record = export_checkpoint(started(mc, tc, 1).save_checkpoint(), tmp_path / "w3.safetensors")
+    assert record["steps"] == 6
+    assert "then 3 steps from those weights" in record["history"] and record["history"].endswith(
+        "then 1 steps from those weights at lr 0.0001")
 
 
 def test_constant_buffers_survive_export_and_never_come_from_a_file(image_dir, tmp_path):

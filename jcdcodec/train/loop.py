@@ -400,7 +400,7 @@ def _with_init_record(tcfg: TrainConfig, meta: dict[str, str]) -> TrainConfig:
                   if e.get("sha256") == digest), {})  # fmt: skip
     steps = int(entry.get("steps", meta.get("steps", 0)))
     seconds = float(entry.get("train_seconds", meta.get("train_seconds", 0.0)))
-    history = str(entry.get("history", ""))
+    history = str(entry.get("history", meta.get("history", "")))
     return dataclasses.replace(tcfg, init_steps=steps, init_seconds=seconds, init_history=history)
 
 
@@ -441,8 +441,11 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
         record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before")  + (
             f"; then {int(ckpt['step'])} steps from those weights at lr {tc.get('lr')}"
             + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else ""))
-    digest = save_weights(model, out, {"name": name, "trained": "true", "steps": str(record["steps"]),
-                                       "train_seconds": str(record["train_seconds"])})
+    meta = {"name": name, "trained": "true", "steps": str(record["steps"]),
+            "train_seconds": str(record["train_seconds"])}
+    if "history" in record:  # so a run started with --init from this file (shipped or not) keeps the story
+        meta["history"] = record["history"]
+    digest = save_weights(model, out, meta)
     record["config"] = json.loads(mcfg.to_json())
     return digest, record
 
