@@ -267,3 +267,18 @@ def test_two_process_ddp_keeps_replicas_identical(image_dir, tmp_path):
     init = Trainer(ModelConfig(N=16), TrainConfig(data=str(image_dir), out=str(tmp_path / "x"))).module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["model.g_s.0.conv1.weight"], init["model.g_s.0.conv1.weight"]), "no step was taken"
+
+
+def test_the_exported_history_reports_the_learning_rates_the_run_used(tmp_path):
+    from jcdcodec.train.loop import lr_schedule
+
+    rows = [{"step": s, "lr": 1e-4 * min(1.0, (s + 1) / 100)} for s in range(10, 100, 10)]
+    rows += [{"step": s, "lr": 1e-4} for s in range(100, 310, 10)]
+    rows += [{"step": 300, "val": {}}]
+    rows += [{"step": s, "lr": 3e-4} for s in range(260, 400, 10)]  # resumed from step 250 with --lr 3e-4
+    rows += [{"step": s, "lr": 3e-5} for s in range(400, 460, 10)]  # the scheduler's decay
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 46')  # cut short by a kill
+    assert lr_schedule(log, 100) == "lr 0.0001 to step 260, lr 0.0003 to step 400, lr 3e-05 to step 450 " \
+        "(after a 100-step warm-up)"
+    assert lr_schedule(tmp_path / "missing.jsonl", 100) is None

@@ -415,6 +415,40 @@ def _learned(state: dict, into: nn.Module) -> dict:
     return {k: v for k, v in state.items() if k in names}
 
 
+def lr_schedule(log_path: Path, warmup: int) -> str | None:
+    """The learning rates a run actually used, read back from its log.jsonl (None without a log).
+
+    Why: a run's config holds one ``lr``, but resumes may change it (``--lr``) and the scheduler
+    decays it, so the config alone misreports the schedule behind shipped weights. Logged steps
+    are every ``log_every``, so the switch points are exact to that granularity; a resumed run
+    re-logs the steps after its last checkpoint and the later line wins.
+    """
+    if not log_path.is_file():
+        return None
+    lrs: dict[int, float] = {}
+    for line in log_path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run
+        if isinstance(row, dict) and "lr" in row and "step" in row:
+            lrs[int(row["step"])] = float(row["lr"])
+    segments: list[list[float]] = []  # [lr, first step, last step]
+    for step in sorted(lrs):
+        if step <= warmup:
+            continue
+        lr = float(f"{lrs[step]:.3g}")
+        if segments and segments[-1][0] == lr:
+            segments[-1][2] = step
+        else:
+            segments.append([lr, step, step])
+    if not segments:
+        return None
+    ends = [nxt[1] for nxt in segments[1:]] + [segments[-1][2]]
+    text = ", ".join(f"lr {lr:g} to step {int(end)}" for (lr, _, _), end in zip(segments, ends, strict=True))
+    return text + (f" (after a {warmup}-step warm-up)" if min(lrs) <= warmup else "")
+
+
 def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "") -> tuple[str, dict]:
     """Checkpoint -> inference weights (fp16 safetensors, tables, config); returns (sha256, record)."""
     from ..weights import save_weights
@@ -438,8 +472,9 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
         "train_config": tc,
     }
     if tc.get("init"):
-        record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before")  + (
-            f"; then {int(ckpt['step'])} steps from those weights at lr {tc.get('lr')}"
+        schedule = lr_schedule(ckpt_path.parent / "log.jsonl", int(tc.get("warmup", 0))) or f"lr {tc.get('lr')}"
+        record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before") + (
+            f"; then {int(ckpt['step'])} steps from those weights at {schedule}"
             + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else ""))
     meta = {"name": name, "trained": "true", "steps": str(record["steps"]),
             "train_seconds": str(record["train_seconds"])}
@@ -450,4 +485,4 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
     return digest, record
 
 
-__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint"]
+__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "lr_schedule"]
