@@ -44,7 +44,7 @@ def _load_clean(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 class _Cache:
