@@ -433,19 +433,15 @@ def lr_schedule(log_path: Path, warmup: int) -> str | None:
             continue  # a line cut short by a killed run
         if isinstance(row, dict) and "lr" in row and "step" in row:
             lrs[int(row["step"])] = float(row["lr"])
-    segments: list[list[float]] = []  # [lr, first step, last step]
-    for step in sorted(lrs):
-        if step <= warmup:
-            continue
+    starts: list[tuple[float, int]] = []  # (lr, first logged step with it)
+    for step in sorted(s for s in lrs if s > warmup):
         lr = float(f"{lrs[step]:.3g}")
-        if segments and segments[-1][0] == lr:
-            segments[-1][2] = step
-        else:
-            segments.append([lr, step, step])
-    if not segments:
+        if not starts or starts[-1][0] != lr:
+            starts.append((lr, step))
+    if not starts:
         return None
-    ends = [nxt[1] for nxt in segments[1:]] + [segments[-1][2]]
-    text = ", ".join(f"lr {lr:g} to step {int(end)}" for (lr, _, _), end in zip(segments, ends, strict=True))
+    ends = [step for _, step in starts[1:]] + [max(lrs)]
+    text = ", ".join(f"lr {lr:g} to step {end}" for (lr, _), end in zip(starts, ends, strict=True))
     return text + (f" (after a {warmup}-step warm-up)" if min(lrs) <= warmup else "")
 
 
