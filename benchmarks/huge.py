@@ -32,7 +32,7 @@ def rss(field):  # kB figures of /proc/self/status, in bytes
             return int(line.split()[1]) * 1024
 torch.set_num_threads(int(sys.argv[5]))
 from jcdcodec import Codec, load_image
-from jcdcodec.imageio import atomic_write_bytes
+from jcdcodec.outputs import atomic_write_bytes
 phase, src, dst, budget = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 codec = Codec(device="cpu", max_memory=budget, max_pixels=1 << 28)
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS

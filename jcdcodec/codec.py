@@ -11,6 +11,7 @@ a stream made on a GPU decodes on any CPU.
 from __future__ import annotations
 
 import copy
+import math
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -24,12 +25,10 @@ from .bitstream import PAD, Header, JcdStream, padded_size
 from .entropy import WavefrontCoder, exact_entropy_path, padded_for_decoding
 from .entropy.determinism import DTYPE
 from .errors import BitstreamError, JcdError, WeightsError
-from .imageio import Picture
+from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .manifest import find_by_fingerprint
 from .streaminfo import describe_fingerprint
 from .weights import LoadedWeights, load_weights
-
-DEFAULT_MAX_PIXELS = 64_000_000
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -132,8 +131,11 @@ class Codec:
     def check_quality(self, quality: float) -> float:
         """The quality as the stream stores it (1/32 steps), or a JcdError if the weights cannot code it."""
         lo, hi = self.quality_range
-        q = bitstream.quantize_quality(float(quality))
-        if lo <= q <= hi:
+        quality = float(quality)
+        if not math.isfinite(quality):
+            raise JcdError(f"quality must be a number from {lo:g} to {hi:g}, got {quality}")
+        q = bitstream.quantize_quality(quality)
+        if lo <= quality <= hi:
             return q
         if lo == hi:
             raise JcdError(f"these weights ({self.weights.name}) code quality {lo:g} only, not {quality:g}")

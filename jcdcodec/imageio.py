@@ -10,18 +10,15 @@ business changing transparency). What else Pillow opens is mapped onto that:
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
 
-All writes are atomic: a temporary file in the target directory, then a rename, so a
-failed run never leaves a partial file or clobbers an existing one.
+All writes go through ``outputs`` (atomic, optionally no-clobber).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
+import re
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import JcdError, JcdWarning
+from .outputs import atomic_write_bytes
 
 GRAY, RGB, PALETTE = 0, 1, 2
 
@@ -78,8 +76,27 @@ def _load_png16(data: bytes) -> Picture:
     return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
 
 
-def load_image(source: str | os.PathLike | bytes, name: str | None = None) -> Picture:
-    """Read an image file (or its bytes, e.g. from stdin) into the form jcd codes; ``name`` for messages."""
+def _check_size(name: str, width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise JcdError(f"{name}: the image declares an empty size ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise JcdError(f"{name}: image is {width}x{height} = {width * height} pixels, above the limit of "
+                       f"{max_pixels} (raise it with --max-pixels)")  # fmt: skip
+
+
+#: The largest image coded unless asked otherwise (--max-pixels): 64 Mpx, about 1.5 GB of float pixels.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def load_image(
+    source: str | os.PathLike | bytes, name: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Picture:
+    """Read an image file (or its bytes, e.g. from stdin) into the form jcd codes; ``name`` for messages.
+
+    ``max_pixels`` is checked against the size the file declares in its header, before any pixel is
+    decoded: a small file can declare a huge image (a decompression bomb) and decoding it first would
+    exhaust memory.
+    """
     if isinstance(source, (bytes, bytearray)):
         name, data = name or "<stdin>", bytes(source)
     else:
@@ -98,8 +115,11 @@ def load_image(source: str | os.PathLike | bytes, name: str | None = None) -> Pi
     try:
         header = _png_header(data[:26])
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
+            width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+            _check_size(name, width, height, max_pixels)
             return _load_png16(data)
         with Image.open(io.BytesIO(data)) as im:
+            _check_size(name, im.width, im.height, max_pixels)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
@@ -108,8 +128,10 @@ def load_image(source: str | os.PathLike | bytes, name: str | None = None) -> Pi
         raise
     except (UnidentifiedImageError, png.FormatError) as e:
         raise JcdError(f"{name}: not an image jcd can read ({type(e).__name__})") from None
-    except Image.DecompressionBombError as e:
-        raise JcdError(f"{name}: {e}") from None
+    except Image.DecompressionBombError as e:  # Pillow's own check, when it comes first
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"declares {m.group(1)} pixels" if m else "declares too many pixels"
+        raise JcdError(f"{name}: image {size}, above the limit of {max_pixels or Image.MAX_IMAGE_PIXELS}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise JcdError(f"{name}: cannot read image ({e})") from None
 
@@ -168,56 +190,43 @@ def to_pillow_or_array(rgb: np.ndarray, kind: int, depth: int, alpha: np.ndarray
     return im
 
 
-@contextlib.contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure remove it.
-
-    The temporary file gets the permissions a plain open() would give (mkstemp makes 0600 files).
-    """
-    _check_target(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent or ".")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        # After the write: some writers (safetensors) recreate the file with their own mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise JcdError(f"{path}: cannot write ({e.strerror or e})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+READ_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_target(Path(path)) as tmp:
-        tmp.write_bytes(data)
-
-
-def _check_target(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise JcdError(f"{path}: is a directory")
-    if not parent.is_dir():
-        raise JcdError(f"{path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise JcdError(f"{path}: directory {parent} is not writable")
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name (by extension: data sets, not user input)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise JcdError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_EXTS)
+    if not files:
+        raise JcdError(f"{folder}: no images found")
+    return files
 
 
 WRITE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".webp": "WEBP", ".jpg": "JPEG",
                  ".jpeg": "JPEG", ".ppm": "PPM", ".pgm": "PPM"}  # fmt: skip
 
 
+#: Formats that cannot hold an alpha channel: writing a picture with alpha to them drops it (with a warning).
+NO_ALPHA_FORMATS = frozenset({"JPEG", "PPM"})
+
+
 def encode_image(
-    rgb: np.ndarray, fmt: str = "PNG", kind: int = RGB, depth: int = 8, alpha: np.ndarray | None = None
+    rgb: np.ndarray,
+    fmt: str = "PNG",
+    kind: int = RGB,
+    depth: int = 8,
+    alpha: np.ndarray | None = None,
+    name: str = "output",
 ) -> bytes:
     """Float RGB (H, W, 3) as the bytes of an image file in Pillow format ``fmt`` (16 bits: PNG only)."""
     if depth == 16 and fmt != "PNG":
         raise JcdError("16-bit output needs PNG")
+    if alpha is not None and fmt in NO_ALPHA_FORMATS:
+        warnings.warn(f"{name}: {fmt} has no alpha channel; the transparency is dropped (write .png to keep it)",
+                      JcdWarning, stacklevel=2)  # fmt: skip
+        alpha = None
     obj = to_pillow_or_array(rgb, kind, depth, alpha)
     buf = io.BytesIO()
     if isinstance(obj, np.ndarray):
@@ -225,7 +234,7 @@ def encode_image(
         writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
         writer.write(buf, obj.reshape(h, w * c))
     else:
-        if fmt == "JPEG" and obj.mode not in ("L", "RGB"):
+        if fmt in NO_ALPHA_FORMATS and obj.mode not in ("L", "RGB"):
             obj = obj.convert("RGB")
         obj.save(buf, format=fmt)
     return buf.getvalue()
@@ -237,12 +246,14 @@ def save_image(
     kind: int = RGB,
     depth: int = 8,
     alpha: np.ndarray | None = None,
+    clobber: bool = True,
 ) -> None:
-    """Write float RGB (H, W, 3) atomically, in the format the extension names."""
+    """Write float RGB (H, W, 3) atomically, in the format the extension names (never over a file unless
+    ``clobber``)."""
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
     if depth == 16 and fmt != "PNG":
         raise JcdError(f"{path}: 16-bit output needs a .png file")
-    atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha))
+    atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha, name=str(path)), clobber)

@@ -17,9 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import WeightsError
-from .imageio import atomic_target
 from .manifest import models_dir, read_manifest, sha256_file
 from .nn.model import JointModel, ModelConfig
+from .outputs import atomic_target
 
 #: Entropy-model buffers whose size depends on the trained weights.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")

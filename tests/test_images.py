@@ -90,7 +90,7 @@ def test_a_directory_is_coded_file_by_file_and_a_bad_file_is_skipped(tmp_path, w
 
 
 def test_interrupt_during_a_write_keeps_the_old_file(tmp_path):
-    from jcdcodec.imageio import atomic_target
+    from jcdcodec.outputs import atomic_target
 
     dst = tmp_path / "out.jcd"
     dst.write_bytes(b"previous result")
@@ -124,3 +124,76 @@ def test_ctrl_c_in_a_batch_leaves_only_complete_files(tmp_path, weights_file):
     assert last.read_bytes() == b"previous result"
     for p in out.glob("p0*.jcd"):
         bitstream.unpack(p.read_bytes())  # complete, checksummed streams only
+
+
+def _png_declaring(width: int, height: int, depth: int, colour: int = 2) -> bytes:
+    """A PNG whose header declares a huge image, with a few bytes of pixel data: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + \
+        chunk(b"IEND", b"")
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(u8(16, 16)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _bmp_declaring(width: int, height: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(u8(8, 8)).save(buf, format="BMP")
+    data = bytearray(buf.getvalue())
+    data[18:26] = width.to_bytes(4, "little") + height.to_bytes(4, "little", signed=True)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name,data", [
+    ("bomb16.png", _png_declaring(30000, 30000, 16)),  # 16-bit RGB: read by pypng, around Pillow's own limit
+    ("bomb16a.png", _png_declaring(60000, 60000, 16, 6)),
+    ("big8.png", _png_declaring(13000, 13000, 8)),  # under Pillow's bomb error, above jcd's limit
+    ("wide.jpg", _jpeg_declaring(65000, 65000)),
+    ("wide.bmp", _bmp_declaring(10000, 7000)),
+])  # fmt: skip
+def test_the_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, weights_file, name, data):
+    from jcdcodec.imageio import load_image
+
+    src = tmp_path / name
+    src.write_bytes(data)
+    with pytest.raises(JcdError, match="above the limit"):
+        load_image(src)
+    r = run_jcd("encode", str(src), "-o", str(tmp_path / "x.jcd"), "--weights", str(weights_file))
+    assert r.returncode == 1 and "above the limit of 64000000" in r.stderr, r.stderr
+    r = run_jcd("encode", str(src), "-o", str(tmp_path / "x.jcd"), "--weights", str(weights_file),
+                "--max-pixels", "1000")  # fmt: skip
+    assert r.returncode == 1 and "above the limit of 1000" in r.stderr
+    # The same through stdin.
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "jcdcodec", "encode", "-", "-o", str(tmp_path / "y.jcd"), "--weights",
+                        str(weights_file)], input=data, capture_output=True,
+                       env=dict(os.environ, PYTHONWARNINGS="ignore"))  # fmt: skip
+    assert r.returncode == 1 and b"above the limit" in r.stderr
+
+
+def test_an_image_declaring_no_pixels_is_refused(tmp_path):
+    from jcdcodec.imageio import load_image
+
+    src = tmp_path / "empty.bmp"
+    src.write_bytes(_bmp_declaring(0, 5))
+    with pytest.raises(JcdError):
+        load_image(src)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -282,3 +285,200 @@ def test_the_exported_history_reports_the_learning_rates_the_run_used(tmp_path):
     assert lr_schedule(log, 100) == "lr 0.0001 to step 260, lr 0.0003 to step 400, lr 3e-05 to step 450 " \
         "(after a 100-step warm-up)"
     assert lr_schedule(tmp_path / "missing.jsonl", 100) is None
+
+
+def test_parameter_ema_follows_the_formula_with_its_warm_up():
+    from jcdcodec.train.ema import ParameterEMA
+
+    lin = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ema = ParameterEMA(lin, 0.9)
+    expected = 1.0
+    for value in (3.0, 5.0, 7.0, 7.0):
+        with torch.no_grad():
+            lin.weight.fill_(value)
+        d = min(0.9, (1 + ema.updates) / (10 + ema.updates))
+        ema.update(lin)
+        expected = d * expected + (1 - d) * value
+    assert float(ema.shadow["weight"][0, 0]) == pytest.approx(expected)
+    assert expected < 7.0  # the average lags the weights
+    with pytest.raises(ValueError):
+        ParameterEMA(lin, 1.0)
+
+
+def test_the_moving_average_resumes_exactly_and_is_what_export_ships(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "a", 6, ema=0.9)
+    straight = started(mc, tc, 6)
+    mc, tc = tiny_run(image_dir, tmp_path / "b", 6, ema=0.9)
+    ckpt = started(mc, tc, 3).save_checkpoint()
+    resumed = started(mc, tc, resume=ckpt)
+    for _ in range(3):
+        resumed.train_step()
+    a, b = straight.ema.shadow, resumed.ema.shadow
+    assert resumed.ema.updates == 6 and all(torch.equal(a[k], b[k]) for k in a)
+    ckpt = resumed.save_checkpoint()
+    from safetensors.torch import load_file
+
+    key = "g_s.0.conv1.weight"
+    _, record = export_checkpoint(ckpt, tmp_path / "ema.safetensors")
+    assert record["ema"] == 0.9
+    shipped = load_file(str(tmp_path / "ema.safetensors"))[key].float()
+    assert torch.allclose(shipped, b[key], atol=1e-3)
+    raw = resumed.module.model.state_dict()[key]
+    assert not torch.allclose(b[key], raw, atol=1e-6), "after 6 steps the average must differ from the weights"
+    _, record = export_checkpoint(ckpt, tmp_path / "raw.safetensors", ema=False)
+    assert record["ema"] is None
+    assert torch.allclose(load_file(str(tmp_path / "raw.safetensors"))[key].float(), raw, atol=1e-3)
+
+
+def test_a_run_without_the_average_keeps_none(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "n", 1, ema=0.0)
+    tr = started(mc, tc, 1)
+    assert tr.ema is None
+    _, record = export_checkpoint(tr.save_checkpoint(), tmp_path / "n.safetensors")
+    assert record["ema"] is None
+
+
+def test_clean_input_runs_feed_the_clean_crop_and_validate_without_noise(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "c", 1, clean_input=True, model={"denoise": False})
+    tr = started(mc, tc)
+    b = tr.sampler.sample(torch.Generator().manual_seed(0))
+    assert torch.equal(b.noisy, b.clean)
+    tr.train_step()
+    v = tr.validate()
+    assert set(v) == {"L0q1_bpp", "L0q1_psnr", "L0q6_bpp", "L0q6_psnr"}
+
+
+def _train_cli(image_dir, out, *extra):
+    return [sys.executable, "-m", "jcdcodec", "train", "--data", str(image_dir), "--out", str(out), "-N", "16",
+            "--patch", "64", "--batch", "2", "--val-count", "2", "--val-every", "0", "--ckpt-every", "100000",
+            "--threads", "1", "--steps", "100000", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes(image_dir, tmp_path, sig):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    p = subprocess.Popen(_train_cli(image_dir, out), stderr=subprocess.PIPE, text=True, env=env)
+    log = out / "log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.is_file() and log.read_text().strip()):
+        time.sleep(0.5)
+    assert log.is_file(), "training never logged a step"
+    p.send_signal(sig)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert "checkpoint saved" in stderr and "Traceback" not in stderr
+    from jcdcodec.train.loop import load_checkpoint
+
+    step = load_checkpoint(out / "last.ckpt")["step"]
+    assert step >= 50
+    tr = Trainer(ModelConfig(N=16), TrainConfig(data=str(image_dir), out=str(out)), resume=out / "last.ckpt")
+    assert tr.step == step
+
+
+def test_progress_lines_without_a_terminal(image_dir, tmp_path, capsys):
+    mc, tc = tiny_run(image_dir, tmp_path / "hb", 30)
+    tr = started(mc, tc)
+    tr.run(progress=False, heartbeat=1e-6)
+    lines = [v for v in capsys.readouterr().err.splitlines() if v.startswith("train: step")]
+    assert len(lines) == 3 and "s/step" in lines[0] and "loss" in lines[0]
+
+
+def test_resume_drops_the_log_lines_it_will_redo(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "log", 4)
+    tc = dataclasses.replace(tc, log_every=1, ckpt_every=2)
+    tr = started(mc, tc)
+    tr.run(progress=False)  # checkpoints at 2 and 4, logs 1..4
+    log = tmp_path / "log" / "log.jsonl"
+    ckpt = tmp_path / "log" / "last.ckpt"
+    # As if killed after step 4's log line but with the checkpoint of step 2, mid-line.
+    from jcdcodec.train.loop import load_checkpoint
+
+    state = load_checkpoint(ckpt)
+    state["step"] = 2
+    torch.save(state, ckpt)
+    log.write_text(log.read_text() + '{"step": 5, "lo')
+    tc = dataclasses.replace(tc, steps=5)
+    resumed = started(mc, tc, resume=ckpt)
+    resumed.run(progress=False)
+    steps = [json.loads(v)["step"] for v in log.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_a_run_folder_without_a_checkpoint_is_not_taken_over(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    out = tmp_path / "half"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "log.jsonl").write_text('{"step": 50}\n')
+    r = run_jcd("train", "--data", str(image_dir), "--out", str(out), "--steps", "1", "-N", "16", "--patch", "64")
+    assert r.returncode == 1 and "before its first checkpoint" in r.stderr
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_an_unreadable_training_image_is_skipped_with_a_warning(image_dir, tmp_path):
+    import shutil
+
+    from jcdcodec.errors import JcdWarning
+
+    d = tmp_path / "imgs"
+    shutil.copytree(image_dir, d)
+    (d / "zz-garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    mc, tc = tiny_run(d, tmp_path / "g", 1)
+    with pytest.warns(JcdWarning, match="zz-garbage.png: skipped"):
+        tr = started(mc, tc, 1)
+    assert tr.n_train == 6  # 9 files, 2 held out, the garbage skipped
+
+
+def test_damaged_or_foreign_checkpoints_are_one_line_errors(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    mc, tc = tiny_run(image_dir, tmp_path / "d", 1)
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    for args in (("train", "--data", str(image_dir), "--out", str(ckpt.parent), "--resume"),
+                 ("export", str(ckpt), "-o", str(tmp_path / "w.safetensors"))):  # fmt: skip
+        r = run_jcd(*args)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "damaged or truncated checkpoint" in r.stderr
+    evil = tmp_path / "evil.ckpt"  # a checkpoint-shaped pickle that also holds a callable: never loaded
+    torch.save({"model_config": "{}", "train_config": {}, "module": {}, "step": 1, "f": os.getcwd}, evil)
+    r = run_jcd("export", str(evil), "-o", str(tmp_path / "w.safetensors"))
+    assert r.returncode == 1 and "not a jcd checkpoint" in r.stderr and "weights_only" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(image_dir, tmp_path, monkeypatch):
+    from jcdcodec.errors import JcdError
+
+    mc, tc = tiny_run(image_dir, tmp_path / "full", 1)
+    tr = started(mc, tc, 1)
+    ckpt = tr.save_checkpoint()
+    before = ckpt.read_bytes()
+
+    def full(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")  # fmt: skip
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(JcdError, match="cannot write the checkpoint"):
+        tr.save_checkpoint()
+    assert ckpt.read_bytes() == before and [p.name for p in ckpt.parent.iterdir() if "ckpt" in p.name] == ["last.ckpt"]
+
+
+def test_failures_of_the_machine_or_installation_have_a_message():
+    from jcdcodec.cli.app import user_message
+
+    oom = user_message(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    assert oom and oom.startswith("out of memory")
+    assert user_message(ImportError("libtorch_cuda.so: failed to map segment from shared object")).startswith("out of")
+    assert user_message(MemoryError()).startswith("out of memory")
+    missing = ModuleNotFoundError("No module named 'bm3d'", name="bm3d")
+    assert user_message(missing) == "this needs the optional package 'bm3d': pip install 'jcdcodec[eval]'"
+    assert user_message(ValueError("a bug")) is None

@@ -145,6 +145,29 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
     return "\n".join(lines) + "\n"
 
 
+def terminal_summary(summary: list[dict], level: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """What ``jcd eval`` prints for one level: (header, rows of best PSNR at or below each rate, BD-rate notes).
+
+    The same envelope figures as the report's second table, so the terminal and the report agree.
+    """
+    c = curves(summary, level)
+    jcd = list(dict.fromkeys(s["method"] for s in summary if s["method"].startswith("jcd:")))
+    ref = {s["method"]: s for s in summary if s["level"] == level and s["setting"] == ""}
+    header = ["method", *(f"<= {r} bpp" for r in RATES)]
+    rows = [[name, *(_f(best_at(*c[name], r)) for r in RATES)]
+            for name in [*jcd, "best codec on noisy", "bm3d+best"] if name in c]  # fmt: skip
+    rows += [[f"{name} (no coding)", _f(ref[name]["psnr"]), "", "", ""]
+             for name in ("noisy input", "bm3d (uncompressed)") if name in ref]  # fmt: skip
+    notes = []
+    if jcd:
+        for a in ("best codec on noisy", "bm3d+best"):
+            if a in c:
+                bd = bd_rate(*c[a], *c[jcd[0]])
+                notes.append(f"BD-rate of {jcd[0]} vs {a}: " + (f"{bd:+.1f} %" if math.isfinite(bd) else
+                                                                  "no overlap"))  # fmt: skip
+    return header, rows, notes
+
+
 def gap_to_published(summary: list[dict], method: str, levels: list[int]) -> list[str]:
     """The paper's own points beside ours at the same rate, and BD-rate against Cheng et al. 2022's curve.
 

@@ -109,7 +109,7 @@ def evaluate(
 ) -> list[dict]:
     """Run every (image, level, method, setting); returns per-image rows (cached under out_dir/cache)."""
     from ..codec import Codec
-    from ..train.data import list_images
+    from ..imageio import list_images
 
     files = list_images(image_dir)
     if settings.max_images:

@@ -18,18 +18,6 @@ from torch import Tensor
 from ..errors import JcdError
 from ..noise import add_noise, sample_training_sigmas
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-
-
-def list_images(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise JcdError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise JcdError(f"{folder}: no images found")
-    return files
-
 
 def load_uint8(path: Path, min_side: int = 0) -> Tensor | None:
     """(3, H, W) uint8, or None when smaller than ``min_side``."""
@@ -49,15 +37,22 @@ class Batch:
 
 
 class PatchSampler:
-    """Random crops with flips, and on-the-fly read+shot noise (one draw per image)."""
+    """Random crops with flips, and on-the-fly read+shot noise (one draw per image; none if ``clean_input``)."""
 
     def __init__(
-        self, images: list[Tensor], patch: int, batch: int, wide_noise: bool = False, gamma: str = "reference"
+        self,
+        images: list[Tensor],
+        patch: int,
+        batch: int,
+        wide_noise: bool = False,
+        gamma: str = "reference",
+        clean_input: bool = False,
     ) -> None:
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise JcdError(f"no training image is at least {patch}x{patch}")
         self.patch, self.batch, self.wide_noise, self.gamma = patch, batch, wide_noise, gamma
+        self.clean_input = clean_input
 
     def sample(self, g: torch.Generator) -> Batch:
         p = self.patch
@@ -76,6 +71,8 @@ class PatchSampler:
             crops.append(c)
         clean = torch.stack(crops).float() / 255.0
         read, shot = sample_training_sigmas(self.batch, g, wide=self.wide_noise)
+        if self.clean_input:
+            return Batch(clean, clean.clone(), read * 0, shot * 0)
         noisy = add_noise(clean, read, shot, generator=g, gamma=self.gamma)
         return Batch(clean, noisy, read, shot)
 

@@ -17,7 +17,11 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +30,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..errors import JcdError
+from ..errors import JcdError, JcdWarning
+from ..imageio import list_images
 from ..nn.model import JointModel, ModelConfig
 from ..noise import GAMMAS
-from .data import PatchSampler, center_crop, list_images, load_uint8
+from ..outputs import atomic_target, atomic_write_bytes
+from .data import PatchSampler, center_crop, load_uint8
+from .ema import ParameterEMA
 from .losses import ProjectionHead, augment_clean, bpp, guidance_l1, nt_xent
 
 
@@ -58,6 +65,11 @@ class TrainConfig:
     # Noise convention (noise.GAMMAS): "reference" reproduces the published benchmark, whose
     # gamma pair brightens images, so the model learns to darken; "srgb" is neutral for photos.
     gamma: str = "reference"
+    # Clean crops in (no noise): stage one of the paper's recipe, a plain codec to start the joint model from.
+    clean_input: bool = False
+    # Decay of the parameter moving average that validation reports beside the raw weights and export
+    # ships (train/ema.py); 0 switches it off.
+    ema: float = 0.999
     bf16: bool = True
     threads: int = 0  # 0: leave torch's default
     seed: int = 0
@@ -75,6 +87,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.patch < 64 or self.patch % 64:
             raise JcdError(f"patch size must be a multiple of 64 (the model's down-sampling), got {self.patch}")
+        if self.ema and not 0.0 < self.ema < 1.0:
+            raise JcdError(f"EMA decay must lie in (0, 1) (0 switches it off), got {self.ema}")
         if self.gamma not in GAMMAS:
             raise JcdError(f"gamma must be one of {', '.join(GAMMAS)}, got {self.gamma!r}")
 
@@ -132,7 +146,7 @@ class Trainer:
             else torch.device("cpu")  # fmt: skip
         ckpt = None
         if resume is not None:
-            ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+            ckpt = load_checkpoint(resume)
             mcfg = ModelConfig.from_json(ckpt["model_config"])
             saved = ckpt["train_config"]
             saved["decay_at"] = tuple(saved["decay_at"])
@@ -169,6 +183,11 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(tcfg.seed * 1000 + self.rank)
         if ckpt is not None:
             self._load(ckpt)
+        # Built after the weights are in place: a run from --init (or a checkpoint written before the
+        # average existed) starts its average at the weights it starts from.
+        self.ema = ParameterEMA(self.module.model, tcfg.ema) if tcfg.ema else None
+        if self.ema is not None and ckpt is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
             if new_lr is not None:
                 self.sched.base_lrs = [new_lr]
                 for g in self.opt.param_groups:
@@ -210,11 +229,11 @@ class Trainer:
 
         it = track(files, description="decoding training images", disable=not progress or self.rank != 0)
         for f in it:
-            im = load_uint8(f, t.patch)
+            im = _readable(f, t.patch)
             if im is not None:
                 images.append(im)
-        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma)
-        self.val_images = [center_crop(load_uint8(f), 256) for f in val_files]
+        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma, t.clean_input)
+        self.val_images = [center_crop(im, 256) for im in map(_readable, val_files) if im is not None]
         self.n_train = len(images)
 
     # -- one step ---------------------------------------------------------------------------
@@ -243,6 +262,8 @@ class Trainer:
             self.skipped += 1
         else:
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update(self.module.model)
         self.sched.step()
         aux = self.module.model.aux_loss()
         self.aux_opt.zero_grad(set_to_none=True)
@@ -275,16 +296,21 @@ class Trainer:
             "step": self.step,
             "elapsed": self.elapsed,
             "skipped": self.skipped,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng_torch": torch.get_rng_state(),
             "rng_data": self.gen.get_state(),
         }
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
+        """Atomically (outputs.atomic_target): a kill or a full disk leaves the previous checkpoint whole."""
         path = path or self.out / "last.ckpt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.checkpoint_state(), tmp)
-        os.replace(tmp, path)
+        state = self.checkpoint_state()
+        try:
+            with atomic_target(path) as tmp:
+                torch.save(state, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a full disk this way
+            raise JcdError(f"{path}: cannot write the checkpoint ({_first_line(e)})") from None
         return path
 
     def _load(self, ckpt: dict) -> None:
@@ -302,14 +328,22 @@ class Trainer:
         self.gen.set_state(ckpt["rng_data"])
 
     # -- validation: real bitstreams --------------------------------------------------------------
-    def validate(self, levels: tuple[int, ...] = (1, 4)) -> dict[str, float]:
+    def validate(self, levels: tuple[int, ...] | None = None, ema: bool = False) -> dict[str, float]:
+        """PSNR/bpp of real bitstreams on the held-out crops at the lowest and highest quality.
+
+        ``levels`` are noise levels (0: the clean crop; default: 0 for a clean-input run, else 1 and 4);
+        ``ema`` validates the moving average instead of the raw weights.
+        """
         from ..codec import Codec
         from ..imageio import Picture
         from ..noise import add_level_noise
         from ..weights import LoadedWeights
 
+        if levels is None:
+            levels = (0,) if self.tcfg.clean_input else (1, 4)
         model = JointModel(self.mcfg)
-        model.load_state_dict(_learned(self.module.model.state_dict(), model), strict=False)
+        state = self.ema.averaged_state() if ema and self.ema is not None else self.module.model.state_dict()
+        model.load_state_dict(_learned(state, model), strict=False)
         model.update_tables()
         model.eval()
         codec = Codec(LoadedWeights(model, Path("<training>"), "0" * 64, "training", True), device="cpu")
@@ -321,7 +355,7 @@ class Trainer:
                 psnrs = []
                 for k, im in enumerate(self.val_images):
                     clean = im.float() / 255.0
-                    noisy = add_level_noise(clean, level, seed=k, gamma=self.tcfg.gamma)
+                    noisy = add_level_noise(clean, level, seed=k, gamma=self.tcfg.gamma) if level else clean
                     enc = codec.encode(Picture.from_array(noisy.permute(1, 2, 0).numpy()), q)
                     dec = codec.decode(enc.data)
                     out = np.round(dec.picture.rgb * 255) / 255
@@ -334,28 +368,46 @@ class Trainer:
         return res
 
     # -- the loop ----------------------------------------------------------------------------------
-    def run(self, progress: bool = True) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def run(self, progress: bool = True, heartbeat: float = 0.0) -> None:
+        """Train to ``tcfg.steps``. ``heartbeat`` > 0: print a progress line that often (seconds) without a bar.
 
+        Ctrl-C or SIGTERM finishes the step under way, saves the checkpoint and raises KeyboardInterrupt;
+        a second one stops at once (the previous checkpoint stays whole).
+        """
         if self.sampler is None:
             self.load_data(progress)
         t = self.tcfg
         main = self.rank == 0
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(
-                json.dumps({"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2)
-            )
+            atomic_write_bytes(self.out / "config.json", json.dumps(
+                {"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2).encode())  # fmt: skip
+            _truncate_log(self.out / "log.jsonl", self.step)
         log = open(self.out / "log.jsonl", "a") if main else None
+        with _StopOnSignal() as stop:
+            try:
+                self._loop(progress, heartbeat, log, stop)
+            finally:
+                if log:
+                    log.close()
+        if stop.requested:
+            raise KeyboardInterrupt
+
+    def _loop(self, progress: bool, heartbeat: float, log, stop: _StopOnSignal) -> None:  # noqa: ANN001
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        t = self.tcfg
+        main = self.rank == 0
         cols = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                 TextColumn("{task.fields[info]}"), TimeRemainingColumn()]  # fmt: skip
         avg: dict[str, float] = {}
         last = time.perf_counter()
         t_rate = time.perf_counter()
         s_rate = self.step
+        beat = time.perf_counter()
         with Progress(*cols, disable=not progress or not main, transient=False) as bar:
             task = bar.add_task("train", total=t.steps, completed=self.step, rate="", info="")
-            while self.step < t.steps:
+            while self.step < t.steps and not stop.requested:
                 skipped_before = self.skipped
                 rec = self.train_step()
                 now = time.perf_counter()
@@ -372,6 +424,10 @@ class Trainer:
                             + f"aux {avg['aux']:.0f}"
                             + (f" skipped {self.skipped}" if self.skipped else ""))  # fmt: skip
                     bar.update(task, completed=self.step, rate=f"{sps:.2f} it/s", info=info)
+                    if heartbeat and now - beat >= heartbeat:
+                        beat = now
+                        print(f"train: step {self.step}/{t.steps}, {1 / max(sps, 1e-9):.2f} s/step, {info}",
+                              file=sys.stderr, flush=True)  # fmt: skip
                 if log and (self.step % t.log_every == 0 or rec["skipped"] > skipped_before):
                     log.write(json.dumps({"step": self.step, "time": round(self.elapsed, 1),
                                           "lr": self.sched.get_last_lr()[0], **rec}) + "\n")  # fmt: skip
@@ -379,16 +435,93 @@ class Trainer:
                 if main and self.step % t.ckpt_every == 0:
                     self.save_checkpoint()
                 if main and t.val_every and self.step % t.val_every == 0:
-                    v = self.validate()
+                    row = {"step": self.step, "time": round(self.elapsed, 1), "val": self.validate()}
+                    if self.ema is not None:
+                        row["val_ema"] = self.validate(ema=True)
                     if log:
-                        log.write(json.dumps({"step": self.step, "time": round(self.elapsed, 1), "val": v}) + "\n")
+                        log.write(json.dumps(row) + "\n")
                         log.flush()
-                    bar.console.print(f"step {self.step} val: " + " ".join(f"{k}={x:.3f}" for k, x in v.items()))
+                    for key in ("val", "val_ema"):
+                        if key in row:
+                            bar.console.print(f"step {self.step} {key}: "
+                                              + " ".join(f"{k}={x:.3f}" for k, x in row[key].items()))
                     last = time.perf_counter()
         if main:
-            self.save_checkpoint()
-        if log:
-            log.close()
+            path = self.save_checkpoint()
+            if stop.requested:
+                print(f"train: stopped at step {self.step}; checkpoint saved to {path} (continue with --resume)",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+
+class _StopOnSignal:
+    """Turn the first SIGINT/SIGTERM into a request to stop after the current step; the second one interrupts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _readable(path: Path, min_side: int = 0) -> Tensor | None:
+    """A training image, or None (with a warning) when it cannot be decoded: one bad file must not stop a run."""
+    try:
+        return load_uint8(path, min_side)
+    except Exception as e:  # noqa: BLE001  (Pillow raises many kinds for damaged files)
+        warnings.warn(f"{path}: skipped, not a readable image ({_first_line(e)})", JcdWarning, stacklevel=2)
+        return None
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop the log lines after ``step`` (a resumed run redoes those steps) and any line a kill cut short."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+            kept.append(line)
+    atomic_write_bytes(log_path, "".join(k + "\n" for k in kept).encode())
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, loaded without executing anything it holds; a one-line JcdError when it is not one."""
+    import pickle
+    import zipfile
+
+    if not Path(path).is_file():
+        raise JcdError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise JcdError(f"{path}: not a jcd checkpoint (it holds Python objects besides tensors; jcd never loads "
+                       "those)") from None  # fmt: skip
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise JcdError(f"{path}: damaged or truncated checkpoint ({_first_line(e)})") from None
+    if not isinstance(ckpt, dict) or not {"model_config", "train_config", "module", "step"} <= set(ckpt):
+        raise JcdError(f"{path}: not a jcd checkpoint (missing its model, config or step)")
+    return ckpt
 
 
 def _with_init_record(tcfg: TrainConfig, meta: dict[str, str]) -> TrainConfig:
@@ -445,14 +578,22 @@ def lr_schedule(log_path: Path, warmup: int) -> str | None:
     return text + (f" (after a {warmup}-step warm-up)" if min(lrs) <= warmup else "")
 
 
-def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "") -> tuple[str, dict]:
-    """Checkpoint -> inference weights (fp16 safetensors, tables, config); returns (sha256, record)."""
+def export_checkpoint(
+    ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "", ema: bool = True
+) -> tuple[str, dict]:
+    """Checkpoint -> inference weights (fp16 safetensors, tables, config); returns (sha256, record).
+
+    With ``ema`` (the default) the parameter moving average is shipped when the run kept one.
+    """
     from ..weights import save_weights
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(ckpt_path)
     mcfg = ModelConfig.from_json(ckpt["model_config"])
     model = JointModel(mcfg)
     state = {k[len("model."):]: v for k, v in ckpt["module"].items() if k.startswith("model.")}
+    averaged = ema and bool(ckpt.get("ema"))
+    if averaged:
+        state.update(ckpt["ema"]["shadow"])
     model.load_state_dict(_learned(state, model), strict=False)
     name = name or out.stem
     tc = ckpt["train_config"]
@@ -465,6 +606,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
         "data": data_note or tc.get("data"),
         "patch": tc.get("patch"),
         "batch": tc.get("batch"),
+        "ema": float(ckpt["ema"]["decay"]) if averaged else None,  # the parameter average's decay, if shipped
         "train_config": tc,
     }
     if tc.get("init"):
@@ -481,4 +623,4 @@ def export_checkpoint(ckpt_path: Path, out: Path, name: str | None = None, data_
     return digest, record
 
 
-__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "lr_schedule"]
+__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "load_checkpoint", "lr_schedule"]

@@ -1,0 +1,100 @@
+"""The ``jcd`` group and the entry point that turns user errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import JcdError
+from .common import err
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jcd")
+def cli() -> None:
+    """jcd - compress a noisy photo, decode a clean one.
+
+    \b
+      jcd encode noisy.png -q 4 -o out.jcd
+      jcd decode out.jcd -o clean.png
+      jcd info out.jcd
+    """
+
+
+def _warning_printer(default):
+    """JcdWarnings as one line on stderr; any other warning as Python shows it."""
+    from ..errors import JcdWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if issubclass(category, JcdWarning):
+            err.print(f"jcd: warning: {message}", soft_wrap=True, markup=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    import warnings
+
+    from ..errors import JcdWarning
+
+    warnings.simplefilter("always", JcdWarning)  # even under PYTHONWARNINGS=ignore: these are for the user
+    warnings.showwarning = _warning_printer(warnings.showwarning)
+    try:
+        cli.main(prog_name="jcd", standalone_mode=False)
+    except click.exceptions.Abort:  # click's form of Ctrl-C
+        err.print("jcd: interrupted")
+        sys.exit(130)
+    except click.UsageError as e:  # bad arguments: one line, one style, exit 2 for all of them
+        where = f" (jcd {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.info_name != "jcd" else ""
+        err.print(f"jcd: error: {e.format_message()}{where}", soft_wrap=True, markup=False)
+        sys.exit(2)
+    except click.ClickException as e:
+        err.print(f"jcd: error: {e.format_message()}", soft_wrap=True, markup=False)
+        sys.exit(e.exit_code)
+    except JcdError as e:
+        err.print(f"jcd: error: {e}", soft_wrap=True, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("jcd: interrupted")
+        sys.exit(130)
+    except Exception as e:
+        message = user_message(e)
+        if message is not None:
+            err.print(f"jcd: error: {message}", soft_wrap=True, markup=False)
+            sys.exit(1)
+        if os.environ.get("JCD_DEBUG"):  # a bug in jcd: still one line unless asked for more
+            raise
+        err.print(f"jcd: internal error: {type(e).__name__}: {e} (set JCD_DEBUG=1 for a traceback)",
+                  soft_wrap=True, markup=False)  # fmt: skip
+        sys.exit(3)
+
+
+#: Optional packages and the extra of jcd that installs them.
+EXTRAS = {"bm3d": "eval", "matplotlib": "eval", "bjontegaard": "eval", "pytest": "dev", "hypothesis": "dev"}
+_OUT_OF_MEMORY = ("can't allocate memory", "cannot allocate memory", "failed to map segment", "out of memory",
+                  "std::bad_alloc")  # fmt: skip
+
+
+def user_message(e: BaseException) -> str | None:
+    """The one-line message for failures that are the machine's or the installation's, not jcd's; else None.
+
+    Running out of memory or address space shows up from many places (a MemoryError, PyTorch's allocator
+    as a RuntimeError, a shared library that cannot be mapped as an ImportError), all meaning the same.
+    """
+    text = str(e).lower()
+    if isinstance(e, MemoryError) or (
+        isinstance(e, (RuntimeError, ImportError, OSError)) and any(k in text for k in _OUT_OF_MEMORY)
+    ):
+        return ("out of memory (or address space, see ulimit -v): try a smaller image, a lower --max-memory, "
+                "or a machine with more memory")  # fmt: skip
+    if isinstance(e, ModuleNotFoundError) and e.name:
+        top = e.name.split(".")[0]
+        if top in EXTRAS:
+            return f"this needs the optional package {top!r}: pip install 'jcdcodec[{EXTRAS[top]}]'"
+    return None

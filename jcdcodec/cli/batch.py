@@ -1,0 +1,196 @@
+"""Many files in, many files out: (input, output) pairs, one Codec, a progress bar, per-file errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ..errors import JcdError, JcdWarning
+from ..imageio import READ_EXTS, WRITE_FORMATS
+from .common import STDIO, _Ctx, err, status
+
+
+def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
+    """Directories stand for the files directly inside them (.jcd files when decoding; other files when
+    encoding, so a folder holding both its photos and their .jcd files can be encoded again)."""
+    out: list[Path] = []
+    for p in inputs:
+        if not p.is_dir():
+            out.append(p)
+            continue
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
+        if not files:
+            raise JcdError(f"{p}: no {'.jcd files' if decoding else 'files to encode'} in this directory")
+        out.extend(files)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One unit of work: read ``src``, write ``dst``; ``clobber`` says whether an existing ``dst`` may go."""
+
+    src: Path
+    dst: Path
+    clobber: bool
+    instead_of: Path | None = None  # the name jcd derived first, which an existing file already has
+
+    def done(self) -> None:
+        """Say when the output went to another name than the usual one (after it is written, not before)."""
+        if self.instead_of is not None:
+            warnings.warn(f"{self.instead_of} exists and was kept: wrote {self.dst} instead", JcdWarning,
+                          stacklevel=2)  # fmt: skip
+
+
+#: Extensions that say "image": a .jcd stream is never written under one unless asked (--any-name).
+IMAGE_SUFFIXES = frozenset(READ_EXTS | set(WRITE_FORMATS) | {".gif", ".pgm", ".pbm", ".pnm", ".jp2", ".avif",
+                                                             ".heic", ".tga", ".ico", ".psd", ".jxl"})
+
+
+def free_name(path: Path, taken: set[Path]) -> Path:
+    """``path``, or ``stem-1.ext``, ``stem-2.ext``, ... : the first name that no file has and no other target took."""
+    candidate, k = path, 0
+    while candidate.exists() or candidate.is_symlink() or candidate in taken:
+        k += 1
+        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
+    return candidate
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def targets(
+    inputs: tuple[Path, ...], output: str | None, suffix: str, no_clobber: bool = False, any_name: bool = False
+) -> list[Target]:
+    """What to write for each input; never a derived name over an existing file, never over the input.
+
+    ``output`` is -o as typed: a file (one input), ``-`` (stdout), or a directory (several inputs, a directory
+    input, or a name ending in /), created when missing. Without -o each output goes beside its input. A name
+    jcd derives itself never replaces a file: it takes the first free ``NAME-k`` and says so. A file named
+    with -o is replaced (as cwebp and avifenc do) unless ``no_clobber``.
+    """
+    if STDIO in inputs and len(inputs) > 1:
+        raise JcdError("'-' (stdin) must be the only input")
+    out_path = None if output is None else Path(output)
+    if inputs == (STDIO,):
+        if out_path is None:
+            raise JcdError("reading stdin: give -o FILE, or -o - for stdout")
+        pairs = [Target(STDIO, out_path, not no_clobber)]
+    else:
+        decoding = suffix != ".jcd"
+        many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
+        files = _expand(inputs, decoding)
+        as_dir = out_path is not None and (many or out_path.is_dir() or output.endswith(("/", os.sep)))
+        if as_dir and out_path == STDIO:
+            raise JcdError("-o - (stdout) takes one input")
+        if as_dir:
+            if out_path.exists() and not out_path.is_dir():
+                raise JcdError(f"{out_path}: with several inputs, -o must be a directory (this is a file)")
+            suffix_says_file = out_path.suffix.lower() == ".jcd" or out_path.suffix.lower() in IMAGE_SUFFIXES
+            if not out_path.exists() and suffix_says_file and not output.endswith(("/", os.sep)):
+                raise JcdError(f"{out_path}: several inputs need an output directory, and this names a file "
+                               f"(end it with / to make a directory of that name)")  # fmt: skip
+            try:
+                out_path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise JcdError(f"{out_path}: cannot create the output directory ({e.strerror or e})") from None
+        if out_path is not None and not as_dir:
+            pairs = [Target(files[0], out_path, not no_clobber)]
+        else:
+            taken: set[Path] = set()
+            pairs = []
+            for f in files:
+                wanted = (out_path / f.name if as_dir else f).with_suffix(suffix)
+                dst = free_name(wanted, taken)
+                taken.add(dst)
+                pairs.append(Target(f, dst, False, None if dst == wanted else wanted))
+    for t in pairs:
+        if t.dst == STDIO:
+            continue
+        if t.src != STDIO and (t.dst == t.src or _same_file(t.src, t.dst)):
+            raise JcdError(f"{t.dst}: is the input itself; choose another -o")
+        if suffix == ".jcd" and t.dst.suffix.lower() in IMAGE_SUFFIXES and not any_name:
+            raise JcdError(f"{t.dst}: a .jcd stream under an image extension; use a .jcd name (or --any-name)")
+        if suffix != ".jcd" and t.dst.suffix.lower() == ".jcd":
+            raise JcdError(f"{t.dst}: an image under a .jcd name; use an image extension such as .png")
+    return pairs
+
+
+def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tuple[str, float] | None:
+    """("size", bytes) or ("bpp", rate) when the user asked for a rate instead of a quality."""
+    from click.core import ParameterSource
+
+    if size is not None and bpp is not None:
+        raise click.UsageError("give --size or --bpp, not both")
+    if (size is not None or bpp is not None) and ctx.get_parameter_source("quality") != ParameterSource.DEFAULT:
+        raise click.UsageError("-q sets the quality; --size and --bpp choose it for you: give one of them")
+    if size is not None:
+        from ..tiling import parse_bytes
+
+        try:
+            value = float(parse_bytes(size))
+        except ValueError:
+            raise click.BadParameter(f"{size!r} is not a file size (e.g. 20000, 20k, 1.5M)", param_hint="--size") \
+                from None
+        if value <= 0:
+            raise click.BadParameter(f"{size!r}: the size must be positive", param_hint="--size")
+        return "size", value
+    if bpp is not None:
+        if not bpp > 0:
+            raise click.BadParameter("must be positive", param_hint="--bpp")
+        return "bpp", bpp
+    return None
+
+
+def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: bool, no_clobber: bool = False,
+           any_name: bool = False, **codec_options):
+    """What encode and decode share: the targets, where messages go, one Codec for all of them."""
+    from ..codec import Codec
+
+    _Ctx.quiet = quiet
+    todo = targets(inputs, output, suffix, no_clobber, any_name)
+    _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
+    with status("loading weights"):
+        return todo, Codec(**codec_options)
+
+
+def _named(t: Target, message: str) -> str:
+    """Every per-file message names its file (the input, unless it is about the output)."""
+    return message if message.startswith((str(t.src), str(t.dst))) else f"{t.src}: {message}"
+
+
+def _each(todo: list[Target], verb: str, work) -> None:
+    """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if len(todo) == 1:
+        with status(f"{verb} {todo[0].src.name}"):
+            try:
+                work(todo[0])
+            except JcdError as e:
+                raise type(e)(_named(todo[0], str(e))) from None
+        todo[0].done()
+        return
+    failed = 0
+    cols = [TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*cols, console=err, disable=_Ctx.quiet or not err.is_terminal, transient=True) as bar:
+        task = bar.add_task(verb, total=len(todo))
+        for t in todo:
+            try:
+                work(t)
+            except JcdError as e:
+                failed += 1
+                err.print(f"jcd: error: {_named(t, str(e))}", soft_wrap=True, markup=False)
+            else:
+                t.done()
+            bar.advance(task)
+    if failed:
+        raise JcdError(f"{failed} of {len(todo)} files failed")

@@ -1,0 +1,254 @@
+"""The codec commands: encode, decode, info, models, compare (thin layers over the Python API)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import JcdError
+from .app import cli
+from .batch import Target, _batch, _each, _rate_target
+from .common import (
+    QUALITY,
+    STDIO,
+    _Ctx,
+    _read_input,
+    _write_output,
+    codec_options,
+    device_option,
+    no_clobber_option,
+    out,
+    say,
+    weights_option,
+)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-q", "--quality", "quality", type=QUALITY, default="4", show_default=True,
+              help="Quality 1 (smallest) .. 6 (best); fractions such as 3.5 interpolate (variable-rate weights).")
+@click.option("--size", "size", default=None, help="Instead of -q: the best quality whose file fits in this many "
+              "bytes (e.g. 20000, or 20k = 20 KiB).")
+@click.option("--bpp", "bpp", type=float, default=None, help="Instead of -q: the best quality at or below this "
+              "rate (bits per pixel, whole file).")
+@click.option("-o", "--output", type=click.Path(), help="Output .jcd file (replaced if it exists), or a directory "
+              "for several inputs, created if missing [default: beside each input; never over an existing file].")
+@no_clobber_option
+@click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
+@codec_options
+@click.pass_context
+def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
+           output: str | None, no_clobber: bool, any_name: bool, weights: Path | None, device: str, max_pixels: int,
+           max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
+    """Compress (and denoise) images into .jcd files.
+
+    Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
+    alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image. Several inputs (or a
+    directory) share one weights load; a file that fails is reported and the rest are still coded.
+    An output name jcd makes up (NAME.jcd beside the input or in the -o directory) never replaces a file:
+    when it exists, NAME-1.jcd is written instead, and jcd says so.
+
+    \b
+      jcd encode noisy.png -q 4 -o out.jcd
+      jcd encode photos/ -q 3 -o coded/      every file of a directory
+      cat noisy.png | jcd encode - -q 2 -o - > out.jcd
+    """
+    from ..imageio import load_image
+
+    target = _rate_target(ctx, size, bpp)
+    todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, weights=weights, device=device,
+                         max_pixels=max_pixels, precision=precision, max_memory=max_memory)  # fmt: skip
+
+    def work(t: Target) -> None:
+        src, dst = t.src, t.dst
+        t0 = time.perf_counter()
+        picture = load_image(_read_input(src), name=str(src), max_pixels=max_pixels)
+        if target is None:
+            enc = codec.encode(picture, quality)
+        else:
+            kind, value = target
+            limit = int(value) if kind == "size" else int(value * picture.width * picture.height / 8)
+            enc = codec.encode_to_size(picture, limit)
+        _write_output(dst, enc.data, t.clobber)
+        bpp = len(enc.data) * 8 / (picture.width * picture.height)
+        say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
+            f"q{enc.header.quality:g}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
+
+    _each(todo, "encoding", work)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(),
+              help="Output image (PNG, TIFF, BMP, WebP, JPEG by extension; replaced if it exists), or a directory "
+              "for several inputs, created if missing [default: INPUT.png; never over an existing file].")
+@no_clobber_option
+@click.option("--depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="Bits per sample of the output (16 needs .png).")
+@click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
+              default="png", show_default=True, help="Image format written to stdout (-o -).")
+@codec_options
+def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth: str, out_format: str,
+           weights: Path | None, device: str, max_pixels: int, max_memory: int, precision: str,
+           quiet: bool) -> None:  # fmt: skip
+    """Decode .jcd files into clean images.
+
+    Without -o, out.jcd decodes to out.png; when that file exists (often the original photo) it is kept
+    and out-1.png is written instead, and jcd says so.
+
+    \b
+      jcd decode out.jcd -o clean.png
+      jcd decode coded/ -o clean/            every .jcd file of a directory
+      cat out.jcd | jcd decode - -o - > clean.png
+    """
+    from ..imageio import WRITE_FORMATS, encode_image, save_image
+
+    todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, weights=weights, device=device,
+                         max_pixels=max_pixels, precision=precision, max_memory=max_memory)  # fmt: skip
+
+    def work(t: Target) -> None:
+        src, dst = t.src, t.dst
+        t0 = time.perf_counter()
+        dec = codec.decode(_read_input(src))
+        p = dec.picture
+        if dst == STDIO:
+            fmt = WRITE_FORMATS[f".{out_format}"]
+            _write_output(dst, encode_image(p.rgb, fmt, p.kind, int(depth), p.alpha, name="stdout"))
+        else:
+            save_image(dst, p.rgb, p.kind, int(depth), p.alpha, clobber=t.clobber)
+        say(f"{src} -> {dst} ({p.width}x{p.height}, {depth}-bit), {time.perf_counter() - t0:.2f} s")
+
+    _each(todo, "decoding", work)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(input: Path, as_json: bool) -> None:
+    """Show what a .jcd file holds (no weights needed)."""
+    from ..streaminfo import stream_info
+
+    data = _read_input(input)
+    i = stream_info(data).to_dict()
+    if as_json:
+        click.echo(json.dumps(i, indent=2))
+        return
+    name = i["weights_name"] or "unknown weights"
+    if i["weights_trained"] is False:
+        name += " (RANDOMLY INITIALISED, not trained)"
+    shape = lambda s: "x".join("?" if v is None else str(v) for v in s)  # noqa: E731
+    rows = [
+        ("format", i["format"]),
+        ("image", f"{i['width']}x{i['height']} {i['colour']}, {i['bit_depth']}-bit"
+                  + (", alpha (lossless)" if i["alpha"] else "")),
+        ("quality", f"{i['quality']:g}"),
+        ("weights", f"{name} [{i['weights_fingerprint']}]"),
+        ("coded size", f"{i['padded_size'][0]}x{i['padded_size'][1]} (padding {i['padding'][0]}x{i['padding'][1]})"),
+        ("latents", f"y {shape(i['y_shape'])}, z {shape(i['z_shape'])}"),
+        ("bytes", f"{i['bytes_total']} total: y {i['bytes_y']}, z {i['bytes_z']}, alpha {i['bytes_alpha']}, "
+                  f"header+checksums {i['bytes_header']}"),
+        ("bpp", f"{i['bpp']:.4f}"),
+        ("checksum", i["checksum"]),
+    ]  # fmt: skip
+    for k, v in rows:
+        out.print(f"[bold]{k:>11}[/bold]  {v}", soft_wrap=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the manifest's entries).")
+def models(as_json: bool) -> None:
+    """List the shipped models (models/manifest.json) and what each was trained for.
+
+    Pick one with --weights NAME. Streams record their model, so decoding needs no choice.
+    """
+    from rich.markup import escape
+
+    from ..manifest import intended_use, models_dir, read_manifest
+
+    manifest = read_manifest()
+    entries = manifest.get("models", {})
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    if not entries:
+        raise JcdError(f"no shipped models in {models_dir()}")
+    for name, e in entries.items():
+        mark = " (default)" if name == manifest.get("default") else ""
+        cfg = e.get("config", {})
+        qs = cfg.get("qualities", [])
+        out.print(f"[bold]{name}[/bold]{mark}", soft_wrap=True)
+        out.print(escape(f"  file      {e.get('file')} [{str(e.get('sha256', ''))[:8]}]"), soft_wrap=True)
+        out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
+                  f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
+        out.print(f"  made for  {intended_use(e)}", soft_wrap=True)
+
+
+@cli.command()
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--visual", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the images side by side (the same crop of each, captioned) to this PNG.")
+@click.option("--crop", default=None, help="Crop for --visual: X,Y,W,H, or S for a centred SxS square.")
+@click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True, help="Enlarge the crops.")
+@click.option("--labels", default=None, help="Captions for IMAGES, comma-separated [default: file names].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@weights_option
+@device_option
+def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop: str | None, zoom: int,
+            labels: str | None, as_json: bool, weights: Path | None, device: str) -> None:  # fmt: skip
+    """Score IMAGES against REFERENCE: PSNR and MS-SSIM on 8-bit values.
+
+    Any of them may be a .jcd file: it is decoded, and its bpp is shown.
+
+    \b
+      jcd compare clean.png decoded.png noisy.png
+      jcd compare clean.png noisy.png out.jcd --visual side.png --crop 256 --zoom 2
+    """
+    from ..compare import parse_crop, score, side_by_side
+
+    _Ctx.data_on_stdout = as_json
+    names = [p.name for p in images] if labels is None else [v.strip() for v in labels.split(",")]
+    if len(names) != len(images):
+        raise JcdError(f"--labels gives {len(names)} captions for {len(images)} images")
+    ref, _ = _picture_or_decoded(reference, weights, device)
+    scores, pictures = [], []
+    for path, name in zip(images, names, strict=True):
+        rgb, bpp = _picture_or_decoded(path, weights, device)
+        scores.append(score(ref, rgb, name, bpp))
+        pictures.append(rgb)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(s) for s in scores], indent=2))
+    else:
+        for s in scores:
+            rate = f"  {s.bpp:.4f} bpp" if s.bpp is not None else ""
+            say(f"{s.label}: PSNR {s.psnr:.2f} dB  MS-SSIM {s.ms_ssim:.4f}{rate}")
+    if visual is not None:
+        from ..outputs import atomic_target
+
+        box = parse_crop(crop, ref.shape[1], ref.shape[0])
+        captions = [f"{s.label}\n{s.psnr:.2f} dB" + (f", {s.bpp:.3f} bpp" if s.bpp is not None else "")
+                    for s in scores] + [f"{reference.name}\n(reference)"]  # fmt: skip
+        figure = side_by_side([*pictures, ref], captions, box, zoom)
+        with atomic_target(visual) as tmp:
+            figure.save(tmp, format="PNG")
+        say(f"wrote {visual} ({figure.width}x{figure.height})")
+
+
+def _picture_or_decoded(path: Path, weights: Path | None, device: str):
+    """(float RGB, bpp or None): an image file as read, a .jcd file as decoded."""
+    from ..bitstream import looks_like_jcd
+    from ..imageio import load_image
+
+    data = _read_input(path)
+    if not looks_like_jcd(data):
+        return load_image(data, name=str(path)).rgb, None
+    from ..api import codec_for
+
+    p = codec_for(weights, device).decode(data).picture
+    return p.rgb, len(data) * 8 / (p.width * p.height)
+
+

@@ -1,0 +1,146 @@
+"""What every command shares: where messages go, stdin/stdout, and the common options."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..errors import JcdError
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _Ctx:
+    quiet = False
+    data_on_stdout = False  # then messages go to stderr, so pipes carry only data
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner on a terminal; nothing when piped or --quiet."""
+    if _Ctx.quiet or not err.is_terminal:
+        yield
+    else:
+        with err.status(message):
+            yield
+
+
+def say(message: str) -> None:
+    if not _Ctx.quiet:
+        (err if _Ctx.data_on_stdout else out).print(message, soft_wrap=True)
+
+
+STDIO = Path("-")
+
+
+def _read_input(path: Path) -> bytes:
+    """A file's bytes, or stdin's for ``-``."""
+    if path == STDIO:
+        if sys.stdin.isatty():
+            raise JcdError("reading from stdin, but stdin is a terminal: pipe a file in")
+        return sys.stdin.buffer.read()
+    if not path.exists():
+        raise JcdError(f"{path}: no such file")
+    if path.is_dir():
+        raise JcdError(f"{path}: is a directory")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise JcdError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _write_output(path: Path, data: bytes, clobber: bool = True) -> None:
+    """Atomically to a file (never over an existing one unless ``clobber``), or all of it to stdout for ``-``."""
+    from ..outputs import atomic_write_bytes, write_stdout
+
+    if path != STDIO:
+        atomic_write_bytes(path, data, clobber)
+        return
+    if sys.stdout.isatty():
+        raise JcdError("refusing to write binary data to a terminal: redirect stdout or give -o FILE")
+    write_stdout(data)
+
+
+class QualityType(click.ParamType):
+    """A quality: a finite number from 1 to 6 (fractions interpolate); anything else is a usage error."""
+
+    name = "QUALITY"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        if isinstance(value, float):
+            return value
+        try:
+            q = float(value)
+        except (TypeError, ValueError):
+            q = math.nan
+        if not (math.isfinite(q) and 1.0 <= q <= 6.0):
+            self.fail(f"{value!r} is not a quality: use a number from 1 to 6 (fractions such as 3.5 allowed)",
+                      param, ctx)  # fmt: skip
+        return q
+
+
+QUALITY = QualityType()
+no_clobber_option = click.option("-n", "--no-clobber", is_flag=True,
+                                 help="Never replace an existing file, not even one named with -o.")
+
+
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the transforms run: auto (CUDA when available), cpu, cuda. Entropy coding always runs on "
+    "the CPU so streams decode anywhere.",
+)
+weights_option = click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Weights file (.safetensors) or a shipped model's name (see `jcd models`) instead of the default. "
+    "Without it, decoding uses whichever shipped model made the stream.",
+)
+quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+
+
+def _bytes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from ..tiling import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+max_memory_option = click.option(
+    "--max-memory",
+    default="1.5G",
+    show_default=True,
+    callback=_bytes,
+    help="Memory the networks may use (e.g. 800M, 4G). Larger images run in tiles; the stream is the same kind "
+    "either way. A 24 Mpx photo peaks at about 1.9 GB in all with the default.",
+)
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the analysis/synthesis transforms (auto: bf16 where the hardware has it). The entropy "
+    "path is always float64, so this never affects compatibility.",
+)
+
+
+def codec_options(f):
+    """The options every coding command shares."""
+    for option in (quiet_option, precision_option, max_memory_option, max_pixels_option, device_option,
+                   weights_option):  # fmt: skip
+        f = option(f)
+    return f
+
+

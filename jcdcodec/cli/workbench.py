@@ -1,0 +1,400 @@
+"""The workbench commands: noise, train, export, eval, bench (for people who make and measure models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import JcdError
+from .app import cli
+from .common import _Ctx, device_option, err, out, quiet_option, say, weights_option
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--level", type=click.IntRange(1, 4), required=True, help="Reference noise level 1..4.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output PNG.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the noise generator.")
+@click.option("--depth", type=click.Choice(["8", "16"]), default="16", show_default=True,
+              help="16 keeps the noisy values unrounded (as the reference evaluation feeds them).")
+@click.option("--gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
+              help="reference: the published code's (not quite invertible) gamma pair; srgb: standard curves.")
+def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: str) -> None:
+    """Add the reference read+shot camera noise (test levels 1..4) to a clean image."""
+    import torch
+
+    from ..imageio import load_image, save_image
+    from ..noise import add_level_noise
+
+    p = load_image(input)
+    x = torch.from_numpy(p.rgb).permute(2, 0, 1)
+    noisy = add_level_noise(x, level, seed=seed, gamma=gamma).permute(1, 2, 0).numpy()
+    save_image(output, noisy, p.kind if p.kind != 2 else 1, int(depth), p.alpha)
+
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.option("--data", type=click.Path(path_type=Path), default=Path("../shared/data/train"), show_default=True,
+              help="Folder of training images (decoded once into memory).")
+@click.option("--val", type=click.Path(path_type=Path), default=None,
+              help="Validation folder [default: hold out --val-count images of --data].")
+@click.option("--val-count", default=4, show_default=True, help="Images used for validation.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/jcd"), show_default=True,
+              help="Run folder: last.ckpt, log.jsonl, config.json.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start from exported weights (fine-tuning, e.g. a new quality from a neighbour).")
+@click.option("--preset", type=click.Choice(["jcd", "paper", "baseline", "cheng2020"]), default="jcd",
+              show_default=True,
+              help="jcd: variable-rate model for q1..6 (all parts on). paper: one quality, N by the paper. "
+              "baseline: Cheng et al. 2022 (attention-block denoisers, guidance only). cheng2020: no denoisers.")
+@click.option("-N", "--channels", "n", type=int, default=None, help="Channels N [default: 128, paper: 128/192].")
+@click.option("--quality", "qualities", default="1-6", show_default=True,
+              help="Qualities trained: '1-6' (variable rate, one lambda drawn per batch) or one, e.g. '4'.")
+@click.option("--contrastive/--no-contrastive", default=None, help="Contrastive branch (ablation switch).")
+@click.option("--selfonn/--no-selfonn", default=None, help="Self-ONN units in d1 (else conv units).")
+@click.option("--multiscale/--no-multiscale", default=None, help="Dilated multi-scale front in the denoisers.")
+@click.option("--cbam/--no-cbam", default=None, help="CBAM attention in the denoiser trunks.")
+@click.option("--guidance/--no-guidance", default=True, show_default=True, help="Clean-feature guidance loss.")
+@click.option("--patch", default=256, show_default=True, help="Crop size (128 is ~4x faster on a CPU).")
+@click.option("--batch", default=8, show_default=True)
+@click.option("--steps", default=100_000, show_default=True, help="Total steps of the run (lr decays at 80%, 95%).")
+@click.option("--lr", default=1e-4, show_default=True, help="Learning rate; with --resume, replaces the run's.")
+@click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
+@click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
+@click.option("--temperature", default=0.1, show_default=True, help="NT-Xent temperature.")
+@click.option("--wide-noise", is_flag=True, help="Train on noise up to test level 4 (paper range stops below 3).")
+@click.option("--gamma", "gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
+              help="Noise convention: 'reference' as the published benchmark (whose gamma pair brightens, so the "
+                   "model learns to darken); 'srgb' keeps photos' brightness.")
+@click.option("--clean-input", is_flag=True,
+              help="Train on clean crops (no noise): stage one of the paper's recipe, a plain codec to --init from.")
+@click.option("--ema", default=0.999, show_default=True,
+              help="Decay of the parameter moving average that validation reports and export ships (0: off).")
+@click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 autocast (entropy models stay fp32).")
+@click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--ckpt-every", default=1000, show_default=True)
+@click.option("--val-every", default=2000, show_default=True,
+              help="Steps between real-bitstream validations (0: never).")
+@click.option("--max-images", default=0, help="Use only the first N images (0: all).")
+@click.option("--nproc", default=1, show_default=True, help="Launch N processes with torchrun (DDP: gloo/NCCL).")
+@quiet_option
+def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
+          n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
+          cbam: bool | None, guidance: bool, patch: int, batch: int, steps: int, lr: float, lambda_g: float,
+          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, clean_input: bool, ema: float,
+          bf16: bool, threads: int, seed: int,
+          ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
+    """Train a model: noisy crops in, clean crops as target, three branches.
+
+    Loss = R(y) + R(z) + lambda_d*255^2*MSE + lambda_g*G + lambda_c*L_CL, lambda_d from the six MSE lambdas
+    (0.0018 .. 0.0483). Every ablation of the paper is a switch; the baseline and plain Cheng2020 are presets.
+    """
+    if nproc > 1:
+        import subprocess
+
+        args, skip = [], False
+        for a in sys.argv[sys.argv.index("train") + 1 :]:
+            if skip or a.startswith("--nproc="):
+                skip = False
+                continue
+            if a == "--nproc":
+                skip = True
+                continue
+            args.append(a)
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "jcdcodec.train",
+               *args]  # fmt: skip
+        sys.exit(subprocess.call(cmd))
+    from ..nn.model import ModelConfig
+    from ..train.loop import TrainConfig, Trainer
+
+    qs = _parse_qualities(qualities)
+    if preset == "paper":
+        if len(qs) != 1:
+            raise JcdError("--preset paper trains one quality: pass --quality Q")
+        base = ModelConfig.paper(qs[0])
+    elif preset == "baseline":
+        base = ModelConfig.baseline(qualities=qs)
+        contrastive = False if contrastive is None else contrastive
+    elif preset == "cheng2020":
+        base = ModelConfig(qualities=qs, denoise=False)
+        contrastive = False if contrastive is None else contrastive
+    else:
+        base = ModelConfig(qualities=qs)
+    overrides = {k: v for k, v in {"N": n, "selfonn": selfonn, "multiscale": multiscale, "cbam": cbam}.items()
+                 if v is not None}  # fmt: skip
+    mcfg = dataclasses.replace(base, **overrides)
+    tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
+                       batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
+                       guidance=guidance, contrastive=True if contrastive is None else contrastive,
+                       temperature=temperature, wide_noise=wide_noise, gamma=gamma, clean_input=clean_input,
+                       ema=ema, bf16=bf16, threads=threads,
+                       seed=seed, ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,
+                       init=str(init) if init else None)  # fmt: skip
+    ckpt = out / "last.ckpt"
+    if resume and not ckpt.is_file():
+        raise JcdError(f"--resume: no checkpoint at {ckpt}")
+    if not resume and ckpt.is_file():
+        raise JcdError(f"{ckpt} exists: pass --resume to continue it or choose another --out")
+    if not resume and out.is_dir() and any((out / f).exists() for f in ("config.json", "log.jsonl")):
+        raise JcdError(f"{out} holds a run that stopped before its first checkpoint (config.json, log.jsonl): "
+                       "remove the folder or choose another --out")  # fmt: skip
+    from click.core import ParameterSource
+
+    lr_given = click.get_current_context().get_parameter_source("lr") == ParameterSource.COMMANDLINE
+    trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and lr_given else None)
+    trainer.run(progress=not quiet and err.is_terminal, heartbeat=0 if quiet or err.is_terminal else 60)
+
+
+def _parse_qualities(text: str) -> tuple[int, ...]:
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-"))
+            qs = tuple(range(a, b + 1))
+        else:
+            qs = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. '1-6', '4' or '1,3,6'") from None
+    if not qs or any(not 1 <= q <= 6 for q in qs):
+        raise click.BadParameter(f"{text!r}: qualities lie in 1..6")
+    return qs
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Weights file to write, e.g. models/jcd-n64.safetensors.")
+@click.option("--name", default=None, help="Name in the manifest [default: file stem].")
+@click.option("--default", "make_default", is_flag=True, help="Make these the default weights.")
+@click.option("--data-note", default="", help="What the weights were trained on, for the manifest.")
+@click.option("--raw", is_flag=True, help="Ship the raw weights of the last step instead of their moving average.")
+def export(checkpoint: Path, output: Path, name: str | None, make_default: bool, data_note: str, raw: bool) -> None:
+    """Export a training checkpoint to inference weights (fp16 safetensors) and list them in the manifest.
+
+    The manifest entry goes to manifest.json beside the output file.
+    """
+    from ..manifest import read_manifest
+    from ..train.loop import export_checkpoint
+
+    if not checkpoint.is_file():
+        raise JcdError(f"{checkpoint}: no such checkpoint")
+    digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw)
+    manifest = read_manifest(output.parent)
+    record["file"] = output.name
+    record["sha256"] = digest
+    old = manifest.setdefault("models", {}).get(record["name"], {})
+    if "figures" in old:
+        record["figures_previous"] = old["figures"]
+    manifest["models"][record["name"]] = record
+    if make_default or not manifest.get("default"):
+        manifest["default"] = record["name"]
+    from ..outputs import atomic_write_bytes
+
+    atomic_write_bytes(output.parent / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
+
+
+
+def _parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        if "-" in text and "," not in text:
+            a, b = (int(v) for v in text.split("-"))
+            return tuple(float(v) for v in range(a, b + 1))
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of {what} (e.g. '1-6' or '1,2.5,4')") from None
+
+
+@cli.command(name="eval")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--levels", default="1,2,3,4", show_default=True, help="Noise levels.")
+@click.option("--qualities", default="1-6", show_default=True,
+              help="jcd qualities, e.g. '1-6' or '1,2.5,6'; 'none' runs only the anchors.")
+@click.option("--weights", "weights", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights to evaluate (repeatable; the first is compared with the others) [default: shipped].")
+@click.option("--anchors", default="jpeg,webp,avif,bm3d+best", show_default=True,
+              help="Classical anchors on the same noisy images: jpeg, webp, avif, bm3d+best (BM3D then each "
+              "codec), or 'none'.")
+@click.option("--float-input", is_flag=True, help="Feed jcd the unrounded noisy image (anchors stay 8-bit).")
+@click.option("--gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Noise seed (the same for every image).")
+@click.option("--max-images", default=0, help="Use only the first N images (0: all).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder for CSV/JSON, plots and the per-item cache.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a markdown report here (plots go to a 'plots' folder beside it, named after it).")
+@click.option("--update-manifest", is_flag=True,
+              help="Record the measured figures of the evaluated weights in models/manifest.json.")
+@click.option("--anchor-rows", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSONL file of anchor results to reuse and extend (they do not depend on jcd's weights; "
+              "BM3D costs minutes per image).")
+@device_option
+@quiet_option
+def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...], anchors: str, float_input: bool,
+          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, update_manifest: bool,
+          anchor_rows: Path | None, device: str, quiet: bool) -> None:  # fmt: skip
+    """Rate-distortion of jcd and classical anchors on DIRECTORY with the reference noise.
+
+    Real encoder and decoder, real file sizes. Writes per_image.csv, summary.csv, summary.json, an RD plot per
+    level and a BD-rate table. Results are cached per image and setting: a rerun only does what is missing.
+    """
+    from rich.progress import Progress
+
+    from ..eval.report import markdown, plot_level
+    from ..eval.runner import EvalSettings, evaluate, summarize, write_tables
+
+    _Ctx.quiet = quiet
+    lv = tuple(int(v) for v in _parse_floats(levels, "levels"))
+    if any(v not in (1, 2, 3, 4) for v in lv):
+        raise click.BadParameter("levels lie in 1..4", param_hint="--levels")
+    anc = () if anchors.strip() == "none" else tuple(a.strip() for a in anchors.split(","))
+    known = {"jpeg", "webp", "avif", "bm3d+best", "bm3d+jpeg", "bm3d+webp", "bm3d+avif"}
+    if set(anc) - known:
+        raise click.BadParameter(f"unknown anchors {sorted(set(anc) - known)}", param_hint="--anchors")
+    qs = () if qualities.strip() == "none" else _parse_floats(qualities, "qualities")
+    settings = EvalSettings(levels=lv, qualities=qs, anchors=anc,
+                            float_input=float_input, gamma=gamma, seed=seed, device=device, max_images=max_images,
+                            weights=tuple(str(w) for w in weights) or (None,))  # fmt: skip
+    from ..imageio import list_images
+
+    n_images = len(list_images(directory))
+    total = (min(n_images, max_images) if max_images else n_images) * len(lv)
+    with Progress(disable=quiet or not err.is_terminal, console=err) as bar:
+        task = bar.add_task("evaluating", total=total)
+        rows = evaluate(directory, settings, output, progress=lambda msg: bar.advance(task), anchor_rows=anchor_rows)
+    summary = summarize(rows)
+    write_tables(rows, summary, output, settings)
+    plot_dir = (report.parent / "plots") if report else output
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    plots = {}
+    for level in lv:
+        p = plot_dir / (f"{report.stem}-L{level}.png" if report else f"rd_L{level}.png")
+        plot_level(summary, level, p, f"Noise level {level} ({directory.name}, gamma {gamma})",
+                   published_marks=gamma == "reference")
+        plots[level] = str(p.relative_to(report.parent)) if report else p.name
+    command = "jcd eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "jcd eval"
+    text = markdown(summary, dataclasses.asdict(settings), command, plots)
+    from ..outputs import atomic_write_bytes
+
+    atomic_write_bytes(output / "report.md", text.encode())
+    if report:
+        atomic_write_bytes(report, text.encode())
+    if update_manifest:
+        _record_figures(summary, settings, directory, command)
+    if not quiet:
+        from rich.table import Table
+
+        from ..eval.report import terminal_summary
+
+        for level in lv:
+            header, body, notes = terminal_summary(summary, level)
+            table = Table(title=f"level {level}: best PSNR (dB) at or below each rate", title_justify="left")
+            for i, col in enumerate(header):
+                table.add_column(col, justify="left" if i == 0 else "right")
+            for row in body:
+                table.add_row(*row)
+            out.print(table)
+            for note in notes:
+                out.print(f"  {note}", soft_wrap=True)
+    say(f"{len(rows)} results -> {output}" + (f", report {report}" if report else ""))
+
+
+def _record_figures(summary: list[dict], settings, directory: Path, command: str) -> None:
+    """Write mean bpp / PSNR / MS-SSIM per level and quality into the manifest entries of the evaluated weights."""
+    from ..manifest import models_dir, read_manifest
+    from ..outputs import atomic_write_bytes
+
+    manifest = read_manifest()
+    changed = False
+    for name, entry in manifest.get("models", {}).items():
+        rows = [s for s in summary if s["method"] == f"jcd:{name}"]
+        if not rows:
+            continue
+        entry["figures"] = {
+            "dataset": directory.name,
+            "images": max(s["images"] for s in rows),
+            "noise": f"reference read+shot, seed {settings.seed}, gamma {settings.gamma}",
+            "input": "float" if settings.float_input else "8-bit noisy",
+            "command": command,
+            "by_level": {str(lv): [{"quality": s["setting"], "bpp": round(s["bpp"], 5), "psnr": round(s["psnr"], 3),
+                                    "msssim": round(s["msssim"], 5)} for s in rows if s["level"] == lv]
+                         for lv in settings.levels},
+        }  # fmt: skip
+        changed = True
+    if changed:
+        path = models_dir() / "manifest.json"
+        atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-q", "--quality", "qualities", default="4", show_default=True, help="Qualities, e.g. '4' or '1-6'.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats per image (median reported).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures as JSON.")
+@weights_option
+@device_option
+@quiet_option
+def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, weights: Path | None, device: str,
+          quiet: bool) -> None:  # fmt: skip
+    """Encode/decode speed per image: median seconds split into network and entropy coding, peak memory, bpp."""
+    import resource
+    import statistics
+
+    from rich.table import Table
+
+    from ..codec import Codec
+    from ..imageio import list_images, load_image
+
+    _Ctx.quiet = quiet
+    files = list_images(path) if path.is_dir() else [path]
+    codec = Codec(weights, device=device)
+    results = []
+    for f in files:
+        pic = load_image(f)
+        for q in _parse_floats(qualities, "qualities"):
+            runs = []
+            for _ in range(max(1, repeats)):
+                t0 = time.perf_counter()
+                enc = codec.encode(pic, q)
+                t1 = time.perf_counter()
+                dec = codec.decode(enc.data)
+                t2 = time.perf_counter()
+                runs.append((t1 - t0, t2 - t1, enc.timings, dec.timings))
+            med = lambda xs: statistics.median(xs)  # noqa: E731
+            results.append({
+                "image": f.name, "width": pic.width, "height": pic.height, "quality": q,
+                "bpp": len(enc.data) * 8 / (pic.width * pic.height),
+                "encode_s": med([r[0] for r in runs]), "decode_s": med([r[1] for r in runs]),
+                "encode_network_s": med([r[2].get("network", 0) for r in runs]),
+                "encode_entropy_s": med([r[2].get("entropy_coding", 0) + r[2].get("hyper_synthesis", 0) for r in runs]),
+                "decode_network_s": med([r[3].get("network", 0) for r in runs]),
+                "decode_entropy_s": med([r[3].get("entropy_coding", 0) + r[3].get("hyper_synthesis", 0) for r in runs]),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            })  # fmt: skip
+    # One small table per image under its name: fits an 80-column terminal whatever the file names.
+    if not quiet:
+        out.print(f"jcd bench: {codec.weights.name} on {codec.device}, median of {repeats} runs", soft_wrap=True)
+    for name in dict.fromkeys(r["image"] for r in results):
+        rs = [r for r in results if r["image"] == name]
+        table = Table(title=f"{name} ({rs[0]['width']}x{rs[0]['height']})", title_justify="left", pad_edge=False)
+        for col in ("q", "bpp", "enc s", "net", "entropy", "dec s", "net", "entropy", "RSS MB"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in rs:
+            table.add_row(f"{r['quality']:g}", f"{r['bpp']:.4f}", f"{r['encode_s']:.3f}",
+                          f"{r['encode_network_s']:.3f}", f"{r['encode_entropy_s']:.3f}", f"{r['decode_s']:.3f}",
+                          f"{r['decode_network_s']:.3f}", f"{r['decode_entropy_s']:.3f}", f"{r['peak_rss_mb']:.0f}")
+        if not quiet:
+            out.print(table)
+    if json_out:
+        from ..outputs import atomic_write_bytes
+
+        atomic_write_bytes(json_out, json.dumps(results, indent=2).encode())
+
+

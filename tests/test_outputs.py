@@ -1,0 +1,207 @@
+"""Nothing a user owns is lost: derived names never clobber, the input is never the output, stdout is checked,
+temporaries do not pile up (issue 17 items 0, 3, 4, 5; issue 18 items 1, 2, 4, 5)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import run_jcd, textured
+from PIL import Image
+
+from jcdcodec.errors import JcdError
+from jcdcodec.outputs import TMP_TAG, atomic_write_bytes, remove_stale_temporaries, temporary_name, write_stdout
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.fromarray((textured(40, 56, seed=3) * 255).astype(np.uint8)).save(p)
+    return p
+
+
+def jcd(*args, weights):
+    return run_jcd(*args, "--weights", str(weights))
+
+
+def test_decoding_next_to_the_original_never_replaces_it(photo, weights_file):
+    original = photo.read_bytes()
+    assert jcd("encode", str(photo), "-q", "2", weights=weights_file).returncode == 0
+    r = jcd("decode", str(photo.with_suffix(".jcd")), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert photo.read_bytes() == original
+    decoded = photo.with_name("photo-1.png")
+    assert decoded.is_file() and "was kept" in r.stderr and str(decoded) in r.stderr
+    # Encoding again keeps the first stream too.
+    first = photo.with_suffix(".jcd").read_bytes()
+    assert jcd("encode", str(photo), "-q", "5", weights=weights_file).returncode == 0
+    assert photo.with_suffix(".jcd").read_bytes() == first and photo.with_name("photo-1.jcd").is_file()
+
+
+def test_a_directory_round_trip_keeps_every_original(tmp_path, weights_file):
+    d = tmp_path / "d"
+    d.mkdir()
+    originals = {}
+    for i in range(2):
+        p = d / f"p{i}.png"
+        Image.fromarray((textured(32, 40, seed=i) * 255).astype(np.uint8)).save(p)
+        originals[p] = p.read_bytes()
+    assert jcd("encode", str(d), weights=weights_file).returncode == 0
+    r = jcd("decode", str(d), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert all(p.read_bytes() == b for p, b in originals.items())
+    assert sorted(p.name for p in d.iterdir()) == ["p0-1.png", "p0.jcd", "p0.png", "p1-1.png", "p1.jcd", "p1.png"]
+
+
+def test_a_named_output_is_replaced_unless_no_clobber(photo, tmp_path, weights_file):
+    dst = tmp_path / "named.jcd"
+    dst.write_bytes(b"old")
+    assert jcd("encode", str(photo), "-o", str(dst), weights=weights_file).returncode == 0
+    assert dst.read_bytes()[:4] != b"old"
+    dst.write_bytes(b"old")
+    r = jcd("encode", str(photo), "-o", str(dst), "-n", weights=weights_file)
+    assert r.returncode == 1 and "exists" in r.stderr and dst.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("cmd", ["encode", "decode"])
+def test_the_input_is_never_its_own_output(photo, tmp_path, weights_file, cmd):
+    src = photo
+    if cmd == "decode":
+        src = tmp_path / "stream.png"  # a stream under a .png name, as in the issue
+        assert jcd("encode", str(photo), "-o", str(tmp_path / "s.jcd"), weights=weights_file).returncode == 0
+        (tmp_path / "s.jcd").rename(src)
+    before = src.read_bytes()
+    link = tmp_path / "link"
+    link.symlink_to(src.name)
+    for target in (src, link):
+        args = (cmd, str(src), "-o", str(target)) + (("--any-name",) if cmd == "encode" else ())
+        r = jcd(*args, weights=weights_file)
+        assert r.returncode == 1 and "is the input itself" in r.stderr, r.stderr
+        assert src.read_bytes() == before
+
+
+def test_streams_and_images_keep_their_extensions(photo, tmp_path, weights_file):
+    r = jcd("encode", str(photo), "-o", str(tmp_path / "out.png"), weights=weights_file)
+    assert r.returncode == 1 and "image extension" in r.stderr and not (tmp_path / "out.png").exists()
+    r = jcd("encode", str(photo), "-o", str(tmp_path / "out.png"), "--any-name", weights=weights_file)
+    assert r.returncode == 0 and (tmp_path / "out.png").read_bytes()[:3] == b"JCD"
+    r = jcd("decode", str(tmp_path / "out.png"), "-o", str(tmp_path / "img.jcd"), weights=weights_file)
+    assert r.returncode == 1 and ".jcd name" in r.stderr and not (tmp_path / "img.jcd").exists()
+
+
+def test_output_directories_are_created_and_batch_errors_name_their_file(tmp_path, weights_file):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray((textured(32, 32, seed=i) * 255).astype(np.uint8)).save(src / f"p{i}.png")
+    r = jcd("encode", str(src), "-q", "3", "-o", str(tmp_path / "coded") + "/", weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "coded" / "bad.jcd").write_bytes(b"not a stream at all")
+    r = jcd("decode", str(tmp_path / "coded"), "-o", str(tmp_path / "clean" / "deep"), weights=weights_file)
+    assert r.returncode == 1
+    assert sorted(p.name for p in (tmp_path / "clean" / "deep").iterdir()) == ["p0.png", "p1.png"]
+    lines = [v for v in r.stderr.splitlines() if "error" in v]
+    assert lines[0].startswith(f"jcd: error: {tmp_path / 'coded' / 'bad.jcd'}: ") and "1 of 3" in lines[1]
+    # One input and a name ending in '/' is a directory too.
+    r = jcd("encode", str(src / "p0.png"), "-o", str(tmp_path / "single") + "/", weights=weights_file)
+    assert r.returncode == 0 and (tmp_path / "single" / "p0.jcd").is_file()
+
+
+@pytest.mark.parametrize("cmd", ["encode", "decode"])
+def test_a_full_disk_behind_stdout_is_an_error(photo, tmp_path, weights_file, cmd):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("/dev/full is not available on this system")
+    src = photo
+    if cmd == "decode":
+        src = tmp_path / "s.jcd"
+        assert jcd("encode", str(photo), "-o", str(src), weights=weights_file).returncode == 0
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([sys.executable, "-m", "jcdcodec", cmd, str(src), "-o", "-", "--weights",
+                            str(weights_file)], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, PYTHONWARNINGS="ignore"))  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("bytes") and "No space left" in r.stderr
+
+
+def test_short_writes_to_stdout_are_finished_or_reported(monkeypatch, capfd):
+    chunks = []
+
+    def short(fd, data):  # a pipe or file that takes at most 3 bytes per call
+        chunks.append(bytes(data[:3]))
+        return len(chunks[-1])
+
+    monkeypatch.setattr(os, "write", short)
+    write_stdout(b"0123456789")
+    assert b"".join(chunks) == b"0123456789" and len(chunks) == 4
+    monkeypatch.setattr(os, "write", lambda fd, data: 0)
+    with pytest.raises(JcdError, match="stopped after 0 of 4 bytes"):
+        write_stdout(b"abcd")
+
+
+def test_stale_temporaries_are_recognisable_and_cleaned_by_the_next_write(tmp_path):
+    dst = tmp_path / "out.jcd"
+    tmp = temporary_name(dst)
+    assert tmp.name.startswith(".out.jcd" + TMP_TAG) and tmp.suffix == ".jcd"
+    # A writer killed with -9 leaves its temporary behind: simulate one whose process is gone.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".out.jcd{TMP_TAG}{dead.pid}-deadbeef.jcd"
+    orphan.write_bytes(b"half")
+    live = tmp_path / f".out.jcd{TMP_TAG}{os.getpid()}-cafecafe.jcd"  # a concurrent writer: left alone
+    live.write_bytes(b"in progress")
+    other = tmp_path / f".other.jcd{TMP_TAG}{dead.pid}-deadbeef.jcd"  # another target's: left alone
+    other.write_bytes(b"x")
+    atomic_write_bytes(dst, b"complete")
+    assert dst.read_bytes() == b"complete" and not orphan.exists() and live.exists() and other.exists()
+    assert remove_stale_temporaries(tmp_path / "other.jcd") == [other]
+
+
+def test_a_killed_training_save_leaves_a_temporary_the_next_save_removes(tmp_path):
+    from jcdcodec.outputs import TMP_TAG as tag
+
+    ckpt = tmp_path / "last.ckpt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".last.ckpt{tag}{dead.pid}-0badf00d.ckpt"
+    orphan.write_bytes(b"\0" * 10)
+    atomic_write_bytes(ckpt, b"checkpoint")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("q", ["nan", "6.0001", "7", "abc", "0.99", "inf"])
+def test_every_bad_quality_is_one_usage_line_with_exit_2(photo, tmp_path, weights_file, q):
+    r = jcd("encode", str(photo), "-q", q, "-o", str(tmp_path / "x.jcd"), weights=weights_file)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("jcd: error: ") and "1 to 6" in r.stderr
+    assert not (tmp_path / "x.jcd").exists()
+
+
+def test_codec_quality_check_refuses_what_rounding_would_hide(codec):
+    with pytest.raises(JcdError, match="out of range"):
+        codec.check_quality(6.0001)
+    with pytest.raises(JcdError, match="number"):
+        codec.check_quality(float("nan"))
+    assert codec.check_quality(6.0) == 6.0
+
+
+def test_usage_errors_share_the_one_line_style(photo, tmp_path, weights_file):
+    for args in (("--size", "abc"), ("--size", "20k", "--bpp", "0.1"), ("--bogus",)):
+        r = jcd("encode", str(photo), "-o", str(tmp_path / "x.jcd"), *args, weights=weights_file)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith("jcd: error: ")
+    r = jcd("encode", str(photo), "--size", "abc", "-o", str(tmp_path / "x.jcd"), weights=weights_file)
+    assert "file size" in r.stderr and "20k" in r.stderr
+
+
+def test_decoding_alpha_to_jpeg_warns_that_it_is_dropped(tmp_path, weights_file):
+    rgba = np.dstack([(textured(32, 32) * 255).astype(np.uint8), np.full((32, 32), 128, np.uint8)])
+    src = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    assert jcd("encode", str(src), "-o", str(tmp_path / "a.jcd"), weights=weights_file).returncode == 0
+    r = jcd("decode", str(tmp_path / "a.jcd"), "-o", str(tmp_path / "x.jpg"), weights=weights_file)
+    assert r.returncode == 0 and "jcd: warning:" in r.stderr and "alpha" in r.stderr
+    r = jcd("decode", str(tmp_path / "a.jcd"), "-o", str(tmp_path / "x.png"), weights=weights_file)
+    assert r.returncode == 0 and "warning" not in r.stderr and Image.open(tmp_path / "x.png").mode == "RGBA"
