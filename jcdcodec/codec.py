@@ -195,7 +195,7 @@ class Codec:
         if h * w > self.max_pixels:
             raise JcdError(f"image is {w}x{h} = {h * w} pixels, above the limit of {self.max_pixels}")
         hp, wp = padded_size(h, w)
-        x = torch.from_numpy(np.ascontiguousarray(picture.rgb)).permute(2, 0, 1)[None].to(self.device)
+        x = torch.from_numpy(np.require(picture.rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].to(self.device)
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
         tiles = tiling.plan(hp // 16, wp // 16, self.tile_side)
         with self._transforms():

@@ -132,8 +132,12 @@ def load_image(
         m = re.search(r"\((\d+) pixels\)", str(e))
         size = f"declares {m.group(1)} pixels" if m else "declares too many pixels"
         raise JcdError(f"{name}: image {size}, above the limit of {max_pixels or Image.MAX_IMAGE_PIXELS}") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise JcdError(f"{name}: cannot read image ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001  Pillow's and pypng's decoders raise many kinds on damaged files
+        # (OSError, ValueError, SyntaxError, but also TypeError, KeyError, struct.error, EOFError, ...).
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise JcdError(f"{name}: cannot read image ({detail})") from None
 
 
 def from_pillow(im: Image.Image) -> Picture:

@@ -60,7 +60,9 @@ def add_noise(
         read = read.view(-1, *([1] * (lin.ndim - 1)))
         shot = shot.view(-1, *([1] * (lin.ndim - 1)))
     std = torch.sqrt(read**2 + lin.clamp_min(0) * shot**2)
-    noise = torch.randn(lin.shape, generator=generator, dtype=lin.dtype, device="cpu").to(lin.device)
+    # Drawn where the generator lives (a CPU generator gives the same noise on any device), then moved.
+    where = generator.device if generator is not None else lin.device
+    noise = torch.randn(lin.shape, generator=generator, dtype=lin.dtype, device=where).to(lin.device)
     return from_linear(lin + std * noise, gamma).clamp(0.0, 1.0)
 
 

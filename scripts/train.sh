@@ -10,7 +10,9 @@
 #   bash scripts/train.sh base128        # stage one of the paper's recipe at N=128: a plain Cheng2020 codec on
 #                                        # clean crops (no denoisers, no extra branches), cheng-n128
 #   bash scripts/train.sh main|photo|base128 export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
-# Environment: THREADS (default 1), LR (default 1e-4 when starting from weights), STEPS (default 200000).
+# Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
+# STEPS (default 200000), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
+# resuming a run begun on a CPU), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,30 +22,38 @@ case "$which" in
     RUN=runs/main NAME=jcd-n64 EVERY=(--ckpt-every 500 --val-every 2000) DEFAULT=()
     NOTE="wide noise range"
     INIT_FROM=${INIT:-models/jcd-n64.safetensors}
-    ARGS=(-N 64 --quality 1-6 --patch 128 --batch 8 --wide-noise --gamma reference) ;;
+    ARGS=(-N 64 --quality 1-6 --wide-noise --gamma reference) ;;
   photo)
     RUN=runs/photo NAME=jcd-n64-srgb EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default)
     NOTE="wide noise range, sRGB gamma"
     INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
     [ -f "$INIT_FROM" ] || INIT_FROM=models/jcd-n64.safetensors
-    ARGS=(-N 64 --quality 1-6 --patch 128 --batch 8 --wide-noise --gamma srgb) ;;
+    ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb) ;;
   base128)
     RUN=runs/base128 NAME=cheng-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=()
     NOTE="clean crops: stage one (plain Cheng2020) of the paper's two-stage recipe"
     INIT_FROM=${INIT:-models/cheng-n128.safetensors}
-    ARGS=(--preset cheng2020 --clean-input -N 128 --quality 1-6 --patch 128 --batch 8) ;;
+    ARGS=(--preset cheng2020 --clean-input -N 128 --quality 1-6) ;;
   *) echo "usage: bash scripts/train.sh main|photo|base128 [export]" >&2; exit 2 ;;
 esac
-bash scripts/setup.sh
+if [ "${GPU:-0}" = 1 ]; then
+  SIZE=(--patch 256 --batch 16) THREADS=${THREADS:-4}
+else
+  SIZE=(--patch 128 --batch 8)
+fi
+run() { if [ "${DRY_RUN:-0}" = 1 ]; then echo "$@"; else exec "$@"; fi; }
+[ "${DRY_RUN:-0}" = 1 ] || bash scripts/setup.sh
 export PYTHONWARNINGS=ignore
 if [ "${2:-}" = "export" ]; then
-  exec .venv/bin/jcd export "$RUN/last.ckpt" -o "models/$NAME.safetensors" --name "$NAME" "${DEFAULT[@]}" \
+  run .venv/bin/jcd export "$RUN/last.ckpt" -o "models/$NAME.safetensors" --name "$NAME" "${DEFAULT[@]}" \
     --data-note "../shared/data/train: 481 photos (CBSD432 + Wikipedia), 4 held out for validation; $NOTE"
+  exit
 fi
-common=(--out "$RUN" --steps "${STEPS:-200000}" --threads "${THREADS:-1}" "${EVERY[@]}")
+common=(--out "$RUN" --steps "${STEPS:-200000}" --threads "${THREADS:-1}" "${SIZE[@]}" "${EVERY[@]}")
 if [ -f "$RUN/last.ckpt" ]; then
-  exec .venv/bin/jcd train --resume "${common[@]}" ${LR:+--lr "$LR"}
+  run .venv/bin/jcd train --resume "${common[@]}" ${LR:+--lr "$LR"}
+  exit
 fi
 init=(--lr "${LR:-3e-4}")  # from scratch
 [ -f "$INIT_FROM" ] && init=(--init "$INIT_FROM" --lr "${LR:-1e-4}")
-exec .venv/bin/jcd train "${common[@]}" "${init[@]}" "${ARGS[@]}"
+run .venv/bin/jcd train "${common[@]}" "${init[@]}" "${ARGS[@]}"

@@ -172,3 +172,15 @@ def test_rate_targets(tmp_path, noisy_png, weights_file):
     assert r.returncode == 2 and "give one of them" in r.stderr
     r = run_jcd("encode", str(noisy_png), "--size", "lots", "-o", str(out), "--weights", str(weights_file))
     assert r.returncode == 2 and "not a file size" in r.stderr
+
+
+def test_bench_fits_an_80_column_terminal(noisy_png, weights_file):
+    long = noisy_png.parent / ("a-photo-with-a-rather-long-file-name-" + "x" * 20 + ".png")
+    long.write_bytes(noisy_png.read_bytes())
+    r = run_jcd("bench", str(long), "-q", "1,6", "--repeats", "1", "--weights", str(weights_file),
+                env={"COLUMNS": "80"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(v) for v in lines) <= 80, r.stdout
+    assert any(long.name in v for v in lines), "the file name is shown whole"
+    assert sum(v.strip().startswith(("│ 1 ", "│1 ", "│ 6 ", "│6 ")) for v in lines) == 2

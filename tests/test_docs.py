@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from conftest import REPO
+import pytest
+from conftest import REPO, SHARED
 
 
 def test_cli_reference_matches_the_commands():
@@ -38,3 +39,43 @@ def test_links_in_readme_and_docs_resolve():
             if "://" in target:
                 continue
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def _blocks(doc, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", doc.read_text(), flags=re.S)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "kodak").is_dir() or not (SHARED / "data" / "train").is_dir(),
+                    reason=f"{SHARED / 'data'} not present: the documented commands use the shared data sets")
+def test_the_documented_commands_run_verbatim(tmp_path):
+    """Every ```bash block of README.md and docs/getting-started.md (and the README's Python), in a copy of the
+    checkout beside the shared data, as a newcomer would type them; the README's test command is CI's own."""
+    import stat
+
+    root = tmp_path / "main"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    for f in files:
+        if (REPO / f).is_file():
+            (root / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, root / f)  # keeps mtimes, so setup.sh finds the environment current
+    (tmp_path / "shared").symlink_to(SHARED)
+    (root / ".venv").symlink_to(REPO / ".venv")
+    readme, started = REPO / "README.md", REPO / "docs" / "getting-started.md"
+    script = ["set -eo pipefail"]
+    for doc in (readme, started):
+        for block in _blocks(doc, "bash"):
+            script += [line for line in block.splitlines() if "scripts/test.sh" not in line]
+    (root / "readme_example.py").write_text("\n".join(_blocks(readme, "python")))
+    script.append(".venv/bin/python readme_example.py")
+    runner = root / "documented.sh"
+    runner.write_text("\n".join(script) + "\n")
+    runner.chmod(runner.stat().st_mode | stat.S_IXUSR)
+    r = subprocess.run(["bash", str(runner)], cwd=root, capture_output=True, text=True, timeout=1500,
+                       env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "installing" not in r.stderr, "setup.sh reinstalled: the copy must look current"
+    for made in ("demo-out/sample-clean.png", "clean.png", "coded/noisy.jcd", "clean/kodim23-crop-noisy-l3.png",
+                 "a.webp", "results/quick/report.md", "runs/try/try.safetensors"):  # fmt: skip
+        assert (root / made).is_file(), made

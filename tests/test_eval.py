@@ -93,6 +93,22 @@ def test_tiny_end_to_end_eval_with_cache(tmp_path, weights_file, monkeypatch):
     monkeypatch.setattr("jcdcodec.codec.Codec.encode", boom)
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0
+    # The terminal gets the summary, not just a count: per level, the envelope table and the BD-rates.
+    assert "level 4: best PSNR" in res.output and "noisy input (no coding)" in res.output
+    assert "BD-rate of jcd:" in res.output
+
+
+def test_the_report_says_plainly_where_jcd_does_not_pay_off():
+    from jcdcodec.eval.report import pays_off
+
+    summary = [{"method": "jcd:m", "level": 1, "setting": q, "bpp": b, "psnr": p, "msssim": 0.9, "images": 1}
+               for q, b, p in ((1, 0.1, 26.0), (6, 0.3, 28.5))]  # fmt: skip
+    summary.append({"method": "noisy input", "level": 1, "setting": "", "bpp": float("nan"), "psnr": 28.9,
+                    "msssim": 0.9, "images": 1})  # fmt: skip
+    note = pays_off(summary, 1, "jcd:m")
+    assert note and "does not pay off at level 1" in note and "28.50 dB" in note and "28.90 dB" in note
+    summary[-1]["psnr"] = 20.0
+    assert pays_off(summary, 1, "jcd:m") is None
 
 
 def test_anchor_rows_file_is_reused_without_the_per_item_cache(tmp_path, monkeypatch):

@@ -225,3 +225,139 @@ def test_declared_size_is_refused_before_any_allocation(fuzz_codec, bases):
     f = replace(Fields.of(bases[0]), width=4000, height=4000)
     with pytest.raises(JcdError, match="above the limit"):  # the decoder's (--max-pixels)
         fuzz_codec.decode(f.pack())
+
+
+# -- image inputs: what `jcd encode` reads ------------------------------------------------------------------
+
+IMAGE_EXAMPLES = int(os.environ.get("JCD_FUZZ_IMAGE_EXAMPLES", str(max(1, EXAMPLES // 3))))
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, pos = [], 8
+    while pos + 8 <= len(data):
+        n = struct.unpack(">I", data[pos : pos + 4])[0]
+        out.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]))
+        pos += 12 + n
+    return out
+
+
+def _png_pack(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _offsets_of_size(fmt: str, data: bytes) -> list[tuple[int, int, str]]:
+    """(offset, byte count, byte order) of the width/height fields a format declares in its header."""
+    if fmt == "jpeg":
+        sof = data.find(b"\xff\xc0")
+        return [(sof + 5, 2, "big"), (sof + 7, 2, "big")] if sof >= 0 else []
+    if fmt == "bmp":
+        return [(18, 4, "little"), (22, 4, "little")]
+    if fmt == "gif":
+        return [(6, 2, "little"), (8, 2, "little")]
+    if fmt == "webp":  # VP8 (lossy) frame header: 14-bit sizes after the start code
+        k = data.find(b"\x9d\x01\x2a")
+        return [(k + 3, 2, "little"), (k + 5, 2, "little")] if k >= 0 else []
+    return []
+
+
+@pytest.fixture(scope="module")
+def image_bases() -> list[tuple[str, bytes]]:
+    """Small valid images in every format jcd reads, 8 and 16 bits, with and without alpha."""
+    import io
+
+    import png
+    from PIL import Image
+
+    rgb = (textured(24, 32, seed=5) * 255).astype(np.uint8)
+    out = []
+    for fmt, mode, kw in (("png", "RGB", {}), ("png", "RGBA", {}), ("png", "P", {}), ("png", "L", {}),
+                          ("jpeg", "RGB", {"quality": 80}), ("jpeg", "CMYK", {}), ("tiff", "RGB", {}),
+                          ("tiff", "F", {}), ("webp", "RGB", {"quality": 80}), ("webp", "RGBA", {"lossless": True}),
+                          ("bmp", "RGB", {}), ("gif", "P", {})):  # fmt: skip
+        im = Image.fromarray(rgb)
+        im = im.convert("RGBA") if mode == "RGBA" else im.convert(mode) if mode != "RGB" else im
+        buf = io.BytesIO()
+        im.save(buf, format=fmt.upper(), **kw)
+        out.append((fmt, buf.getvalue()))
+    buf = io.BytesIO()  # 16-bit RGB PNG: read by pypng, not Pillow
+    png.Writer(32, 24, greyscale=False, bitdepth=16).write(buf, (rgb.astype(np.uint16) * 257).reshape(24, -1))
+    out.append(("png", buf.getvalue()))
+    return out
+
+
+@st.composite
+def mutated_image(draw, bases: list[tuple[str, bytes]]) -> tuple[str, bytes]:
+    fmt, base = draw(st.sampled_from(bases))
+    kind = draw(st.sampled_from(["truncate", "flip", "size", "random", "png-chunk"]))
+    if kind == "truncate":
+        return f"{fmt} {kind}", base[: draw(st.integers(0, len(base)))]
+    if kind == "random":
+        return f"{fmt} {kind}", base[: draw(st.integers(0, 16))] + draw(blobs)
+    if kind == "flip":
+        data = bytearray(base)
+        for _ in range(draw(st.integers(1, 8))):
+            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+        return f"{fmt} {kind}", bytes(data)
+    if fmt == "png":  # rewrite the header or a chunk and make every CRC fit again
+        chunks = _png_chunks(base)
+        if kind == "size":
+            ihdr = bytearray(chunks[0][1])
+            ihdr[0:4] = struct.pack(">I", draw(sizes) & 0xFFFFFFFF)
+            ihdr[4:8] = struct.pack(">I", draw(sizes) & 0xFFFFFFFF)
+            if draw(st.booleans()):
+                ihdr[8] = draw(st.sampled_from([1, 2, 4, 8, 16, 0, 3, 255]))
+                ihdr[9] = draw(st.sampled_from([0, 2, 3, 4, 6, 1, 7]))
+            chunks[0] = (b"IHDR", bytes(ihdr))
+        else:
+            i = draw(st.integers(0, len(chunks) - 1))
+            chunks[i] = (chunks[i][0], draw(st.one_of(blobs, st.just(zlib.compress(bytes(draw(
+                st.integers(0, 100_000))))))))  # fmt: skip
+        return f"{fmt} {kind}", _png_pack(chunks)
+    data = bytearray(base)
+    for off, n, order in _offsets_of_size(fmt, base):
+        if 0 <= off and off + n <= len(data):
+            data[off : off + n] = (draw(sizes) % (1 << (8 * n))).to_bytes(n, order)
+    return f"{fmt} size", bytes(data)
+
+
+def test_fuzzed_images_encode_or_fail_cleanly(fuzz_codec, image_bases):
+    """What `jcd encode` does with a file: read it (size checked from the header first), then code it."""
+    from jcdcodec.imageio import load_image
+
+    outcomes: Counter = Counter()
+    messages: Counter = Counter()
+    failures: list[str] = []
+
+    @settings(max_examples=IMAGE_EXAMPLES, deadline=10_000, derandomize=not REPORT, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(mutated_image(image_bases))
+    def one(case: tuple[str, bytes]) -> None:
+        kind, data = case
+        try:
+            picture = load_image(data, name="<fuzz>", max_pixels=FUZZ_MAX_PIXELS)
+            enc = fuzz_codec.encode(picture, 3)
+        except JcdError as e:
+            outcomes[f"{kind}: error"] += 1
+            messages[re.sub(r"[0-9a-f]{8}|\d+", "N", str(e))[:70]] += 1
+            return
+        except Exception as e:  # anything else is a bug: record it, fail at the end with all of them
+            failures.append(f"{kind}: {type(e).__name__}: {e} [{data[:40].hex()}...]")
+            raise
+        outcomes[f"{kind}: encoded"] += 1
+        assert bitstream.unpack(enc.data).header.width == picture.width
+
+    try:
+        one()
+    finally:
+        peak = _peak_rss()
+        if REPORT:
+            path = REPORT.replace(".json", "-images.json") if REPORT.endswith(".json") else REPORT + "-images"
+            with open(path, "w") as fh:
+                json.dump({"examples": sum(outcomes.values()), "failures": failures, "peak_rss": peak,
+                           "outcomes": dict(sorted(outcomes.items())), "messages": dict(messages.most_common())},
+                          fh, indent=1)  # fmt: skip
+    assert not failures
+    assert peak < MEMORY_BOUND, f"peak RSS {peak / 2**30:.2f} GiB"
+    assert sum(v for k, v in outcomes.items() if k.endswith("encoded")) > 0
+    assert any("above the limit" in m for m in messages), messages

@@ -482,3 +482,104 @@ def test_failures_of_the_machine_or_installation_have_a_message():
     missing = ModuleNotFoundError("No module named 'bm3d'", name="bm3d")
     assert user_message(missing) == "this needs the optional package 'bm3d': pip install 'jcdcodec[eval]'"
     assert user_message(ValueError("a bug")) is None
+
+
+def test_batches_are_made_on_the_training_device_and_reproducible(image_dir):
+    from jcdcodec.train.data import PatchSampler, load_uint8
+
+    ims = [load_uint8(p) for p in sorted(image_dir.iterdir())]
+    s = PatchSampler(ims, 64, 3, wide_noise=True)
+    a = s.sample(torch.Generator().manual_seed(5), "cpu")
+    b = s.sample(torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert torch.equal(a.noisy, b.noisy) and torch.equal(a.clean, b.clean)
+    assert a.noisy.shape == (3, 3, 64, 64) and not torch.equal(a.noisy, a.clean)
+    c = s.sample(torch.Generator().manual_seed(6), "cpu")
+    assert not torch.equal(a.noisy, c.noisy)
+
+
+def test_resume_may_grow_crops_and_batches_when_asked(image_dir, tmp_path):
+    mc, tc = tiny_run(image_dir, tmp_path / "grow", 2)
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    bigger = dataclasses.replace(tc, patch=128, batch=4)
+    assert Trainer(mc, bigger, resume=ckpt).tcfg.patch == 64  # the run's own unless asked
+    grown = Trainer(mc, bigger, resume=ckpt, also_override=frozenset({"patch", "batch"}))
+    assert (grown.tcfg.patch, grown.tcfg.batch) == (128, 4)
+
+
+def test_the_gpu_profile_of_the_training_script(tmp_path):
+    from conftest import REPO
+
+    env = dict(os.environ, DRY_RUN="1", GPU="1")
+    r = subprocess.run(["bash", str(REPO / "scripts" / "train.sh"), "base128"], capture_output=True, text=True,
+                       env=env, cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cmd = r.stdout.split()
+    for flag, value in (("--patch", "256"), ("--batch", "16"), ("--threads", "4")):
+        assert cmd[cmd.index(flag) + 1] == value
+    assert "--clean-input" in cmd or "--resume" in cmd
+    env.pop("GPU")
+    r = subprocess.run(["bash", str(REPO / "scripts" / "train.sh"), "main"], capture_output=True, text=True,
+                       env=env, cwd=REPO)  # fmt: skip
+    cmd = r.stdout.split()
+    assert cmd[cmd.index("--patch") + 1] == "128" and cmd[cmd.index("--batch") + 1] == "8"
+
+
+def test_calibration_moves_only_the_gains_and_lowers_the_rd_cost(image_dir, tmp_path):
+    from jcdcodec.train.calibrate import calibrate_gains
+    from jcdcodec.train.data import PatchSampler, load_uint8
+    from jcdcodec.train.losses import bpp
+
+    mc, tc = tiny_run(image_dir, tmp_path / "cal", 40, lr=1e-3, model={"qualities": (1, 6)})
+    tr = started(mc, tc, 40)
+    model = tr.module.model
+    ims = [load_uint8(p) for p in sorted(image_dir.iterdir())]
+    sampler = PatchSampler(ims, 64, 4)
+    fixed = [sampler.sample(torch.Generator().manual_seed(k)) for k in range(3)]
+
+    def cost(q: int) -> float:
+        model.eval()
+        with torch.no_grad():
+            total = 0.0
+            for b in fixed:
+                torch.manual_seed(0)
+                model.train()  # uniform-noise rate, as in training
+                out = model(b.noisy, q)
+                n = b.clean.shape[0] * 64 * 64
+                total += float(bpp(out["y_lik"], n) + bpp(out["z_lik"], n)
+                               + model.lmbda(q) * 255**2 * torch.mean((out["x_hat"] - b.clean) ** 2))
+        return total / len(fixed)
+
+    with torch.no_grad():  # q6 spends as few bits as q1: the underspending calibration is for
+        model.log_gain[1] = model.log_gain[0]
+        model.log_inv_gain[1] = model.log_inv_gain[0]
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    before = [cost(q) for q in (1, 6)]
+    result = calibrate_gains(model, sampler, 80, lr=2e-2, bf16=False)
+    after = [cost(q) for q in (1, 6)]
+    assert after[1] < before[1] - 1.0 and sum(after) < sum(before), (before, after)
+    assert result.gain_change[6] > 1.05  # q6's quantisation got finer
+    # MaskedConv2d re-zeroes its masked taps at every forward: compare it under the mask.
+    mask = model.context_prediction.mask
+    before_state["context_prediction.weight"] = before_state["context_prediction.weight"] * mask
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before_state[k])}
+    assert {"log_gain", "log_inv_gain"} <= changed
+    assert changed <= {"log_gain", "log_inv_gain", "entropy_bottleneck.quantiles"}, changed
+    assert set(result.gain_change) == {1, 6} and all(p.requires_grad for p in model.parameters())
+
+
+def test_cli_calibrate_keeps_the_record_and_adds_what_changed(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    mc, tc = tiny_run(image_dir, tmp_path / "c2", 2, model={"qualities": (1, 2, 3)})
+    ckpt = started(mc, tc, 2).save_checkpoint()
+    weights = tmp_path / "models" / "w.safetensors"
+    assert run_jcd("export", str(ckpt), "-o", str(weights), "--name", "w").returncode == 0
+    out = tmp_path / "models" / "w-cal.safetensors"
+    r = run_jcd("calibrate", str(weights), "-o", str(out), "--name", "w-cal", "--data", str(image_dir),
+                "--val-count", "2", "--steps", "4", "--patch", "64", "--batch", "2", "--threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "models" / "manifest.json").read_text())
+    e = m["models"]["w-cal"]
+    assert e["steps"] == 2 and e["calibration"]["steps"] == 4 and e["file"] == "w-cal.safetensors"
+    assert e["calibration"]["from_sha256"] == m["models"]["w"]["sha256"] != e["sha256"]
+    assert set(e["calibration"]["gain_change"]) == {"1", "2", "3"}

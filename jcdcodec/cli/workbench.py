@@ -26,13 +26,14 @@ from .common import _Ctx, device_option, err, out, quiet_option, say, weights_op
               help="reference: the published code's (not quite invertible) gamma pair; srgb: standard curves.")
 def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: str) -> None:
     """Add the reference read+shot camera noise (test levels 1..4) to a clean image."""
+    import numpy as np
     import torch
 
     from ..imageio import load_image, save_image
     from ..noise import add_level_noise
 
     p = load_image(input)
-    x = torch.from_numpy(p.rgb).permute(2, 0, 1)
+    x = torch.from_numpy(np.require(p.rgb, requirements=["C", "W"])).permute(2, 0, 1)
     noisy = add_level_noise(x, level, seed=seed, gamma=gamma).permute(1, 2, 0).numpy()
     save_image(output, noisy, p.kind if p.kind != 2 else 1, int(depth), p.alpha)
 
@@ -61,8 +62,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--multiscale/--no-multiscale", default=None, help="Dilated multi-scale front in the denoisers.")
 @click.option("--cbam/--no-cbam", default=None, help="CBAM attention in the denoiser trunks.")
 @click.option("--guidance/--no-guidance", default=True, show_default=True, help="Clean-feature guidance loss.")
-@click.option("--patch", default=256, show_default=True, help="Crop size (128 is ~4x faster on a CPU).")
-@click.option("--batch", default=8, show_default=True)
+@click.option("--patch", default=256, show_default=True,
+              help="Crop size (128 is ~4x faster on a CPU). Given with --resume, replaces the run's.")
+@click.option("--batch", default=8, show_default=True, help="Crops per step. Given with --resume, replaces the run's.")
 @click.option("--steps", default=100_000, show_default=True, help="Total steps of the run (lr decays at 80%, 95%).")
 @click.option("--lr", default=1e-4, show_default=True, help="Learning rate; with --resume, replaces the run's.")
 @click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
@@ -147,8 +149,10 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
                        "remove the folder or choose another --out")  # fmt: skip
     from click.core import ParameterSource
 
-    lr_given = click.get_current_context().get_parameter_source("lr") == ParameterSource.COMMANDLINE
-    trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and lr_given else None)
+    ctx = click.get_current_context()
+    given = {k for k in ("lr", "patch", "batch") if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and "lr" in given else None,
+                      also_override=frozenset(given - {"lr"}))  # fmt: skip
     trainer.run(progress=not quiet and err.is_terminal, heartbeat=0 if quiet or err.is_terminal else 60)
 
 
@@ -179,26 +183,111 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
 
     The manifest entry goes to manifest.json beside the output file.
     """
-    from ..manifest import read_manifest
     from ..train.loop import export_checkpoint
 
     if not checkpoint.is_file():
         raise JcdError(f"{checkpoint}: no such checkpoint")
     digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw)
+    _list_in_manifest(output, digest, record, make_default)
+    say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
+
+
+def _list_in_manifest(output: Path, digest: str, record: dict, make_default: bool) -> None:
+    """Write ``record`` as the manifest entry of ``output`` (manifest.json beside it); keep old figures aside."""
+    from ..manifest import read_manifest
+    from ..outputs import atomic_write_bytes
+
     manifest = read_manifest(output.parent)
     record["file"] = output.name
     record["sha256"] = digest
     old = manifest.setdefault("models", {}).get(record["name"], {})
     if "figures" in old:
         record["figures_previous"] = old["figures"]
+    record.pop("figures", None)  # figures belong to the weights they were measured with
     manifest["models"][record["name"]] = record
     if make_default or not manifest.get("default"):
         manifest["default"] = record["name"]
-    from ..outputs import atomic_write_bytes
-
     atomic_write_bytes(output.parent / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
 
+
+@cli.command()
+@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Calibrated weights to write (may be the input's file: it is replaced atomically).")
+@click.option("--name", default=None, help="Name in the manifest [default: the input's name].")
+@click.option("--data", type=click.Path(path_type=Path), default=Path("../shared/data/train"), show_default=True,
+              help="Training images (the first --val-count are left out, as in training).")
+@click.option("--val-count", default=4, show_default=True)
+@click.option("--steps", default=1500, show_default=True, help="Calibration steps (batches).")
+@click.option("--lr", default=3e-3, show_default=True, help="Learning rate of the log-gains.")
+@click.option("--gamma", type=click.Choice(["reference", "srgb"]), default=None,
+              help="Noise convention [default: the one the weights were trained on].")
+@click.option("--wide-noise/--paper-noise", default=None, help="Noise range [default: the weights' own].")
+@click.option("--patch", default=128, show_default=True)
+@click.option("--batch", default=8, show_default=True)
+@click.option("--threads", default=0, help="torch threads (0: torch's default).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--default", "make_default", is_flag=True, help="Make these the default weights.")
+@quiet_option
+def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_count: int, steps: int, lr: float,
+              gamma: str | None, wide_noise: bool | None, patch: int, batch: int, threads: int, seed: int,
+              make_default: bool, quiet: bool) -> None:  # fmt: skip
+    """Refit only the per-quality gains of trained weights, so each quality sits at its own lambda's optimum.
+
+    Everything else is frozen: the analysis runs without gradients and 2 x 6 x N numbers learn, on the same
+    noisy crops and loss (R + lambda*255^2*MSE) as training. The manifest entry keeps the training record and
+    adds what calibration changed.
+    """
+    import copy
+
+    import torch
+
+    from ..imageio import list_images
+    from ..train.calibrate import calibrate_gains
+    from ..train.data import PatchSampler
+    from ..train.loop import _readable
+    from ..weights import load_weights, save_weights
+
+    if threads:
+        torch.set_num_threads(threads)
+    lw = load_weights(weights)
+    entry = lw.manifest_entry
+    if entry is None and Path(weights).is_file():  # a file outside models/: its own folder's manifest, if any
+        from ..manifest import read_manifest
+
+        entry = next((e for e in read_manifest(Path(weights).parent).get("models", {}).values()
+                      if e.get("sha256") == lw.sha256), None)  # fmt: skip
+    entry = copy.deepcopy(entry or {})
+    tc = entry.get("train_config", {})
+    gamma = gamma or tc.get("gamma", "reference")
+    wide = tc.get("wide_noise", True) if wide_noise is None else wide_noise
+    files = list_images(data)[val_count:]
+    images = [im for im in (_readable(f, patch) for f in files) if im is not None]
+    sampler = PatchSampler(images, patch, batch, wide, gamma)
+
+    def report(step: int, j: dict[int, float]) -> None:
+        if not quiet and step % 250 == 0:
+            err.print(f"calibrate: step {step}/{steps}, J " + " ".join(f"q{q} {v:.3f}" for q, v in j.items()))
+
+    model = lw.model
+    result = calibrate_gains(model, sampler, steps, lr=lr, seed=seed, progress=report)
+    name = name or lw.name
+    meta = {"name": name, "trained": "true", "steps": str(entry.get("steps", 0)),
+            "train_seconds": str(entry.get("train_seconds", 0)), "calibrated": str(steps)}  # fmt: skip
+    if entry.get("history"):
+        meta["history"] = entry["history"]
+    digest = save_weights(model, output, meta)
+    record = {**entry, "name": name}
+    record["calibration"] = {
+        "from_sha256": lw.sha256, "steps": steps, "lr": lr, "gamma": gamma, "wide_noise": wide, "patch": patch,
+        "batch": batch, "seconds": round(result.seconds),
+        "gain_change": {str(q): round(v, 4) for q, v in result.gain_change.items()},
+        "J_last_quarter": {str(q): round(v, 4) for q, v in result.j_end.items()},
+    }  # fmt: skip
+    record.setdefault("config", json.loads(model.config.to_json()))
+    _list_in_manifest(output, digest, record, make_default)
+    say(f"{weights} -> {output}: gains x " + ", ".join(f"q{q} {v:.3f}" for q, v in result.gain_change.items())
+        + f" ({steps} steps, {result.seconds:.0f} s, sha256 {digest[:12]})")
 
 
 def _parse_floats(text: str, what: str) -> tuple[float, ...]:

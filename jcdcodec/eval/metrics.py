@@ -24,6 +24,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     if min(a.shape[:2]) <= 160:
         return float("nan")
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    # torch.tensor copies: the arrays may be read-only views (decoded images), which from_numpy warns about.
+    ta = torch.tensor(a, dtype=torch.float64).permute(2, 0, 1)[None]
+    tb = torch.tensor(b, dtype=torch.float64).permute(2, 0, 1)[None]
     return float(_ms_ssim(ta, tb, data_range=255.0))

@@ -126,6 +126,7 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
             if name in ref:
                 lines.append(f"| {name} (no coding) | {_f(ref[name]['psnr'])} | | | |")
         lines.append("")
+        lines += [f"**{n}**\n" for n in (pays_off(summary, level, m) for m in jcd) if n]
         anchors = [a for a in ("best codec on noisy", "bm3d+best", "jpeg", "webp", "avif") if a in c] + \
             [m for m in jcd[1:]]  # fmt: skip
         if jcd and anchors:
@@ -145,6 +146,25 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
     return "\n".join(lines) + "\n"
 
 
+def pays_off(summary: list[dict], level: int, method: str) -> str | None:
+    """A plain sentence when ``method``'s best picture is not better than the noisy input it was given.
+
+    Why: at low noise a denoising codec whose top quality stops at a low rate removes detail with the noise,
+    and a reader of the table should not have to find that out from the numbers.
+    """
+    rows = [s for s in summary if s["method"] == method and s["level"] == level and math.isfinite(s["psnr"])]
+    noisy = next((s for s in summary if s["method"] == "noisy input" and s["level"] == level), None)
+    if not rows or noisy is None or not math.isfinite(noisy["psnr"]):
+        return None
+    best = max(rows, key=lambda s: s["psnr"])
+    if best["psnr"] > noisy["psnr"]:
+        return None
+    return (f"{method} does not pay off at level {level}: its best picture ({best['psnr']:.2f} dB at "
+            f"{best['bpp']:.3f} bpp) is not better than the noisy input itself ({noisy['psnr']:.2f} dB). At this "
+            "little noise the model's top quality removes detail with the noise; keep such photos, or code them "
+            "with a classical codec at a high rate.")
+
+
 def terminal_summary(summary: list[dict], level: int) -> tuple[list[str], list[list[str]], list[str]]:
     """What ``jcd eval`` prints for one level: (header, rows of best PSNR at or below each rate, BD-rate notes).
 
@@ -158,7 +178,7 @@ def terminal_summary(summary: list[dict], level: int) -> tuple[list[str], list[l
             for name in [*jcd, "best codec on noisy", "bm3d+best"] if name in c]  # fmt: skip
     rows += [[f"{name} (no coding)", _f(ref[name]["psnr"]), "", "", ""]
              for name in ("noisy input", "bm3d (uncompressed)") if name in ref]  # fmt: skip
-    notes = []
+    notes = [n for n in (pays_off(summary, level, m) for m in jcd) if n]
     if jcd:
         for a in ("best codec on noisy", "bm3d+best"):
             if a in c:

@@ -242,6 +242,15 @@ class JointModel(nn.Module):
         so the rate terms are those of the real coder.
         """
         y0, y1 = self.analysis_noisy(x_noisy)
+        out = self.code_latent(y1, quality)
+        out.update(y0=y0, y1=y1)
+        return out
+
+    def code_latent(self, y1: Tensor, quality: int) -> dict[str, Tensor]:
+        """From the denoised latent (before the gain) to the reconstruction and both likelihoods (training).
+
+        Split from :meth:`forward` so that calibration can run the frozen analysis without gradients.
+        """
         g = self.gain(quality)
         y = (y1 if g is None else y1 * g).float()
         with torch.autocast(device_type=y.device.type, enabled=False):
@@ -256,7 +265,7 @@ class JointModel(nn.Module):
             # straight-through gradient, so training matches what decoding does.
             y_hat = y + (torch.round(y - means) + means - y).detach()
         x_hat = self.synthesis(y_hat, quality)
-        return {"x_hat": x_hat, "y0": y0, "y1": y1, "y_lik": y_lik, "z_lik": z_lik}
+        return {"x_hat": x_hat, "y_lik": y_lik, "z_lik": z_lik}
 
     def aux_loss(self) -> Tensor:
         return self.entropy_bottleneck.loss()

@@ -131,10 +131,20 @@ def _psnr(mse: float) -> float:
 
 
 class Trainer:
+    #: What a resumed run takes from the new TrainConfig rather than from its checkpoint: how long and how often.
+    RESUME_OVERRIDES = frozenset({"steps", "ckpt_every", "val_every", "log_every", "threads", "out"})
+
     def __init__(
-        self, mcfg: ModelConfig, tcfg: TrainConfig, resume: Path | None = None, new_lr: float | None = None
+        self,
+        mcfg: ModelConfig,
+        tcfg: TrainConfig,
+        resume: Path | None = None,
+        new_lr: float | None = None,
+        also_override: frozenset[str] = frozenset(),
     ) -> None:
-        """``new_lr`` (with ``resume``) replaces the run's base learning rate from the resumed step on."""
+        """``new_lr`` (with ``resume``) replaces the run's base learning rate from the resumed step on;
+        ``also_override`` names further fields to take from ``tcfg`` on resume (e.g. ``patch`` and ``batch``
+        when a run begun on a CPU continues on a GPU)."""
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -151,7 +161,7 @@ class Trainer:
             saved = ckpt["train_config"]
             saved["decay_at"] = tuple(saved["decay_at"])
             # The run's identity comes from the checkpoint; how long and how often may change.
-            keep = {"steps", "ckpt_every", "val_every", "log_every", "threads", "out"}
+            keep = self.RESUME_OVERRIDES | (also_override & {"patch", "batch"})
             tcfg = dataclasses.replace(TrainConfig(**saved), **{k: getattr(tcfg, k) for k in keep})
             if new_lr is not None:
                 tcfg = dataclasses.replace(tcfg, lr=new_lr)
@@ -169,7 +179,7 @@ class Trainer:
             if missing.unexpected_keys:
                 raise JcdError(f"--init weights do not fit this config: {missing.unexpected_keys[:3]}")
         self.module = TrainingModule(model, tcfg).to(self.device)
-        if tcfg.bf16 and self.device.type == "cpu":
+        if tcfg.bf16:  # bf16 convolutions are fastest in channels_last, on CPUs and on GPUs
             self.module.to(memory_format=torch.channels_last)
         aux_names = {n for n, _ in self.module.named_parameters() if n.endswith(".quantiles")}
         main = [p for n, p in self.module.named_parameters() if n not in aux_names]
@@ -243,13 +253,12 @@ class Trainer:
         self.module.train()
         qualities = self.mcfg.qualities
         quality = qualities[int(torch.randint(len(qualities), (1,), generator=self.gen))]
-        b = self.sampler.sample(self.gen)
+        b = self.sampler.sample(self.gen, self.device)
         aug = augment_clean(b.clean, self.gen) if t.contrastive else None
-        cl = self.device.type == "cpu" and t.bf16
-        fmt = torch.channels_last if cl else torch.contiguous_format
-        noisy = b.noisy.to(self.device).contiguous(memory_format=fmt)
-        clean = b.clean.to(self.device).contiguous(memory_format=fmt)
-        aug = None if aug is None else aug.to(self.device).contiguous(memory_format=fmt)
+        fmt = torch.channels_last if t.bf16 else torch.contiguous_format
+        noisy = b.noisy.contiguous(memory_format=fmt)
+        clean = b.clean.contiguous(memory_format=fmt)
+        aug = None if aug is None else aug.contiguous(memory_format=fmt)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
             terms = self.ddp(noisy, clean, aug, quality)
         self.opt.zero_grad(set_to_none=True)
