@@ -204,3 +204,44 @@ def test_gap_to_the_paper_is_read_off_our_curve():
     assert "26.10 @ 0.161 bpp (our lowest) | <= -1.95 |" in q1
     # Levels without our curve give no rows.
     assert not [ln for ln in gap_to_published(summary, "jcd:x", [1]) if ln.startswith("| 1 |")]
+
+
+def test_sigma_estimate_of_known_noise():
+    rng = np.random.default_rng(0)
+    smooth = np.broadcast_to(np.linspace(0.2, 0.8, 256)[None, :, None], (256, 256, 3))  # no diagonal detail
+    for sigma in (0.02, 0.05):
+        noisy = np.clip(smooth + rng.normal(0, sigma, smooth.shape), 0, 1)
+        est = anchors.estimate_sigma(np.round(noisy * 255).astype(np.uint8))
+        assert est == pytest.approx(sigma, rel=0.15)
+
+
+def test_real_noise_pairs_are_evaluated_as_they_are(tmp_path, weights_file):
+    from jcdcodec.eval.metrics import psnr
+    from jcdcodec.eval.runner import REAL, EvalSettings, evaluate, find_pairs
+
+    d = tmp_path / "pairs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("camA_scene_1", "camB_scene_2"):
+        yy, xx = np.mgrid[0:48, 0:64] / 64.0  # smooth: its own diagonal detail is not noise
+        clean = np.stack([np.sin(3 * xx + c + len(name)) * np.cos(2 * yy) * 80 + 128 for c in range(3)], axis=2)
+        clean = clean.round().astype(np.uint8)
+        noisy = np.clip(clean + rng.normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(clean).save(d / f"{name}_mean.png")
+        Image.fromarray(noisy).save(d / f"{name}_real.png")
+    Image.fromarray(clean).save(d / "lonely_real.png")  # no reference: not a pair
+    assert [n for n, _, _ in find_pairs(d)] == ["camA_scene_1", "camB_scene_2"]
+    s = EvalSettings(levels=(REAL,), qualities=(1, 6), anchors=("jpeg", "bm3d+jpeg"), pairs=True,
+                     weights=(str(weights_file),), device="cpu")  # fmt: skip
+    rows = evaluate(d, s, tmp_path / "out")
+    assert {r["level"] for r in rows} == {REAL}
+    noisy_rows = [r for r in rows if r["method"] == "noisy input"]
+    assert len(noisy_rows) == 2
+    a = np.asarray(Image.open(d / "camA_scene_1_real.png"))
+    b = np.asarray(Image.open(d / "camA_scene_1_mean.png"))
+    assert noisy_rows[0]["psnr"] == pytest.approx(psnr(a, b))
+    jpeg = [r for r in rows if r["method"] == "jpeg"]
+    assert len(jpeg) == 2 * len(anchors.REAL_SWEEPS["jpeg"]) and max(r["setting"] for r in jpeg) == 98
+    bm3d = [r for r in rows if r["method"].startswith("bm3d+")]
+    assert bm3d and all(4.0 < r["sigma_est"] < 8.5 for r in bm3d)  # estimated, not an oracle
+    assert len([r for r in rows if r["method"].startswith("jcd:")]) == 4

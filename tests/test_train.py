@@ -179,7 +179,7 @@ def test_a_non_finite_batch_is_skipped_and_training_goes_on(image_dir, tmp_path)
     good = tr.sampler.sample
     bad = good(torch.Generator().manual_seed(0))
     bad.noisy[0, 0, 0, 0] = float("nan")
-    tr.sampler.sample = lambda g: bad
+    tr.sampler.sample = lambda g, device="cpu": bad
     rec = tr.train_step()
     assert rec["skipped"] == 1 and not math.isfinite(rec["grad_norm"])
     after = tr.module.state_dict()

@@ -24,8 +24,10 @@ from .common import _Ctx, device_option, err, out, quiet_option, say, weights_op
               help="16 keeps the noisy values unrounded (as the reference evaluation feeds them).")
 @click.option("--gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
               help="reference: the published code's (not quite invertible) gamma pair; srgb: standard curves.")
-def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: str) -> None:
-    """Add the reference read+shot camera noise (test levels 1..4) to a clean image."""
+@click.option("--camera", is_flag=True, help="Camera-like noise instead (raw sensor noise developed through "
+              "demosaicking, colour and tone: spatially correlated); levels 1..4 are about 40, 35, 30, 25 dB.")
+def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: str, camera: bool) -> None:
+    """Add synthetic noise to a clean image: the reference read+shot model (test levels 1..4), or --camera."""
     import numpy as np
     import torch
 
@@ -34,7 +36,13 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 
     p = load_image(input)
     x = torch.from_numpy(np.require(p.rgb, requirements=["C", "W"])).permute(2, 0, 1)
-    noisy = add_level_noise(x, level, seed=seed, gamma=gamma).permute(1, 2, 0).numpy()
+    if camera:
+        from ..noise.camera import add_camera_noise, camera_level_params
+
+        g = torch.Generator().manual_seed(seed)
+        noisy = add_camera_noise(x[None], camera_level_params(level), g)[0].permute(1, 2, 0).numpy()
+    else:
+        noisy = add_level_noise(x, level, seed=seed, gamma=gamma).permute(1, 2, 0).numpy()
     save_image(output, noisy, p.kind if p.kind != 2 else 1, int(depth), p.alpha)
 
 
@@ -74,6 +82,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--gamma", "gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
               help="Noise convention: 'reference' as the published benchmark (whose gamma pair brightens, so the "
                    "model learns to darken); 'srgb' keeps photos' brightness.")
+@click.option("--noise", "noise_model", type=click.Choice(["readshot", "camera", "mix"]), default="readshot",
+              show_default=True, help="Training noise: read+shot in sRGB (the benchmark's), camera-like (raw "
+              "sensor noise developed through demosaicking, colour, tone and sometimes JPEG), or half of each.")
 @click.option("--clean-input", is_flag=True,
               help="Train on clean crops (no noise): stage one of the paper's recipe, a plain codec to --init from.")
 @click.option("--ema", default=0.999, show_default=True,
@@ -90,7 +101,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
           cbam: bool | None, guidance: bool, patch: int, batch: int, steps: int, lr: float, lambda_g: float,
-          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, clean_input: bool, ema: float,
+          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, clean_input: bool,
+          ema: float,
           bf16: bool, threads: int, seed: int,
           ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
     """Train a model: noisy crops in, clean crops as target, three branches.
@@ -135,7 +147,8 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
                        batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
                        guidance=guidance, contrastive=True if contrastive is None else contrastive,
-                       temperature=temperature, wide_noise=wide_noise, gamma=gamma, clean_input=clean_input,
+                       temperature=temperature, wide_noise=wide_noise, gamma=gamma, noise=noise_model,
+                       clean_input=clean_input,
                        ema=ema, bf16=bf16, threads=threads,
                        seed=seed, ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,
                        init=str(init) if init else None)  # fmt: skip
@@ -312,6 +325,8 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
               "codec), or 'none'.")
 @click.option("--float-input", is_flag=True, help="Feed jcd the unrounded noisy image (anchors stay 8-bit).")
 @click.option("--gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True)
+@click.option("--pairs", is_flag=True, help="Real noise: DIRECTORY holds NAME_real.* (noisy shots) and NAME_mean.* "
+              "(clean references) pairs; no noise is added, BM3D's sigma is estimated, --levels is ignored.")
 @click.option("--seed", default=0, show_default=True, help="Noise seed (the same for every image).")
 @click.option("--max-images", default=0, help="Use only the first N images (0: all).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
@@ -326,7 +341,8 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @device_option
 @quiet_option
 def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...], anchors: str, float_input: bool,
-          gamma: str, seed: int, max_images: int, output: Path, report: Path | None, update_manifest: bool,
+          gamma: str, pairs: bool, seed: int, max_images: int, output: Path, report: Path | None,
+          update_manifest: bool,
           anchor_rows: Path | None, device: str, quiet: bool) -> None:  # fmt: skip
     """Rate-distortion of jcd and classical anchors on DIRECTORY with the reference noise.
 
@@ -347,12 +363,21 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     if set(anc) - known:
         raise click.BadParameter(f"unknown anchors {sorted(set(anc) - known)}", param_hint="--anchors")
     qs = () if qualities.strip() == "none" else _parse_floats(qualities, "qualities")
-    settings = EvalSettings(levels=lv, qualities=qs, anchors=anc,
+    if pairs:
+        from ..eval.runner import REAL
+
+        lv = (REAL,)
+    settings = EvalSettings(levels=lv, qualities=qs, anchors=anc, pairs=pairs,
                             float_input=float_input, gamma=gamma, seed=seed, device=device, max_images=max_images,
                             weights=tuple(str(w) for w in weights) or (None,))  # fmt: skip
     from ..imageio import list_images
 
-    n_images = len(list_images(directory))
+    if pairs:
+        from ..eval.runner import find_pairs
+
+        n_images = len(find_pairs(directory))
+    else:
+        n_images = len(list_images(directory))
     total = (min(n_images, max_images) if max_images else n_images) * len(lv)
     with Progress(disable=quiet or not err.is_terminal, console=err) as bar:
         task = bar.add_task("evaluating", total=total)
@@ -363,9 +388,11 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = {}
     for level in lv:
-        p = plot_dir / (f"{report.stem}-L{level}.png" if report else f"rd_L{level}.png")
-        plot_level(summary, level, p, f"Noise level {level} ({directory.name}, gamma {gamma})",
-                   published_marks=gamma == "reference")
+        suffix = "real" if pairs else f"L{level}"
+        p = plot_dir / (f"{report.stem}-{suffix}.png" if report else f"rd_{suffix}.png")
+        title = (f"Real camera noise ({directory.name})" if pairs else
+                 f"Noise level {level} ({directory.name}, gamma {gamma})")  # fmt: skip
+        plot_level(summary, level, p, title, published_marks=gamma == "reference" and not pairs)
         plots[level] = str(p.relative_to(report.parent)) if report else p.name
     command = "jcd eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "jcd eval"
     text = markdown(summary, dataclasses.asdict(settings), command, plots)
@@ -379,11 +406,11 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     if not quiet:
         from rich.table import Table
 
-        from ..eval.report import terminal_summary
+        from ..eval.report import level_name, terminal_summary
 
         for level in lv:
             header, body, notes = terminal_summary(summary, level)
-            table = Table(title=f"level {level}: best PSNR (dB) at or below each rate", title_justify="left")
+            table = Table(title=f"{level_name(level)}: best PSNR (dB) at or below each rate", title_justify="left")
             for i, col in enumerate(header):
                 table.add_column(col, justify="left" if i == 0 else "right")
             for row in body:
@@ -405,10 +432,12 @@ def _record_figures(summary: list[dict], settings, directory: Path, command: str
         rows = [s for s in summary if s["method"] == f"jcd:{name}"]
         if not rows:
             continue
-        entry["figures"] = {
+        # Real-noise pairs keep their own figures: they do not replace the benchmark's.
+        entry["figures_real" if settings.pairs else "figures"] = {
             "dataset": directory.name,
             "images": max(s["images"] for s in rows),
-            "noise": f"reference read+shot, seed {settings.seed}, gamma {settings.gamma}",
+            "noise": "real camera noise (noisy/clean pairs)" if settings.pairs else
+                     f"reference read+shot, seed {settings.seed}, gamma {settings.gamma}",
             "input": "float" if settings.float_input else "8-bit noisy",
             "command": command,
             "by_level": {str(lv): [{"quality": s["setting"], "bpp": round(s["bpp"], 5), "psnr": round(s["psnr"], 3),

@@ -38,6 +38,33 @@ class EvalSettings:
     max_images: int = 0
     weights: tuple[str | None, ...] = (None,)
     extra: dict = field(default_factory=dict)
+    # Real noise: the folder holds NAME_real.* (a noisy shot) and NAME_mean.* (its clean reference) pairs; the
+    # one "level" is 0, BM3D's sigma is estimated from the noisy image, and the codec sweeps reach higher rates.
+    pairs: bool = False
+
+#: The level rows of real noisy/clean pairs carry (they have no synthetic noise level).
+REAL = 0
+
+
+def find_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
+    """(name, noisy, clean) for every ``NAME_real.EXT`` with a ``NAME_mean.EXT`` beside it, sorted by name.
+
+    The naming rule of the PolyU real-noise set: one real shot and the mean of ~500 shots of the scene.
+    """
+    from ..errors import JcdError
+    from ..imageio import list_images
+
+    files = list_images(folder)
+    by_key = {f.stem.lower(): f for f in files}
+    out = []
+    for f in files:
+        stem = f.stem.lower()
+        if stem.endswith("_real") and stem[: -len("_real")] + "_mean" in by_key:
+            name = f.stem[: -len("_real")]
+            out.append((name, f, by_key[stem[: -len("_real")] + "_mean"]))
+    if not out:
+        raise JcdError(f"{folder}: no NAME_real.* / NAME_mean.* pairs found")
+    return sorted(out)
 
 
 def _load_clean(path: Path) -> np.ndarray:
@@ -111,9 +138,16 @@ def evaluate(
     from ..codec import Codec
     from ..imageio import list_images
 
-    files = list_images(image_dir)
+    if settings.pairs:
+        cases = find_pairs(image_dir)
+        files = [noisy for _, noisy, _ in cases]
+        clean_of = {noisy: clean for _, noisy, clean in cases}
+    else:
+        files = list_images(image_dir)
+        clean_of = {}
     if settings.max_images:
         files = files[: settings.max_images]
+    sweeps = anc.REAL_SWEEPS if settings.pairs else anc.SWEEPS
     cache = _Cache(out_dir / "cache", anchor_rows)
     codecs = [Codec(w, device=settings.device) for w in settings.weights] if settings.qualities else []
     rows: list[dict] = []
@@ -122,14 +156,26 @@ def evaluate(
     bm3d_codecs = list(anc.CODECS) if "bm3d+best" in settings.anchors else [
         a.split("+", 1)[1] for a in settings.anchors if a.startswith("bm3d+") and a != "bm3d+best"]  # fmt: skip
     for path in files:
-        clean8 = _load_clean(path)
+        clean8 = _load_clean(clean_of.get(path, path))
         clean = torch.from_numpy(clean8).permute(2, 0, 1).float() / 255.0
         ident = (path.name, clean8.shape, hashlib.sha1(clean8.tobytes()).hexdigest()[:12])
-        for level in settings.levels:
-            noisy = add_level_noise(clean, level, seed=settings.seed, gamma=settings.gamma).permute(1, 2, 0).numpy()
-            noisy8 = to_uint8(noisy)
+        for level in (REAL,) if settings.pairs else settings.levels:
+            if settings.pairs:
+                noisy8 = _load_clean(path)
+                if noisy8.shape != clean8.shape:
+                    from ..errors import JcdError
+
+                    raise JcdError(f"{path}: {noisy8.shape[1]}x{noisy8.shape[0]}, but its reference is "
+                                   f"{clean8.shape[1]}x{clean8.shape[0]}")  # fmt: skip
+                noisy = noisy8.astype(np.float32) / 255.0
+                ident = (*ident, hashlib.sha1(noisy8.tobytes()).hexdigest()[:12])
+                common: tuple = (ident, "real")
+            else:
+                noisy = add_level_noise(clean, level, seed=settings.seed, gamma=settings.gamma)
+                noisy = noisy.permute(1, 2, 0).numpy()
+                noisy8 = to_uint8(noisy)
+                common = (ident, level, settings.gamma, settings.seed)
             base = {"image": path.name, "level": level, "pixels": clean8.shape[0] * clean8.shape[1]}
-            common = (ident, level, settings.gamma, settings.seed)
             row = cache.get(*common, "noisy")
             if row is None:
                 row = cache.put({**base, "method": "noisy input", "setting": "", "bytes": float("nan"),
@@ -148,7 +194,7 @@ def evaluate(
                                          "msssim": ms_ssim(out8, clean8)}, *parts)  # fmt: skip
                     rows.append(row)
             for c in pillow:
-                rows.extend(_codec_rows(cache, common, base, noisy8, clean8, c, ""))
+                rows.extend(_codec_rows(cache, common, base, noisy8, clean8, c, "", sweeps[c]))
             if want_bm3d and bm3d_codecs:
                 memo: list[np.ndarray] = []
 
@@ -157,6 +203,9 @@ def evaluate(
                         memo.append(_bm3d_cached(out_dir / "cache", ident, level, settings, noisy8, clean8))
                     return memo[0]
 
+                if settings.pairs:  # what BM3D was told: estimated from the noisy image, no oracle
+                    base = {**base, "sigma_est": anc.estimate_sigma(noisy8) * 255}
+
                 row = cache.get(*common, "bm3d")
                 if row is None:
                     den = denoised()
@@ -164,7 +213,7 @@ def evaluate(
                                      "psnr": psnr(den, clean8), "msssim": ms_ssim(den, clean8)}, *common, "bm3d")
                 rows.append(row)
                 for c in bm3d_codecs:
-                    rows.extend(_codec_rows(cache, common, base, denoised, clean8, c, "bm3d+"))
+                    rows.extend(_codec_rows(cache, common, base, denoised, clean8, c, "bm3d+", sweeps[c]))
             if progress:
                 progress(f"{path.name} L{level}")
         cache.save_anchor_rows()
@@ -173,10 +222,10 @@ def evaluate(
     return rows
 
 
-def _codec_rows(cache, common, base, src8, clean8, codec: str, prefix: str) -> list[dict]:
+def _codec_rows(cache, common, base, src8, clean8, codec: str, prefix: str, sweep: list[int]) -> list[dict]:
     """One row per quality of the sweep; ``src8`` is the coded image or a callable producing it."""
     rows = []
-    for q in anc.SWEEPS[codec]:
+    for q in sweep:
         parts = (*common, prefix + codec, q)
         row = cache.get(*parts)
         if row is None:
@@ -190,10 +239,14 @@ def _codec_rows(cache, common, base, src8, clean8, codec: str, prefix: str) -> l
 def _bm3d_cached(root: Path, ident, level: int, settings: EvalSettings, noisy8, clean8) -> np.ndarray:
     from PIL import Image
 
-    p = root / f"bm3d-{ident[0]}-{ident[2]}-L{level}-{settings.gamma}-s{settings.seed}.png"
+    tag = "real" if settings.pairs else f"L{level}-{settings.gamma}-s{settings.seed}"
+    p = root / f"bm3d-{ident[0]}-{ident[2]}-{tag}.png"
     if p.is_file():
         return np.asarray(Image.open(p).convert("RGB"))
-    sigma = float(np.std(noisy8.astype(np.float64) - clean8.astype(np.float64))) / 255.0
+    if settings.pairs:  # real noise has no oracle: estimate it from the noisy image alone
+        sigma = anc.estimate_sigma(noisy8)
+    else:
+        sigma = float(np.std(noisy8.astype(np.float64) - clean8.astype(np.float64))) / 255.0
     den = anc.bm3d_denoise(noisy8, sigma)
     Image.fromarray(den).save(p)
     return den

@@ -36,7 +36,7 @@ def calibrate_gains(
     model: JointModel,
     sampler: PatchSampler,
     steps: int,
-    lr: float = 3e-3,
+    lr: float = 3e-3,  # decayed linearly to a tenth over the steps
     seed: int = 0,
     bf16: bool = True,
     progress: Callable[[int, dict[int, float]], None] | None = None,
@@ -53,6 +53,8 @@ def calibrate_gains(
     quantiles = model.entropy_bottleneck.quantiles
     quantiles.requires_grad_(True)
     opt = torch.optim.Adam(gains, lr=lr)
+    # Linear decay to a tenth: the batches are noisy, and the last steps should settle, not wander.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.9 * s / max(1, steps))
     aux_opt = torch.optim.Adam([quantiles], lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     qualities = model.config.qualities
@@ -61,6 +63,7 @@ def calibrate_gains(
     if bf16:
         model.to(memory_format=torch.channels_last)
     tail: dict[int, list[float]] = {q: [] for q in qualities}
+    running = {q: math.nan for q in qualities}  # a moving average of J per quality, for progress reports
     t0 = time.perf_counter()
     for step in range(steps):
         q = qualities[int(torch.randint(len(qualities), (1,), generator=gen))]
@@ -78,15 +81,18 @@ def calibrate_gains(
         loss.backward()
         if all(bool(torch.isfinite(p.grad).all()) for p in gains):
             opt.step()
+        sched.step()
         aux = model.aux_loss()
         aux_opt.zero_grad(set_to_none=True)
         aux.backward()
         if bool(torch.isfinite(quantiles.grad).all()):
             aux_opt.step()
+        j = float(loss.detach())
+        running[q] = j if math.isnan(running[q]) else 0.95 * running[q] + 0.05 * j
         if step >= steps * 3 // 4:
-            tail[q].append(float(loss.detach()))
+            tail[q].append(j)
         if progress is not None and (step + 1) % 50 == 0:
-            progress(step + 1, {k: (sum(v) / len(v) if v else math.nan) for k, v in tail.items()})
+            progress(step + 1, dict(running))
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

@@ -16,7 +16,11 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import JcdError
-from ..noise import add_noise, sample_training_sigmas
+from ..noise import add_camera_noise, add_noise, sample_camera_params, sample_training_sigmas
+
+#: Training noise models: read+shot noise in sRGB (the benchmark's), camera-like noise (noise/camera.py),
+#: or a batch-by-batch mix of the two.
+NOISE_MODELS = ("readshot", "camera", "mix")
 
 
 def load_uint8(path: Path, min_side: int = 0) -> Tensor | None:
@@ -47,12 +51,16 @@ class PatchSampler:
         wide_noise: bool = False,
         gamma: str = "reference",
         clean_input: bool = False,
+        noise: str = "readshot",
     ) -> None:
+        if noise not in NOISE_MODELS:
+            raise JcdError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise JcdError(f"no training image is at least {patch}x{patch}")
         self.patch, self.batch, self.wide_noise, self.gamma = patch, batch, wide_noise, gamma
         self.clean_input = clean_input
+        self.noise = noise
 
     def sample(self, g: torch.Generator, device: torch.device | str = "cpu") -> Batch:
         """One batch on ``device``: crops are cut on the CPU, then the noise is made on the device.
@@ -82,6 +90,10 @@ class PatchSampler:
         if self.clean_input:
             return Batch(clean, clean.clone(), read * 0, shot * 0)
         noise_gen = torch.Generator(device).manual_seed(seed)
+        camera = self.noise == "camera" or (self.noise == "mix" and bool(torch.rand(1, generator=g) < 0.5))
+        if camera:
+            params = sample_camera_params(self.batch, g)
+            return Batch(clean, add_camera_noise(clean, params, noise_gen), params.read_var.sqrt(), params.shot)
         noisy = add_noise(clean, read.to(device), shot.to(device), generator=noise_gen, gamma=self.gamma)
         return Batch(clean, noisy, read, shot)
 

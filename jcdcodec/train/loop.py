@@ -67,6 +67,9 @@ class TrainConfig:
     gamma: str = "reference"
     # Clean crops in (no noise): stage one of the paper's recipe, a plain codec to start the joint model from.
     clean_input: bool = False
+    # Noise model of the training crops (train/data.NOISE_MODELS): "readshot" (the benchmark's, in sRGB),
+    # "camera" (unprocess, raw sensor noise, develop, sometimes JPEG) or "mix" (half the batches each).
+    noise: str = "readshot"
     # Decay of the parameter moving average that validation reports beside the raw weights and export
     # ships (train/ema.py); 0 switches it off.
     ema: float = 0.999
@@ -89,6 +92,10 @@ class TrainConfig:
             raise JcdError(f"patch size must be a multiple of 64 (the model's down-sampling), got {self.patch}")
         if self.ema and not 0.0 < self.ema < 1.0:
             raise JcdError(f"EMA decay must lie in (0, 1) (0 switches it off), got {self.ema}")
+        from .data import NOISE_MODELS
+
+        if self.noise not in NOISE_MODELS:
+            raise JcdError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {self.noise!r}")
         if self.gamma not in GAMMAS:
             raise JcdError(f"gamma must be one of {', '.join(GAMMAS)}, got {self.gamma!r}")
 
@@ -242,7 +249,7 @@ class Trainer:
             im = _readable(f, t.patch)
             if im is not None:
                 images.append(im)
-        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma, t.clean_input)
+        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma, t.clean_input, t.noise)
         self.val_images = [center_crop(im, 256) for im in map(_readable, val_files) if im is not None]
         self.n_train = len(images)
 
