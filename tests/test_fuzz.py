@@ -174,22 +174,24 @@ def _peak_rss() -> int:
     return 0
 
 
-def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_codec, bases):
+def _fuzz(strategy, examples: int, attempt, report: str | None) -> tuple[Counter, Counter]:
+    """Run ``attempt(data)`` on ``examples`` inputs; count outcomes and messages, fail on anything but a JcdError.
+
+    ``attempt`` returns the name of its success ("decoded", "encoded"); a JcdError is the clean failure, any
+    other exception a bug (all are collected, then the first one fails the test). ``report``: a JSON file of
+    the counts, for long runs.
+    """
     outcomes: Counter = Counter()
     messages: Counter = Counter()
     failures: list[str] = []
 
-    @settings(max_examples=EXAMPLES, deadline=10_000, derandomize=not REPORT, database=None,
+    @settings(max_examples=examples, deadline=10_000, derandomize=not REPORT, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(mutated(bases))
+    @given(strategy)
     def one(case: tuple[str, bytes]) -> None:
         kind, data = case
         try:
-            bitstream.unpack(data)
-        except JcdError:
-            pass
-        try:
-            dec = fuzz_codec.decode(data)
+            outcome = attempt(data)
         except JcdError as e:
             outcomes[f"{kind}: error"] += 1
             messages[re.sub(r"[0-9a-f]{8}|\d+", "N", str(e))[:70]] += 1
@@ -197,21 +199,34 @@ def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_codec, bases):
         except Exception as e:  # anything else is a bug: record it, fail at the end with all of them
             failures.append(f"{kind}: {type(e).__name__}: {e} [{data[:40].hex()}...]")
             raise
-        outcomes[f"{kind}: decoded"] += 1
-        assert dec.picture.rgb.shape == (dec.header.height, dec.header.width, 3)
-        assert np.isfinite(dec.picture.rgb).all()
+        outcomes[f"{kind}: {outcome}"] += 1
 
     try:
         one()
     finally:
         peak = _peak_rss()
-        if REPORT:
-            with open(REPORT, "w") as fh:
+        if report:
+            with open(report, "w") as fh:
                 json.dump({"examples": sum(outcomes.values()), "failures": failures, "peak_rss": peak,
                            "outcomes": dict(sorted(outcomes.items())), "messages": dict(messages.most_common())},
                           fh, indent=1)  # fmt: skip
     assert not failures
     assert peak < MEMORY_BOUND, f"peak RSS {peak / 2**30:.2f} GiB"
+    return outcomes, messages
+
+
+def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_codec, bases):
+    def attempt(data: bytes) -> str:
+        try:
+            bitstream.unpack(data)
+        except JcdError:
+            pass
+        dec = fuzz_codec.decode(data)
+        assert dec.picture.rgb.shape == (dec.header.height, dec.header.width, 3)
+        assert np.isfinite(dec.picture.rgb).all()
+        return "decoded"
+
+    outcomes, messages = _fuzz(mutated(bases), EXAMPLES, attempt, REPORT)
     # The mutations reach the decoder proper, not only the CRC check.
     assert any("does not match the encoder" in m for m in messages), messages
     assert sum(v for k, v in outcomes.items() if k.endswith("decoded")) > 0
@@ -325,39 +340,15 @@ def test_fuzzed_images_encode_or_fail_cleanly(fuzz_codec, image_bases):
     """What `jcd encode` does with a file: read it (size checked from the header first), then code it."""
     from jcdcodec.imageio import load_image
 
-    outcomes: Counter = Counter()
-    messages: Counter = Counter()
-    failures: list[str] = []
-
-    @settings(max_examples=IMAGE_EXAMPLES, deadline=10_000, derandomize=not REPORT, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(mutated_image(image_bases))
-    def one(case: tuple[str, bytes]) -> None:
-        kind, data = case
-        try:
-            picture = load_image(data, name="<fuzz>", max_pixels=FUZZ_MAX_PIXELS)
-            enc = fuzz_codec.encode(picture, 3)
-        except JcdError as e:
-            outcomes[f"{kind}: error"] += 1
-            messages[re.sub(r"[0-9a-f]{8}|\d+", "N", str(e))[:70]] += 1
-            return
-        except Exception as e:  # anything else is a bug: record it, fail at the end with all of them
-            failures.append(f"{kind}: {type(e).__name__}: {e} [{data[:40].hex()}...]")
-            raise
-        outcomes[f"{kind}: encoded"] += 1
+    def attempt(data: bytes) -> str:
+        picture = load_image(data, name="<fuzz>", max_pixels=FUZZ_MAX_PIXELS)
+        enc = fuzz_codec.encode(picture, 3)
         assert bitstream.unpack(enc.data).header.width == picture.width
+        return "encoded"
 
-    try:
-        one()
-    finally:
-        peak = _peak_rss()
-        if REPORT:
-            path = REPORT.replace(".json", "-images.json") if REPORT.endswith(".json") else REPORT + "-images"
-            with open(path, "w") as fh:
-                json.dump({"examples": sum(outcomes.values()), "failures": failures, "peak_rss": peak,
-                           "outcomes": dict(sorted(outcomes.items())), "messages": dict(messages.most_common())},
-                          fh, indent=1)  # fmt: skip
-    assert not failures
-    assert peak < MEMORY_BOUND, f"peak RSS {peak / 2**30:.2f} GiB"
+    report = None
+    if REPORT:
+        report = REPORT.replace(".json", "-images.json") if REPORT.endswith(".json") else REPORT + "-images"
+    outcomes, messages = _fuzz(mutated_image(image_bases), IMAGE_EXAMPLES, attempt, report)
     assert sum(v for k, v in outcomes.items() if k.endswith("encoded")) > 0
     assert any("above the limit" in m for m in messages), messages

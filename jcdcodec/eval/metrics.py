@@ -25,6 +25,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     if min(a.shape[:2]) <= 160:
         return float("nan")
     # torch.tensor copies: the arrays may be read-only views (decoded images), which from_numpy warns about.
-    ta = torch.tensor(a, dtype=torch.float64).permute(2, 0, 1)[None]
-    tb = torch.tensor(b, dtype=torch.float64).permute(2, 0, 1)[None]
+    # float32: 3x faster than float64 on a CPU, and the value moves by about 5e-7 (reports show 4 decimals).
+    ta = torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None]
+    tb = torch.tensor(b, dtype=torch.float32).permute(2, 0, 1)[None]
     return float(_ms_ssim(ta, tb, data_range=255.0))
