@@ -9,7 +9,9 @@
 #                                        # INIT=models/jcd-n64.safetensors to refresh it from the newest benchmark
 #   bash scripts/train.sh base128        # stage one of the paper's recipe at N=128: a plain Cheng2020 codec on
 #                                        # clean crops (no denoisers, no extra branches), cheng-n128
-#   bash scripts/train.sh main|photo|base128 export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
+#   bash scripts/train.sh joint128       # stage two: the full joint model at N=128 from the stage-one codec
+#                                        # (denoisers added with their gates open, noisy input), jcd-n128
+#   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
 # resuming a run begun on a CPU), DRY_RUN=1 (print the training command instead of running it).
@@ -19,22 +21,29 @@ cd "$(dirname "$0")/.."
 which=${1:-}
 case "$which" in
   main)
-    RUN=runs/main NAME=jcd-n64 EVERY=(--ckpt-every 500 --val-every 2000) DEFAULT=()
+    RUN=runs/main NAME=jcd-n64 EVERY=(--ckpt-every 500 --val-every 2000) DEFAULT=() PURPOSE=()
     NOTE="wide noise range"
     INIT_FROM=${INIT:-models/jcd-n64.safetensors}
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma reference) ;;
   photo)
-    RUN=runs/photo NAME=jcd-n64-srgb EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default)
+    RUN=runs/photo NAME=jcd-n64-srgb EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
     NOTE="wide noise range, sRGB gamma"
     INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
     [ -f "$INIT_FROM" ] || INIT_FROM=models/jcd-n64.safetensors
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb) ;;
   base128)
     RUN=runs/base128 NAME=cheng-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=()
+    PURPOSE=(--purpose "training only: stage one of the N=128 model (plain Cheng2020 on clean images; does not denoise)")
     NOTE="clean crops: stage one (plain Cheng2020) of the paper's two-stage recipe"
     INIT_FROM=${INIT:-models/cheng-n128.safetensors}
     ARGS=(--preset cheng2020 --clean-input -N 128 --quality 1-6) ;;
-  *) echo "usage: bash scripts/train.sh main|photo|base128 [export]" >&2; exit 2 ;;
+  joint128)
+    RUN=runs/joint128 NAME=jcd-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=() PURPOSE=()
+    NOTE="wide noise range; stage two, from the stage-one codec cheng-n128"
+    INIT_FROM=${INIT:-models/cheng-n128.safetensors}
+    [ -f "$INIT_FROM" ] || [ -f "$RUN/last.ckpt" ] || { echo "joint128 starts from $INIT_FROM: train base128 first" >&2; exit 1; }
+    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2) ;;
+  *) echo "usage: bash scripts/train.sh main|photo|base128|joint128 [export]" >&2; exit 2 ;;
 esac
 if [ "${GPU:-0}" = 1 ]; then
   SIZE=(--patch 256 --batch 16) THREADS=${THREADS:-4}
@@ -45,7 +54,7 @@ run() { if [ "${DRY_RUN:-0}" = 1 ]; then echo "$@"; else exec "$@"; fi; }
 [ "${DRY_RUN:-0}" = 1 ] || bash scripts/setup.sh
 export PYTHONWARNINGS=ignore
 if [ "${2:-}" = "export" ]; then
-  run .venv/bin/jcd export "$RUN/last.ckpt" -o "models/$NAME.safetensors" --name "$NAME" "${DEFAULT[@]}" \
+  run .venv/bin/jcd export "$RUN/last.ckpt" -o "models/$NAME.safetensors" --name "$NAME" "${DEFAULT[@]}" "${PURPOSE[@]}" \
     --data-note "../shared/data/train: 481 photos (CBSD432 + Wikipedia), 4 held out for validation; $NOTE"
   exit
 fi

@@ -583,3 +583,35 @@ def test_cli_calibrate_keeps_the_record_and_adds_what_changed(image_dir, tmp_pat
     assert e["steps"] == 2 and e["calibration"]["steps"] == 4 and e["file"] == "w-cal.safetensors"
     assert e["calibration"]["from_sha256"] == m["models"]["w"]["sha256"] != e["sha256"]
     assert set(e["calibration"]["gain_change"]) == {"1", "2", "3"}
+
+
+def test_export_can_say_what_the_weights_are_for(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    mc, tc = tiny_run(image_dir, tmp_path / "p", 1)
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    out = tmp_path / "models" / "stage.safetensors"
+    r = run_jcd("export", str(ckpt), "-o", str(out), "--name", "stage", "--purpose", "training only: stage one")
+    assert r.returncode == 0, r.stderr
+    r = run_jcd("models", env={"JCD_MODELS": str(out.parent)})
+    assert "made for  training only: stage one" in r.stdout, r.stdout
+
+
+def test_stage_two_starts_from_a_plain_codec_with_open_gates_and_logs_them(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    mc, tc = tiny_run(image_dir, tmp_path / "s1", 1, clean_input=True, model={"denoise": False})
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    plain = tmp_path / "models" / "plain.safetensors"
+    assert run_jcd("export", str(ckpt), "-o", str(plain), "--name", "plain").returncode == 0
+    mc, tc = tiny_run(image_dir, tmp_path / "s2", 2, init=str(plain), gate_init=2.0)
+    tr = started(mc, tc)
+    for d in (tr.module.model.d0, tr.module.model.d1):
+        assert float(d.mask[-1].bias.mean()) == pytest.approx(2.0)
+    rec = tr.train_step()
+    assert 0.7 < rec["d0_gate"] < 0.95 and 0.7 < rec["d1_gate"] < 0.95
+    assert rec["d0_corr"] > 0 and rec["d1_corr"] > 0
+    # The codec's own weights came from stage one.
+    s1 = started(*tiny_run(image_dir, tmp_path / "s1b", 1, init=str(plain), model={"denoise": False}))
+    key = "g_s.0.conv1.weight"
+    assert torch.equal(s1.module.model.state_dict()[key], started(mc, tc).module.model.state_dict()[key])

@@ -85,6 +85,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--noise", "noise_model", type=click.Choice(["readshot", "camera", "mix"]), default="readshot",
               show_default=True, help="Training noise: read+shot in sRGB (the benchmark's), camera-like (raw "
               "sensor noise developed through demosaicking, colour, tone and sometimes JPEG), or half of each.")
+@click.option("--gate-init", type=float, default=None,
+              help="With --init from weights without denoisers: start the new denoisers' mask gates at "
+              "sigmoid(GATE_INIT), e.g. 2 (0.88), so they start working.")
 @click.option("--clean-input", is_flag=True,
               help="Train on clean crops (no noise): stage one of the paper's recipe, a plain codec to --init from.")
 @click.option("--ema", default=0.999, show_default=True,
@@ -101,8 +104,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
           cbam: bool | None, guidance: bool, patch: int, batch: int, steps: int, lr: float, lambda_g: float,
-          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, clean_input: bool,
-          ema: float,
+          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, gate_init: float | None,
+          clean_input: bool, ema: float,
           bf16: bool, threads: int, seed: int,
           ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
     """Train a model: noisy crops in, clean crops as target, three branches.
@@ -148,6 +151,7 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
                        batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
                        guidance=guidance, contrastive=True if contrastive is None else contrastive,
                        temperature=temperature, wide_noise=wide_noise, gamma=gamma, noise=noise_model,
+                       gate_init=gate_init,
                        clean_input=clean_input,
                        ema=ema, bf16=bf16, threads=threads,
                        seed=seed, ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,
@@ -191,7 +195,10 @@ def _parse_qualities(text: str) -> tuple[int, ...]:
 @click.option("--default", "make_default", is_flag=True, help="Make these the default weights.")
 @click.option("--data-note", default="", help="What the weights were trained on, for the manifest.")
 @click.option("--raw", is_flag=True, help="Ship the raw weights of the last step instead of their moving average.")
-def export(checkpoint: Path, output: Path, name: str | None, make_default: bool, data_note: str, raw: bool) -> None:
+@click.option("--purpose", default=None,
+              help="What the weights are for, shown by `jcd models` [default: from the noise they were trained on].")
+def export(checkpoint: Path, output: Path, name: str | None, make_default: bool, data_note: str, raw: bool,
+           purpose: str | None) -> None:
     """Export a training checkpoint to inference weights (fp16 safetensors) and list them in the manifest.
 
     The manifest entry goes to manifest.json beside the output file.
@@ -201,6 +208,8 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
     if not checkpoint.is_file():
         raise JcdError(f"{checkpoint}: no such checkpoint")
     digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw)
+    if purpose:
+        record["purpose"] = purpose
     _list_in_manifest(output, digest, record, make_default)
     say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
 

@@ -73,6 +73,9 @@ class TrainConfig:
     # Decay of the parameter moving average that validation reports beside the raw weights and export
     # ships (train/ema.py); 0 switches it off.
     ema: float = 0.999
+    # With --init from weights without denoisers (stage two of the paper's recipe): the new denoisers' mask
+    # gates start at sigmoid(gate_init) (Denoiser.open_gate); None leaves the constructor's initialisation.
+    gate_init: float | None = None
     bf16: bool = True
     threads: int = 0  # 0: leave torch's default
     seed: int = 0
@@ -185,6 +188,10 @@ class Trainer:
             missing = model.load_state_dict(_learned(init_model.state_dict(), model), strict=False)
             if missing.unexpected_keys:
                 raise JcdError(f"--init weights do not fit this config: {missing.unexpected_keys[:3]}")
+            if tcfg.gate_init is not None and init_model.d0 is None:
+                for d in (model.d0, model.d1):
+                    if d is not None:
+                        d.open_gate(tcfg.gate_init)
         self.module = TrainingModule(model, tcfg).to(self.device)
         if tcfg.bf16:  # bf16 convolutions are fastest in channels_last, on CPUs and on GPUs
             self.module.to(memory_format=torch.channels_last)
@@ -297,6 +304,10 @@ class Trainer:
         rec["aux"] = float(aux.detach())
         rec["quality"] = quality
         rec["bpp"] = rec["bpp_y"] + rec["bpp_z"]
+        for name in ("d0", "d1"):
+            d = getattr(self.module.model, name)
+            for k, v in (getattr(d, "stats", None) or {}).items():
+                rec[f"{name}_{k}"] = v
         rec["psnr"] = _psnr(rec["mse"])
         return rec
 
@@ -437,6 +448,7 @@ class Trainer:
                     info = (f"loss {avg['loss']:.3f} bpp {avg['bpp']:.3f} psnr {avg['psnr']:.2f} "
                             + (f"G {avg['guidance']:.3f} " if "guidance" in avg else "")
                             + (f"CL {avg['contrastive']:.3f} " if "contrastive" in avg else "")
+                            + (f"gate {avg['d1_gate']:.2f} " if "d1_gate" in avg else "")
                             + f"aux {avg['aux']:.0f}"
                             + (f" skipped {self.skipped}" if self.skipped else ""))  # fmt: skip
                     bar.update(task, completed=self.step, rate=f"{sps:.2f} it/s", info=info)
