@@ -123,8 +123,9 @@ max_memory_option = click.option(
     default="1.5G",
     show_default=True,
     callback=_bytes,
-    help="Memory the networks may use (e.g. 800M, 4G). Larger images run in tiles; the stream is the same kind "
-    "either way. A 24 Mpx photo peaks at about 1.9 GB in all with the default.",
+    help="Working memory of the networks (e.g. 800M, 4G): larger images run in tiles; the stream is the same "
+    "either way. It bounds the networks only: PyTorch, the weights and the whole picture come on top (measured "
+    "on a 6000x4000 photo: 1.79 GiB peak resident memory with the default, 2.23 GiB with 800M).",
 )
 precision_option = click.option(
     "--precision",
