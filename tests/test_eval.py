@@ -245,3 +245,7 @@ def test_real_noise_pairs_are_evaluated_as_they_are(tmp_path, weights_file):
     bm3d = [r for r in rows if r["method"].startswith("bm3d+")]
     assert bm3d and all(4.0 < r["sigma_est"] < 8.5 for r in bm3d)  # estimated, not an oracle
     assert len([r for r in rows if r["method"].startswith("jcd:")]) == 4
+    from jcdcodec.eval.runner import summarize, write_tables
+
+    write_tables(rows, summarize(rows), tmp_path / "out", s)
+    assert "sigma_est" in (tmp_path / "out" / "per_image.csv").read_text().splitlines()[0]

@@ -397,8 +397,10 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = {}
     for level in lv:
-        suffix = "real" if pairs else f"L{level}"
-        p = plot_dir / (f"{report.stem}-{suffix}.png" if report else f"rd_{suffix}.png")
+        if pairs:  # one plot: named after the report alone
+            p = plot_dir / (f"{report.stem}.png" if report else "rd_real.png")
+        else:
+            p = plot_dir / (f"{report.stem}-L{level}.png" if report else f"rd_L{level}.png")
         title = (f"Real camera noise ({directory.name})" if pairs else
                  f"Noise level {level} ({directory.name}, gamma {gamma})")  # fmt: skip
         plot_level(summary, level, p, title, published_marks=gamma == "reference" and not pairs)

@@ -170,10 +170,10 @@ def pays_off(summary: list[dict], level: int, method: str) -> str | None:
     best = max(rows, key=lambda s: s["psnr"])
     if best["psnr"] > noisy["psnr"]:
         return None
-    return (f"{method} does not pay off at {level_name(level)}: its best picture ({best['psnr']:.2f} dB at "
-            f"{best['bpp']:.3f} bpp) is not better than the noisy input itself ({noisy['psnr']:.2f} dB). At this "
-            "little noise the model's top quality removes detail with the noise; keep such photos, or code them "
-            "with a classical codec at a high rate.")
+    where = "on real noise" if level == 0 else f"at level {level}"
+    return (f"{method} does not pay off {where}: its best picture ({best['psnr']:.2f} dB at "
+            f"{best['bpp']:.3f} bpp) is not better than the noisy input itself ({noisy['psnr']:.2f} dB): keep such "
+            "photos as they are, or code them with a classical codec at a high rate.")
 
 
 def terminal_summary(summary: list[dict], level: int) -> tuple[list[str], list[list[str]], list[str]]:

@@ -278,7 +278,8 @@ def write_tables(rows: list[dict], summary: list[dict], out_dir: Path, settings:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in (("per_image.csv", rows), ("summary.csv", summary)):
         with open(out_dir / name, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(data[0].keys()))
+            # Every key of every row, in first-seen order (BM3D rows of real noise carry their estimated sigma).
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in data for k in row)))
             w.writeheader()
             w.writerows(data)
     meta = asdict(settings)
