@@ -111,8 +111,11 @@ def test_ctrl_c_in_a_batch_leaves_only_complete_files(tmp_path, weights_file):
     last = out / "p39.jcd"
     last.write_bytes(b"previous result")
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    # The default SIGINT action in the child even when this run was started in the background (a shell starts
+    # background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored).
     proc = subprocess.Popen([sys.executable, "-m", "jcdcodec", "encode", str(src), "-o", str(out), "--weights",
-                             str(weights_file)], stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+                             str(weights_file)], stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while len(list(out.glob("p0*.jcd"))) < 1 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
