@@ -184,3 +184,16 @@ def test_bench_fits_an_80_column_terminal(noisy_png, weights_file):
     assert max(len(v) for v in lines) <= 80, r.stdout
     assert any(long.name in v for v in lines), "the file name is shown whole"
     assert sum(v.strip().startswith(("│ 1 ", "│1 ", "│ 6 ", "│6 ")) for v in lines) == 2
+
+
+def test_help_and_info_start_without_torch_or_numpy(stream):
+    """`jcd --help` and `jcd info` are start-up only: they must not pay for the heavy libraries."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from jcdcodec.cli import main; sys.argv = ['jcd', 'info', sys.argv[1]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code, str(stream)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout

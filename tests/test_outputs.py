@@ -159,18 +159,6 @@ def test_stale_temporaries_are_recognisable_and_cleaned_by_the_next_write(tmp_pa
     assert remove_stale_temporaries(tmp_path / "other.jcd") == [other]
 
 
-def test_a_killed_training_save_leaves_a_temporary_the_next_save_removes(tmp_path):
-    from jcdcodec.outputs import TMP_TAG as tag
-
-    ckpt = tmp_path / "last.ckpt"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    orphan = tmp_path / f".last.ckpt{tag}{dead.pid}-0badf00d.ckpt"
-    orphan.write_bytes(b"\0" * 10)
-    atomic_write_bytes(ckpt, b"checkpoint")
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
-
-
 @pytest.mark.parametrize("q", ["nan", "6.0001", "7", "abc", "0.99", "inf"])
 def test_every_bad_quality_is_one_usage_line_with_exit_2(photo, tmp_path, weights_file, q):
     r = jcd("encode", str(photo), "-q", q, "-o", str(tmp_path / "x.jcd"), weights=weights_file)

@@ -132,8 +132,9 @@ def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
 
 
-def test_resume_with_a_new_learning_rate(image_dir, tmp_path):
-    mc, tc = tiny_run(image_dir, tmp_path / "lr", 4)
+@pytest.mark.parametrize("ema", [0.999, 0.0])
+def test_resume_with_a_new_learning_rate(image_dir, tmp_path, ema):
+    mc, tc = tiny_run(image_dir, tmp_path / "lr", 4, ema=ema)
     ckpt = started(mc, tc, 1).save_checkpoint()
     resumed = Trainer(mc, tc, resume=ckpt, new_lr=3e-5)
     assert resumed.tcfg.lr == 3e-5 and resumed.opt.param_groups[0]["lr"] == pytest.approx(3e-5)
@@ -615,3 +616,17 @@ def test_stage_two_starts_from_a_plain_codec_with_open_gates_and_logs_them(image
     s1 = started(*tiny_run(image_dir, tmp_path / "s1b", 1, init=str(plain), model={"denoise": False}))
     key = "g_s.0.conv1.weight"
     assert torch.equal(s1.module.model.state_dict()[key], started(mc, tc).module.model.state_dict()[key])
+
+
+def test_a_killed_checkpoint_save_leaves_a_temporary_the_next_save_removes(image_dir, tmp_path):
+    from jcdcodec.outputs import TMP_TAG
+
+    mc, tc = tiny_run(image_dir, tmp_path / "k", 1)
+    tr = started(mc, tc, 1)
+    ckpt = tr.out / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (ckpt.parent / f".last.ckpt{TMP_TAG}{dead.pid}-0badf00d.ckpt").write_bytes(b"\0" * 10)  # kill -9 mid-save
+    assert tr.save_checkpoint() == ckpt
+    assert [p.name for p in ckpt.parent.iterdir()] == ["last.ckpt"]

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from ..errors import JcdError, JcdWarning
-from ..imageio import READ_EXTS, WRITE_FORMATS
 from .common import STDIO, _Ctx, err, status
 
 
@@ -46,9 +45,15 @@ class Target:
                           stacklevel=2)  # fmt: skip
 
 
-#: Extensions that say "image": a .jcd stream is never written under one unless asked (--any-name).
-IMAGE_SUFFIXES = frozenset(READ_EXTS | set(WRITE_FORMATS) | {".gif", ".pgm", ".pbm", ".pnm", ".jp2", ".avif",
-                                                             ".heic", ".tga", ".ico", ".psd", ".jxl"})
+def image_suffixes() -> frozenset[str]:
+    """Extensions that say "image": a .jcd stream is never written under one unless asked (--any-name).
+
+    A function so that importing the CLI (``jcd --help``, ``jcd info``) does not load numpy and Pillow.
+    """
+    from ..imageio import READ_EXTS, WRITE_FORMATS
+
+    return frozenset(READ_EXTS | set(WRITE_FORMATS) | {".gif", ".pgm", ".pbm", ".pnm", ".jp2", ".avif", ".heic",
+                                                       ".tga", ".ico", ".psd", ".jxl"})  # fmt: skip
 
 
 def free_name(path: Path, taken: set[Path]) -> Path:
@@ -85,17 +90,17 @@ def targets(
             raise JcdError("reading stdin: give -o FILE, or -o - for stdout")
         pairs = [Target(STDIO, out_path, not no_clobber)]
     else:
-        decoding = suffix != ".jcd"
         many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
-        files = _expand(inputs, decoding)
-        as_dir = out_path is not None and (many or out_path.is_dir() or output.endswith(("/", os.sep)))
+        files = _expand(inputs, decoding=suffix != ".jcd")
+        trailing_slash = output is not None and output.endswith(("/", os.sep))
+        as_dir = out_path is not None and (many or out_path.is_dir() or trailing_slash)
         if as_dir and out_path == STDIO:
             raise JcdError("-o - (stdout) takes one input")
         if as_dir:
             if out_path.exists() and not out_path.is_dir():
                 raise JcdError(f"{out_path}: with several inputs, -o must be a directory (this is a file)")
-            suffix_says_file = out_path.suffix.lower() == ".jcd" or out_path.suffix.lower() in IMAGE_SUFFIXES
-            if not out_path.exists() and suffix_says_file and not output.endswith(("/", os.sep)):
+            suffix_says_file = out_path.suffix.lower() in {".jcd", *image_suffixes()}
+            if not out_path.exists() and suffix_says_file and not trailing_slash:
                 raise JcdError(f"{out_path}: several inputs need an output directory, and this names a file "
                                f"(end it with / to make a directory of that name)")  # fmt: skip
             try:
@@ -112,12 +117,13 @@ def targets(
                 dst = free_name(wanted, taken)
                 taken.add(dst)
                 pairs.append(Target(f, dst, False, None if dst == wanted else wanted))
+    images = image_suffixes()
     for t in pairs:
         if t.dst == STDIO:
             continue
         if t.src != STDIO and (t.dst == t.src or _same_file(t.src, t.dst)):
             raise JcdError(f"{t.dst}: is the input itself; choose another -o")
-        if suffix == ".jcd" and t.dst.suffix.lower() in IMAGE_SUFFIXES and not any_name:
+        if suffix == ".jcd" and t.dst.suffix.lower() in images and not any_name:
             raise JcdError(f"{t.dst}: a .jcd stream under an image extension; use a .jcd name (or --any-name)")
         if suffix != ".jcd" and t.dst.suffix.lower() == ".jcd":
             raise JcdError(f"{t.dst}: an image under a .jcd name; use an image extension such as .png")

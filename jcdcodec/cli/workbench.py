@@ -266,8 +266,7 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
 
     from ..imageio import list_images
     from ..train.calibrate import calibrate_gains
-    from ..train.data import PatchSampler
-    from ..train.loop import _readable
+    from ..train.data import PatchSampler, readable_uint8
     from ..weights import load_weights, save_weights
 
     if threads:
@@ -284,7 +283,7 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
     gamma = gamma or tc.get("gamma", "reference")
     wide = tc.get("wide_noise", True) if wide_noise is None else wide_noise
     files = list_images(data)[val_count:]
-    images = [im for im in (_readable(f, patch) for f in files) if im is not None]
+    images = [im for im in (readable_uint8(f, patch) for f in files) if im is not None]
     sampler = PatchSampler(images, patch, batch, wide, gamma)
 
     def report(step: int, j: dict[int, float]) -> None:

@@ -127,19 +127,13 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
             lines.append(f"| {q:g} | " + " | ".join(cells) + tail)
         lines.append("")
         c = curves(summary, level)
-        ref = {s["method"]: s for s in summary if s["level"] == level and s["setting"] == ""}
         lines += ["Best PSNR (dB) reached at or below each rate (upper envelope, linear in log-bpp):", "",
                   "| method | " + " | ".join(f"<= {r} bpp" for r in RATES) + " |", "|---|" + "---|" * len(RATES)]
-        for name in [*jcd, "best codec on noisy", "bm3d+best", "jpeg", "webp", "avif"]:
-            if name in c:
-                lines.append(f"| {name} | " + " | ".join(_f(best_at(*c[name], r)) for r in RATES) + " |")
-        for name in ("noisy input", "bm3d (uncompressed)"):
-            if name in ref:
-                lines.append(f"| {name} (no coding) | {_f(ref[name]['psnr'])} | | | |")
+        anchors = ("best codec on noisy", "bm3d+best", "jpeg", "webp", "avif")
+        lines += ["| " + " | ".join(row) + " |" for row in envelope_rows(summary, level, anchors)]
         lines.append("")
         lines += [f"**{n}**\n" for n in (pays_off(summary, level, m) for m in jcd) if n]
-        anchors = [a for a in ("best codec on noisy", "bm3d+best", "jpeg", "webp", "avif") if a in c] + \
-            [m for m in jcd[1:]]  # fmt: skip
+        anchors = [a for a in anchors if a in c] + jcd[1:]
         if jcd and anchors:
             cm = curves(summary, level, "msssim")
             lines += [f"BD-rate of {jcd[0]} against each anchor (negative: fewer bits for the same quality; "
@@ -176,6 +170,17 @@ def pays_off(summary: list[dict], level: int, method: str) -> str | None:
             "photos as they are, or code them with a classical codec at a high rate.")
 
 
+def envelope_rows(summary: list[dict], level: int, anchors: tuple[str, ...]) -> list[list[str]]:
+    """[method, best PSNR at or below each of RATES]: jcd's methods, then ``anchors``, then the uncoded pictures."""
+    c = curves(summary, level)
+    jcd = list(dict.fromkeys(s["method"] for s in summary if s["method"].startswith("jcd:")))
+    ref = {s["method"]: s for s in summary if s["level"] == level and s["setting"] == ""}
+    rows = [[name, *(_f(best_at(*c[name], r)) for r in RATES)] for name in [*jcd, *anchors] if name in c]
+    rows += [[f"{name} (no coding)", _f(ref[name]["psnr"]), *([""] * (len(RATES) - 1))]
+             for name in ("noisy input", "bm3d (uncompressed)") if name in ref]  # fmt: skip
+    return rows
+
+
 def terminal_summary(summary: list[dict], level: int) -> tuple[list[str], list[list[str]], list[str]]:
     """What ``jcd eval`` prints for one level: (header, rows of best PSNR at or below each rate, BD-rate notes).
 
@@ -183,12 +188,8 @@ def terminal_summary(summary: list[dict], level: int) -> tuple[list[str], list[l
     """
     c = curves(summary, level)
     jcd = list(dict.fromkeys(s["method"] for s in summary if s["method"].startswith("jcd:")))
-    ref = {s["method"]: s for s in summary if s["level"] == level and s["setting"] == ""}
     header = ["method", *(f"<= {r} bpp" for r in RATES)]
-    rows = [[name, *(_f(best_at(*c[name], r)) for r in RATES)]
-            for name in [*jcd, "best codec on noisy", "bm3d+best"] if name in c]  # fmt: skip
-    rows += [[f"{name} (no coding)", _f(ref[name]["psnr"]), "", "", ""]
-             for name in ("noisy input", "bm3d (uncompressed)") if name in ref]  # fmt: skip
+    rows = envelope_rows(summary, level, ("best codec on noisy", "bm3d+best"))
     notes = [n for n in (pays_off(summary, level, m) for m in jcd) if n]
     if jcd:
         for a in ("best codec on noisy", "bm3d+best"):

@@ -7,6 +7,7 @@ training set is ~0.7 GB as uint8, so it is kept in RAM. All randomness comes fro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import JcdError
+from ..errors import JcdError, JcdWarning
 from ..noise import add_camera_noise, add_noise, sample_camera_params, sample_training_sigmas
 
 #: Training noise models: read+shot noise in sRGB (the benchmark's), camera-like noise (noise/camera.py),
 #: or a batch-by-batch mix of the two.
 NOISE_MODELS = ("readshot", "camera", "mix")
+
+
+def check_noise_model(noise: str) -> None:
+    if noise not in NOISE_MODELS:
+        raise JcdError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
 
 
 def load_uint8(path: Path, min_side: int = 0) -> Tensor | None:
@@ -30,6 +36,17 @@ def load_uint8(path: Path, min_side: int = 0) -> Tensor | None:
         if min(im.size) < min_side:
             return None
         return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+
+
+def readable_uint8(path: Path, min_side: int = 0) -> Tensor | None:
+    """``load_uint8``, or None with a warning when the file cannot be decoded: one bad file must not stop a run."""
+    try:
+        return load_uint8(path, min_side)
+    except Exception as e:  # noqa: BLE001  (Pillow raises many kinds for damaged files)
+        text = str(e).strip().splitlines()
+        reason = text[0][:200] if text else type(e).__name__
+        warnings.warn(f"{path}: skipped, not a readable image ({reason})", JcdWarning, stacklevel=2)
+        return None
 
 
 @dataclass
@@ -53,8 +70,7 @@ class PatchSampler:
         clean_input: bool = False,
         noise: str = "readshot",
     ) -> None:
-        if noise not in NOISE_MODELS:
-            raise JcdError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
+        check_noise_model(noise)
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise JcdError(f"no training image is at least {patch}x{patch}")

@@ -21,7 +21,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +29,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..errors import JcdError, JcdWarning
+from ..errors import JcdError
 from ..imageio import list_images
 from ..nn.model import JointModel, ModelConfig
 from ..noise import GAMMAS
 from ..outputs import atomic_target, atomic_write_bytes
-from .data import PatchSampler, center_crop, load_uint8
+from .data import PatchSampler, center_crop, check_noise_model, readable_uint8
 from .ema import ParameterEMA
 from .losses import ProjectionHead, augment_clean, bpp, guidance_l1, nt_xent
 
@@ -95,10 +94,7 @@ class TrainConfig:
             raise JcdError(f"patch size must be a multiple of 64 (the model's down-sampling), got {self.patch}")
         if self.ema and not 0.0 < self.ema < 1.0:
             raise JcdError(f"EMA decay must lie in (0, 1) (0 switches it off), got {self.ema}")
-        from .data import NOISE_MODELS
-
-        if self.noise not in NOISE_MODELS:
-            raise JcdError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {self.noise!r}")
+        check_noise_model(self.noise)
         if self.gamma not in GAMMAS:
             raise JcdError(f"gamma must be one of {', '.join(GAMMAS)}, got {self.gamma!r}")
 
@@ -207,16 +203,16 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(tcfg.seed * 1000 + self.rank)
         if ckpt is not None:
             self._load(ckpt)
-        # Built after the weights are in place: a run from --init (or a checkpoint written before the
-        # average existed) starts its average at the weights it starts from.
-        self.ema = ParameterEMA(self.module.model, tcfg.ema) if tcfg.ema else None
-        if self.ema is not None and ckpt is not None and ckpt.get("ema"):
-            self.ema.load_state_dict(ckpt["ema"])
             if new_lr is not None:
                 self.sched.base_lrs = [new_lr]
                 for g in self.opt.param_groups:
                     g["initial_lr"] = new_lr
                     g["lr"] = new_lr * self._lr_factor(self.step)
+        # Built after the weights are in place: a run from --init (or a checkpoint written before the
+        # average existed) starts its average at the weights it starts from.
+        self.ema = ParameterEMA(self.module.model, tcfg.ema) if tcfg.ema else None
+        if self.ema is not None and ckpt is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
         self.ddp: nn.Module = self.module
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -253,11 +249,11 @@ class Trainer:
 
         it = track(files, description="decoding training images", disable=not progress or self.rank != 0)
         for f in it:
-            im = _readable(f, t.patch)
+            im = readable_uint8(f, t.patch)
             if im is not None:
                 images.append(im)
         self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma, t.clean_input, t.noise)
-        self.val_images = [center_crop(im, 256) for im in map(_readable, val_files) if im is not None]
+        self.val_images = [center_crop(im, 256) for im in map(readable_uint8, val_files) if im is not None]
         self.n_train = len(images)
 
     # -- one step ---------------------------------------------------------------------------
@@ -507,15 +503,6 @@ class _StopOnSignal:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
-
-
-def _readable(path: Path, min_side: int = 0) -> Tensor | None:
-    """A training image, or None (with a warning) when it cannot be decoded: one bad file must not stop a run."""
-    try:
-        return load_uint8(path, min_side)
-    except Exception as e:  # noqa: BLE001  (Pillow raises many kinds for damaged files)
-        warnings.warn(f"{path}: skipped, not a readable image ({_first_line(e)})", JcdWarning, stacklevel=2)
-        return None
 
 
 def _truncate_log(log_path: Path, step: int) -> None:
