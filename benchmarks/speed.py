@@ -68,11 +68,11 @@ def main() -> None:
     for q in qs:
         t_enc, enc = timed(lambda q=q: codec.encode(pic, q), a.repeats)
         t_dec, dec = timed(lambda enc=enc: codec.decode(enc.data), a.repeats)
-        assert torch.equal(dec.y_hat, enc.y_hat)
+        assert np.array_equal(dec.y_hat, enc.y_hat)
         # Network floor of decoding: g_s (in the codec's own precision and layout) + h_s + one
         # full-plane context/parameter pass.
         with torch.no_grad():
-            y_hat = enc.y_hat[None].float()
+            y_hat = torch.from_numpy(enc.y_hat)[None].float()
             z_hat = torch.zeros(1, m.config.N, hp // 64, wp // 64)
             y_cl = y_hat.contiguous(memory_format=codec._fmt)
 

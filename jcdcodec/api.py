@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .codec import Codec
+    from .decoder import StreamDecoder
 
 _CODECS: dict[tuple[str | None, str], Codec] = {}
+_DECODERS: dict[tuple[str | None, str, str], StreamDecoder] = {}
 
 
 def codec_for(weights: str | os.PathLike | None = None, device: str = "auto") -> Codec:
@@ -33,6 +35,19 @@ def codec_for(weights: str | os.PathLike | None = None, device: str = "auto") ->
     if key not in _CODECS:
         _CODECS[key] = Codec(weights, device=device)
     return _CODECS[key]
+
+
+def decoder_for(weights: str | os.PathLike | None = None, device: str = "auto", engine: str = "auto") -> StreamDecoder:
+    """The cached decoder for these weights, device and engine (see :func:`jcdcodec.decoder.open_decoder`).
+
+    With the default engine on the CPU this imports no PyTorch: decoding starts in a fraction of a second.
+    """
+    from .decoder import open_decoder
+
+    key = (None if weights is None else str(Path(weights).resolve()), device, engine)
+    if key not in _DECODERS:
+        _DECODERS[key] = open_decoder(weights, device=device, engine=engine)
+    return _DECODERS[key]
 
 
 def to_picture(image: str | os.PathLike | bytes | Image.Image | np.ndarray | Picture) -> Picture:
@@ -91,14 +106,16 @@ def decode(
     *,
     device: str = "auto",
     weights: str | os.PathLike | None = None,
+    engine: str = "auto",
 ) -> Image.Image:
     """Decode a .jcd stream (bytes, or a file's path) into a clean 8-bit Pillow image.
 
-    Grey streams give mode L, palette P, colour RGB; alpha adds A. For 16 bits use ``Codec.decode``.
+    Grey streams give mode L, palette P, colour RGB; alpha adds A. For 16 bits use ``decoder_for(...).decode``.
+    ``engine``: "onnx" (no PyTorch), "torch", or "auto" (onnx on the CPU when the weights have its file).
     """
     if not isinstance(data, (bytes, bytearray)):
         data = _read(data)
-    p = codec_for(weights, device).decode(bytes(data)).picture
+    p = decoder_for(weights, device, engine).decode(bytes(data)).picture
     return to_pillow_or_array(p.rgb, p.kind, 8, p.alpha)  # type: ignore[return-value]
 
 

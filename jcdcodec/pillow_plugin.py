@@ -1,8 +1,9 @@
 """Pillow plugin: ``Image.open("x.jcd")`` decodes with the default weights; ``im.save("x.jcd", quality=4)``.
 
 Registered when :mod:`jcdcodec` is imported. Opening reads and validates the header only (size and mode
-are known at once); the pixels are decoded on first access. Weights other than the shipped default:
-``jcdcodec.pillow_plugin.use_codec(Codec(...))``.
+are known at once); the pixels are decoded on first access, by the torch-free decoder when the weights
+have its synthesis file (so a program that only reads .jcd files never loads PyTorch); saving loads the
+full codec. Weights other than the shipped default: ``jcdcodec.pillow_plugin.use_codec(Codec(...))``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from . import bitstream
 from .errors import BitstreamError
 
 _CODEC = None
+_DECODER = None
 
 
 def use_codec(codec) -> None:
     """Make the plugin decode and encode with this :class:`jcdcodec.Codec`."""
-    global _CODEC
-    _CODEC = codec
+    global _CODEC, _DECODER
+    _CODEC = _DECODER = codec
 
 
 def _codec():
@@ -28,6 +30,15 @@ def _codec():
 
         _CODEC = Codec()
     return _CODEC
+
+
+def _decoder():
+    global _DECODER
+    if _DECODER is None:
+        from .decoder import open_decoder
+
+        _DECODER = open_decoder()
+    return _DECODER
 
 
 def _accept(prefix: bytes) -> bool:
@@ -56,7 +67,7 @@ class JcdImageFile(ImageFile.ImageFile):
         if self._im is None and getattr(self, "_jcd_data", None) is not None:
             from .imageio import GRAY, RGB, to_pillow_or_array
 
-            p = _codec().decode(self._jcd_data).picture
+            p = _decoder().decode(self._jcd_data).picture
             kind = GRAY if p.kind == GRAY else RGB
             img = to_pillow_or_array(p.rgb, kind, 8, p.alpha)
             self.im = img.convert(self.mode).im

@@ -21,10 +21,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+#: A torch tensor (the PyTorch codec) or a numpy array (the torch-free decoder): tiling works on both.
+Array = TypeVar("Array")
 
 #: Latent pixels of context kept around each tile (128 image pixels).
 HALO = 8
@@ -73,12 +78,25 @@ def _split(n: int, side: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
+def _empty(like: Array, shape: tuple[int, ...]) -> Array:
+    """An uninitialised float32 array of ``shape`` of the same kind (and device) as ``like``."""
+    if isinstance(like, np.ndarray):
+        return np.empty(shape, dtype=np.float32)
+    import torch  # already loaded: ``like`` is a tensor
+
+    return like.new_empty(shape, dtype=torch.float32)
+
+
+def _float(a: Array) -> Array:
+    return a.astype(np.float32, copy=False) if isinstance(a, np.ndarray) else a.float()
+
+
 def analysis(fn: Callable[[Tensor], Tensor], x: Tensor, tiles: list[Tile], channels: int) -> Tensor:
     """y = fn(x) tile by tile; x is (1, 3, 16 h, 16 w), y is (1, channels, h, w) fp32 on x's device."""
     if len(tiles) == 1:
         return fn(x).float()
     h, w = x.shape[-2] // 16, x.shape[-1] // 16
-    y = torch.empty(1, channels, h, w, device=x.device)
+    y = _empty(x, (1, channels, h, w))
     for t in tiles:
         a0, a1, b0, b1 = t.outer
         part = fn(x[:, :, a0 * 16 : a1 * 16, b0 * 16 : b1 * 16]).float()
@@ -87,15 +105,18 @@ def analysis(fn: Callable[[Tensor], Tensor], x: Tensor, tiles: list[Tile], chann
     return y
 
 
-def synthesis(fn: Callable[[Tensor], Tensor], y: Tensor, tiles: list[Tile]) -> Tensor:
-    """x = fn(y) tile by tile; y is (1, C, h, w), x is (1, 3, 16 h, 16 w) fp32 on y's device."""
+def synthesis(fn: Callable[[Array], Array], y: Array, tiles: list[Tile]) -> Array:
+    """x = fn(y) tile by tile; y is (1, C, h, w), x is (1, 3, 16 h, 16 w) fp32 on y's device.
+
+    ``y`` is a torch tensor or a numpy array (``fn`` takes and returns the same kind).
+    """
     if len(tiles) == 1:
-        return fn(y).float()
+        return _float(fn(y))
     h, w = y.shape[-2:]
-    x = torch.empty(1, 3, h * 16, w * 16, device=y.device)
+    x = _empty(y, (1, 3, h * 16, w * 16))
     for t in tiles:
         a0, a1, b0, b1 = t.outer
-        part = fn(y[:, :, a0:a1, b0:b1]).float()
+        part = _float(fn(y[:, :, a0:a1, b0:b1]))
         i0, i1, j0, j1 = t.core
         x[:, :, i0 * 16 : i1 * 16, j0 * 16 : j1 * 16] = part[
             :, :, (i0 - a0) * 16 : (i1 - a0) * 16, (j0 - b0) * 16 : (j1 - b0) * 16

@@ -17,14 +17,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import WeightsError
-from .manifest import models_dir, read_manifest, sha256_file
-from .nn.model import JointModel, ModelConfig
+from .manifest import sha256_file
+from .nn.model import JointModel
 from .outputs import atomic_target
+from .weightsfile import MAX_N, WeightsRef, parse_config, read_metadata, resolve, synthesis_path_for
+
+__all__ = ["MAX_N", "LoadedWeights", "load_model_file", "load_weights", "save_weights", "write_synthesis"]
 
 #: Entropy-model buffers whose size depends on the trained weights.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
-#: Largest N a weights file may ask for (a bound on what loading may allocate).
-MAX_N = 512
 
 
 @dataclass
@@ -35,6 +36,7 @@ class LoadedWeights:
     name: str
     trained: bool
     manifest_entry: dict | None = None
+    ref: WeightsRef | None = None
 
     @property
     def fingerprint(self) -> bytes:
@@ -42,11 +44,14 @@ class LoadedWeights:
         return bytes.fromhex(self.sha256[:8])
 
 
-def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] | None = None) -> str:
+def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] | None = None,
+                 synthesis: bool = True) -> str:
     """Export inference weights (fp16) with fresh entropy tables; returns the file's sha256.
 
     Parameters are rounded to fp16 first and the tables are rebuilt from the rounded values,
-    so the tables always belong to exactly the weights a decoder will load.
+    so the tables always belong to exactly the weights a decoder will load. With ``synthesis``,
+    g_s also goes to ``NAME.synthesis.onnx`` beside the file, for the decoder without PyTorch
+    (skipped with a warning when the ``onnx`` package is missing).
     """
     model = model.cpu().float()
     # Parameters go to fp16; buffers (bounds such as the 1e-9 likelihood floor, masks, tables) stay as
@@ -65,27 +70,37 @@ def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] |
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp:
         save_file(out, str(tmp), metadata=meta)
-    return sha256_file(path)
+    digest = sha256_file(path)
+    if synthesis:
+        write_synthesis(model, path, digest)
+    return digest
 
 
-def load_model_file(path: Path) -> tuple[JointModel, dict[str, str]]:
+def write_synthesis(model: JointModel, weights_file: Path, digest: str) -> Path | None:
+    """g_s of ``model`` (the weights in ``weights_file``, sha256 ``digest``) to its ONNX companion."""
+    import importlib.util
+    import warnings
+
+    from .errors import JcdWarning
+    from .nn.onnx_export import export_synthesis
+
+    if importlib.util.find_spec("onnx") is None:
+        warnings.warn("onnx is not installed: no synthesis file written for the decoder without PyTorch "
+                      "(pip install onnx)", JcdWarning, stacklevel=2)  # fmt: skip
+        return None
+    target = synthesis_path_for(Path(weights_file))
+    export_synthesis(model.g_s, target, digest)
+    return target
+
+
+def load_model_file(path: Path, meta: dict[str, str] | None = None) -> tuple[JointModel, dict[str, str]]:
     """Build the model a weights file describes and load it (fp32, CPU, eval mode)."""
+    meta = read_metadata(path) if meta is None else meta
+    config = parse_config(path, meta)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable safetensors weights file ({e})") from None
-    if meta.get("jcd_format") != "1" or "jcd_config" not in meta:
-        raise WeightsError(f"{path}: not a jcd weights file (no jcd_config metadata)")
-    try:
-        config = ModelConfig.from_json(meta["jcd_config"])
-    except (ValueError, TypeError) as e:
-        raise WeightsError(f"{path}: invalid model config ({e})") from None
-    if config.N > MAX_N:
-        raise WeightsError(f"{path}: N={config.N} exceeds the supported maximum {MAX_N}")
     model = JointModel(config)
     # Table buffers change size with the weights: assign them instead of copying in.
     for name, module in model.named_modules():
@@ -109,40 +124,6 @@ def load_weights(path: str | os.PathLike | None = None) -> LoadedWeights:
 
     Shipped models are checked against the manifest's sha256 before they are used.
     """
-    manifest = read_manifest()
-    models = manifest.get("models", {})
-    entry = None
-    if path is None:
-        name = manifest.get("default")
-        if not name or name not in models:
-            raise WeightsError(f"no default weights in {models_dir() / 'manifest.json'}; pass --weights")
-        entry = models[name]
-        file, digest = _shipped_file(name, entry)
-    elif not Path(path).is_file() and str(path) in models:
-        entry = models[str(path)]
-        file, digest = _shipped_file(str(path), entry)
-    else:
-        file = Path(path)
-        if not file.is_file():
-            names = ", ".join(sorted(models)) or "none"
-            raise WeightsError(f"{file}: no such weights file or shipped model (shipped: {names})")
-        digest = sha256_file(file)
-        for e in models.values():
-            if e.get("sha256") == digest:
-                entry = e
-                break
-    model, meta = load_model_file(file)
-    name = entry["name"] if entry and "name" in entry else meta.get("name", file.stem)
-    trained = meta.get("trained", "true") == "true"
-    return LoadedWeights(model, file, digest, name, trained, entry)
-
-
-def _shipped_file(name: str, entry: dict) -> tuple[Path, str]:
-    """The file of a manifest entry and its sha256, refusing a missing or altered file."""
-    file = models_dir() / entry["file"]
-    if not file.is_file():
-        raise WeightsError(f"weights {name!r}: {file} is missing")
-    digest = sha256_file(file)
-    if digest != entry["sha256"]:
-        raise WeightsError(f"{file}: checksum mismatch (expected {entry['sha256'][:12]}, got {digest[:12]})")
-    return file, digest
+    ref = resolve(path)
+    model, meta = load_model_file(ref.path, ref.meta)
+    return LoadedWeights(model, ref.path, ref.sha256, ref.name, ref.trained, ref.entry, ref)

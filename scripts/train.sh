@@ -7,6 +7,8 @@
 #                                        # only on it darkens real photos; benchmarks/tone.py measures it).
 #                                        # Resumes runs/photo, else starts from models/jcd-n64-srgb, or from
 #                                        # INIT=models/jcd-n64.safetensors to refresh it from the newest benchmark
+#   bash scripts/train.sh camera         # jcd-n64-camera: the photo model fine-tuned on camera-like noise mixed
+#                                        # with its sRGB read+shot noise, half the batches each (issue 16)
 #   bash scripts/train.sh base128        # stage one of the paper's recipe at N=128: a plain Cheng2020 codec on
 #                                        # clean crops (no denoisers, no extra branches), cheng-n128
 #   bash scripts/train.sh joint128       # stage two: the full joint model at N=128 from the stage-one codec
@@ -31,6 +33,11 @@ case "$which" in
     INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
     [ -f "$INIT_FROM" ] || INIT_FROM=models/jcd-n64.safetensors
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb) ;;
+  camera)
+    RUN=runs/camera NAME=jcd-n64-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=() PURPOSE=()
+    NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those)"
+    INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
+    ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb --noise mix) ;;
   base128)
     RUN=runs/base128 NAME=cheng-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=()
     PURPOSE=(--purpose "training only: stage one of the N=128 model (plain Cheng2020 on clean images; does not denoise)")
@@ -43,7 +50,7 @@ case "$which" in
     INIT_FROM=${INIT:-models/cheng-n128.safetensors}
     [ -f "$INIT_FROM" ] || [ -f "$RUN/last.ckpt" ] || { echo "joint128 starts from $INIT_FROM: train base128 first" >&2; exit 1; }
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2) ;;
-  *) echo "usage: bash scripts/train.sh main|photo|base128|joint128 [export]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128 [export]" >&2; exit 2 ;;
 esac
 if [ "${GPU:-0}" = 1 ]; then
   SIZE=(--patch 256 --batch 16) THREADS=${THREADS:-4}

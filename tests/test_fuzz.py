@@ -153,6 +153,19 @@ def fuzz_codec(weights_file):
     return Codec(str(weights_file), device="cpu", max_pixels=FUZZ_MAX_PIXELS)
 
 
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def fuzz_decoder(request, fuzz_codec, weights_file):
+    """Both decoding engines: they share the container and entropy path, and differ in g_s."""
+    if request.param == "torch":
+        return fuzz_codec
+    from jcdcodec.decoder import OnnxDecoder
+    from jcdcodec.synthesis import available_runtimes
+
+    if not available_runtimes():
+        pytest.skip("no ONNX runtime installed")
+    return OnnxDecoder(weights_file, max_pixels=FUZZ_MAX_PIXELS)
+
+
 @pytest.fixture(scope="module")
 def bases(fuzz_codec) -> list[bytes]:
     """Valid streams: RGB, odd sizes, grey 16-bit, alpha, fractional quality."""
@@ -215,13 +228,13 @@ def _fuzz(strategy, examples: int, attempt, report: str | None) -> tuple[Counter
     return outcomes, messages
 
 
-def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_codec, bases):
+def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_decoder, bases):
     def attempt(data: bytes) -> str:
         try:
             bitstream.unpack(data)
         except JcdError:
             pass
-        dec = fuzz_codec.decode(data)
+        dec = fuzz_decoder.decode(data)
         assert dec.picture.rgb.shape == (dec.header.height, dec.header.width, 3)
         assert np.isfinite(dec.picture.rgb).all()
         return "decoded"
@@ -232,14 +245,14 @@ def test_fuzzed_streams_decode_or_fail_cleanly(fuzz_codec, bases):
     assert sum(v for k, v in outcomes.items() if k.endswith("decoded")) > 0
 
 
-def test_declared_size_is_refused_before_any_allocation(fuzz_codec, bases):
+def test_declared_size_is_refused_before_any_allocation(fuzz_decoder, bases):
     """A header that asks for a huge image costs nothing: the size limit comes before the decoders."""
     f = replace(Fields.of(bases[0]), width=60000, height=60000)
     with pytest.raises(JcdError, match="out of range"):  # the container's own bound (268 Mpx)
-        fuzz_codec.decode(f.pack())
+        fuzz_decoder.decode(f.pack())
     f = replace(Fields.of(bases[0]), width=4000, height=4000)
     with pytest.raises(JcdError, match="above the limit"):  # the decoder's (--max-pixels)
-        fuzz_codec.decode(f.pack())
+        fuzz_decoder.decode(f.pack())
 
 
 # -- image inputs: what `jcd encode` reads ------------------------------------------------------------------

@@ -157,14 +157,21 @@ def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tup
 
 
 def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: bool, no_clobber: bool = False,
-           any_name: bool = False, **codec_options):
-    """What encode and decode share: the targets, where messages go, one Codec for all of them."""
-    from ..codec import Codec
+           any_name: bool = False, engine: str | None = None, **codec_options):
+    """What encode and decode share: the targets, where messages go, one coder for all of them.
 
+    ``engine`` (decoding only): the decoder engine, see :func:`jcdcodec.decoder.open_decoder`; None: a Codec.
+    """
     _Ctx.quiet = quiet
     todo = targets(inputs, output, suffix, no_clobber, any_name)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
     with status("loading weights"):
+        if engine is not None:
+            from ..decoder import open_decoder
+
+            return todo, open_decoder(engine=engine, **codec_options)
+        from ..codec import Codec
+
         return todo, Codec(**codec_options)
 
 

@@ -20,9 +20,11 @@ from .common import (
     _write_output,
     codec_options,
     device_option,
+    engine_option,
     no_clobber_option,
     out,
     say,
+    threads_option,
     weights_option,
 )
 
@@ -91,10 +93,12 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               help="Bits per sample of the output (16 needs .png).")
 @click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
               default="png", show_default=True, help="Image format written to stdout (-o -).")
+@engine_option
+@threads_option
 @codec_options
 def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth: str, out_format: str,
-           weights: Path | None, device: str, max_pixels: int, max_memory: int, precision: str,
-           quiet: bool) -> None:  # fmt: skip
+           engine: str, threads: int, weights: Path | None, device: str, max_pixels: int, max_memory: int,
+           precision: str, quiet: bool) -> None:  # fmt: skip
     """Decode .jcd files into clean images.
 
     Without -o, out.jcd decodes to out.png; when that file exists (often the original photo) it is kept
@@ -107,8 +111,9 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
     """
     from ..imageio import WRITE_FORMATS, encode_image, save_image
 
-    todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, weights=weights, device=device,
-                         max_pixels=max_pixels, precision=precision, max_memory=max_memory)  # fmt: skip
+    todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, weights=weights, device=device,
+                         max_pixels=max_pixels, precision=precision, max_memory=max_memory,
+                         threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
@@ -246,9 +251,9 @@ def _picture_or_decoded(path: Path, weights: Path | None, device: str):
     data = _read_input(path)
     if not looks_like_jcd(data):
         return load_image(data, name=str(path)).rgb, None
-    from ..api import codec_for
+    from ..api import decoder_for
 
-    p = codec_for(weights, device).decode(data).picture
+    p = decoder_for(weights, device).decode(data).picture
     return p.rgb, len(data) * 8 / (p.width * p.height)
 
 

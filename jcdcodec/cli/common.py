@@ -137,6 +137,25 @@ precision_option = click.option(
 )
 
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["auto", "onnx", "torch"]),
+    default="auto",
+    show_default=True,
+    help="Decoder: onnx (onnxruntime on the CPU, no PyTorch: starts in a fraction of a second), torch (PyTorch, "
+    "CPU or CUDA, --precision applies), auto (onnx unless --device cuda or --precision bf16, or the weights have "
+    "no .synthesis.onnx file). Both give the same latent and pixels within float rounding.",
+)
+
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(0, 1024),
+    default=0,
+    show_default=True,
+    help="CPU threads of the synthesis network (0: the runtime's default, one per core).",
+)
+
+
 def codec_options(f):
     """The options every coding command shares."""
     for option in (quiet_option, precision_option, max_memory_option, max_pixels_option, device_option,

@@ -214,14 +214,45 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
     say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
 
 
+@cli.command(name="export-synthesis")
+@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
+def export_synthesis(weights: Path) -> None:
+    """Write g_s of WEIGHTS (a file or a shipped model's name) to its ONNX companion, NAME.synthesis.onnx.
+
+    The companion is what `jcd decode` runs without PyTorch (--engine onnx). `jcd export` writes it already;
+    this makes one for weights exported before. When the weights are listed in the manifest beside them,
+    the entry records the companion and its sha256.
+    """
+    from ..manifest import read_manifest, sha256_file
+    from ..outputs import atomic_write_bytes
+    from ..weights import load_weights, write_synthesis
+
+    lw = load_weights(weights)
+    target = write_synthesis(lw.model, lw.path, lw.sha256)
+    if target is None:
+        raise JcdError("export-synthesis needs the onnx package (pip install onnx)")
+    manifest = read_manifest(lw.path.parent)
+    for entry in manifest.get("models", {}).values():
+        if entry.get("sha256") == lw.sha256 and entry.get("file") == lw.path.name:
+            entry["synthesis"] = {"file": target.name, "sha256": sha256_file(target)}
+            atomic_write_bytes(lw.path.parent / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+            break
+    say(f"{lw.path} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
 def _list_in_manifest(output: Path, digest: str, record: dict, make_default: bool) -> None:
     """Write ``record`` as the manifest entry of ``output`` (manifest.json beside it); keep old figures aside."""
-    from ..manifest import read_manifest
+    from ..manifest import read_manifest, sha256_file
     from ..outputs import atomic_write_bytes
+    from ..weightsfile import synthesis_path_for
 
     manifest = read_manifest(output.parent)
     record["file"] = output.name
     record["sha256"] = digest
+    record.pop("synthesis", None)
+    companion = synthesis_path_for(output)
+    if companion.is_file():
+        record["synthesis"] = {"file": companion.name, "sha256": sha256_file(companion)}
     old = manifest.setdefault("models", {}).get(record["name"], {})
     if "figures" in old:
         record["figures_previous"] = old["figures"]

@@ -1,6 +1,6 @@
-"""Entropy coding of the latents: hyperprior side information and the context-model coder."""
+"""Entropy coding of the latents, in numpy (no torch): z's prior, h_s and the context-model coder."""
 
 from .context import WavefrontCoder, padded_for_decoding, wavefront_schedule
-from .determinism import exact_entropy_path
+from .path import PREFIXES, EntropyPath
 
-__all__ = ["WavefrontCoder", "exact_entropy_path", "padded_for_decoding", "wavefront_schedule"]
+__all__ = ["PREFIXES", "EntropyPath", "WavefrontCoder", "padded_for_decoding", "wavefront_schedule"]

@@ -10,22 +10,21 @@ network run as matrix products over the step's positions, and all their symbols 
 rANS in one call. The rANS stream order is: steps by increasing t; inside a step,
 positions by increasing row i; inside a position, channels 0..M-1.
 
-Encoder and decoder run this same code in float64 (see :mod:`.determinism`).
+Encoder and decoder run this same numpy code in float64 (see :mod:`.determinism`); it imports
+no torch, so a decoder without PyTorch shares it.
 """
 
 from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder, RansDecoder
-from torch import Tensor
 
-from .determinism import DTYPE
+from .arrays import DTYPE, leaky_relu
+from .rans import BufferedRansEncoder, RansDecoder
 
 # (dy, dx) of the taps the type-A 5x5 mask keeps, in a fixed order.
 TAPS: tuple[tuple[int, int], ...] = tuple(
@@ -45,11 +44,11 @@ def padded_for_decoding(stream: bytes, n_symbols: int) -> bytes:
     return stream + bytes(12 * n_symbols + 16 * len(stream) + 64)
 
 
-def wavefront_schedule(h: int, w: int) -> list[tuple[Tensor, Tensor]]:
+def wavefront_schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Rows and columns of the positions coded at each non-empty step t = 3i + j, in increasing t."""
     steps = []
     for t in range(3 * (h - 1) + w):
-        i = torch.arange(max(0, (t - w + 3) // 3), min(h - 1, t // 3) + 1)
+        i = np.arange(max(0, (t - w + 3) // 3), min(h - 1, t // 3) + 1)
         j = t - 3 * i
         keep = (j >= 0) & (j < w)
         if keep.any():  # narrow latents (w < 3) have empty steps
@@ -62,16 +61,16 @@ class _Step:
     """Flat indices of one wavefront step (precomputed: no per-position Python)."""
 
     n: int  # positions in the step
-    neighbours: Tensor  # (n * 12,) rows of the padded plane, position-major then tap
-    params: Tensor  # (n,) rows of the (h * w, 2M) params
-    target: Tensor  # (n,) rows of the padded plane
+    neighbours: np.ndarray  # (n * 12,) rows of the padded plane, position-major then tap
+    params: np.ndarray  # (n,) rows of the (h * w, 2M) params
+    target: np.ndarray  # (n,) rows of the padded plane
 
 
 @functools.lru_cache(maxsize=16)
 def _plan(h: int, w: int) -> tuple[_Step, ...]:
     """The steps of an h x w latent, built once per size (every image of a size shares them)."""
     pw = w + 4  # padded width: 2 columns each side; 2 rows on top
-    tap_off = torch.tensor([dy * pw + dx for dy, dx in TAPS])
+    tap_off = np.array([dy * pw + dx for dy, dx in TAPS])
     steps = []
     for i, j in wavefront_schedule(h, w):
         centre = (i + 2) * pw + (j + 2)
@@ -79,111 +78,109 @@ def _plan(h: int, w: int) -> tuple[_Step, ...]:
     return tuple(steps)
 
 
-def _unplane(plane: Tensor, m: int, h: int, w: int) -> Tensor:
+def _unplane(plane: np.ndarray, m: int, h: int, w: int) -> np.ndarray:
     """Rows-of-channels padded plane -> the latent (M, h, w)."""
-    return plane.view(h + 2, w + 4, m)[2:, 2:-2].permute(2, 0, 1).contiguous()
+    return np.ascontiguousarray(plane.reshape(h + 2, w + 4, m)[2:, 2:-2].transpose(2, 0, 1))
 
 
 @dataclass
 class _Layer:
-    weight: Tensor  # (in, out)
-    bias: Tensor
+    weight: np.ndarray  # (in, out)
+    bias: np.ndarray
 
 
 class WavefrontCoder:
-    """Codes the quantised latent with the model's context and entropy-parameter layers."""
+    """Codes the quantised latent with the model's context and entropy-parameter layers.
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        ctx = model.context_prediction
-        m = ctx.in_channels
-        w = (ctx.weight.detach() * ctx.mask).to(DTYPE).cpu()  # (2M, M, 5, 5)
-        taps = torch.stack([w[:, :, 2 + dy, 2 + dx] for dy, dx in TAPS], dim=1)  # (2M, 12, M)
-        self.ctx = _Layer(taps.reshape(2 * m, -1).T.contiguous(), ctx.bias.detach().to(DTYPE).cpu())
+    Built from the weights file's tensors (``state``: name -> array, any float dtype; PyTorch layouts).
+    """
+
+    def __init__(self, state: Mapping[str, np.ndarray]) -> None:
+        w = np.asarray(state["context_prediction.weight"], DTYPE) * np.asarray(state["context_prediction.mask"], DTYPE)
+        m = w.shape[1]  # (2M, M, 5, 5)
+        taps = np.stack([w[:, :, 2 + dy, 2 + dx] for dy, dx in TAPS], axis=1)  # (2M, 12, M)
+        bias = np.asarray(state["context_prediction.bias"], DTYPE)
+        self.ctx = _Layer(np.ascontiguousarray(taps.reshape(2 * m, -1).T), bias)
         self.params_layers = []
-        for layer in model.entropy_parameters:
-            if isinstance(layer, torch.nn.Conv2d):
-                self.params_layers.append(
-                    _Layer(
-                        layer.weight.detach()[:, :, 0, 0].to(DTYPE).cpu().T.contiguous(),
-                        layer.bias.detach().to(DTYPE).cpu(),
-                    )
-                )
+        k = 0
+        while f"entropy_parameters.{k}.weight" in state:
+            weight = np.asarray(state[f"entropy_parameters.{k}.weight"], DTYPE)[:, :, 0, 0]
+            bias = np.asarray(state[f"entropy_parameters.{k}.bias"], DTYPE)
+            self.params_layers.append(_Layer(np.ascontiguousarray(weight.T), bias))
+            k += 2  # Conv2d, LeakyReLU, Conv2d, ...
         self.m = m
-        gc = model.gaussian_conditional
-        self.scale_bound = float(gc.lower_bound_scale.bound)
-        self.scale_table = gc.scale_table.detach().to(DTYPE).cpu()
-        self.cdf_lengths = gc._cdf_length.reshape(-1).int().tolist()
+        self.scale_bound = float(np.asarray(state["gaussian_conditional.lower_bound_scale.bound"]).reshape(-1)[0])
+        self.scale_table = np.asarray(state["gaussian_conditional.scale_table"], DTYPE)
+        self.cdf_lengths = np.asarray(state["gaussian_conditional._cdf_length"]).reshape(-1).astype(int).tolist()
         # Rows are padded to the longest CDF; the coder only reads cdf_length entries. Passing
         # trimmed rows cuts the per-call conversion cost of CompressAI's rANS by ~7x.
-        self.cdfs = [row[:n] for row, n in zip(gc._quantized_cdf.tolist(), self.cdf_lengths, strict=True)]
-        self.offsets = gc._offset.reshape(-1).int().tolist()
+        cdf = np.asarray(state["gaussian_conditional._quantized_cdf"]).astype(int).tolist()
+        self.cdfs = [row[:n] for row, n in zip(cdf, self.cdf_lengths, strict=True)]
+        self.offsets = np.asarray(state["gaussian_conditional._offset"]).reshape(-1).astype(int).tolist()
 
     # -- shared per-step arithmetic ------------------------------------------------------
-    def _step_params(self, plane: Tensor, params: Tensor, st: _Step) -> tuple[Tensor, Tensor]:
+    def _step_params(self, plane: np.ndarray, params: np.ndarray, st: _Step) -> tuple[np.ndarray, np.ndarray]:
         """Scales and means (P, M) of one step's positions, from already coded neighbours.
 
         ``plane`` is the padded latent as rows of channels, ((h+2)*(w+4), M); ``params`` is
         (h*w, 2M). Gathering rows gives (P, 12*M) in the weight's tap-major order directly.
         """
-        x = plane.index_select(0, st.neighbours).view(st.n, -1)
-        ctx = torch.addmm(self.ctx.bias, x, self.ctx.weight)
-        h = torch.cat([params.index_select(0, st.params), ctx], dim=1)
+        x = plane[st.neighbours].reshape(st.n, -1)
+        ctx = x @ self.ctx.weight + self.ctx.bias
+        h = np.concatenate([params[st.params], ctx], axis=1)
         last = len(self.params_layers) - 1
         for k, layer in enumerate(self.params_layers):
-            h = torch.addmm(layer.bias, h, layer.weight)
+            h = h @ layer.weight + layer.bias
             if k < last:
-                h = F.leaky_relu(h)
+                h = leaky_relu(h)
         return h[:, : self.m], h[:, self.m :]
 
-    def _indexes(self, scales: Tensor) -> Tensor:
-        scales = scales.clamp_min(self.scale_bound)
+    def _indexes(self, scales: np.ndarray) -> np.ndarray:
+        scales = np.maximum(scales, self.scale_bound)
         # Index = number of table entries strictly below the scale (CompressAI's rule).
-        return torch.searchsorted(self.scale_table[:-1].contiguous(), scales.contiguous(), right=False).int()
+        return np.searchsorted(self.scale_table[:-1], scales, side="left").astype(np.int32)
 
     # -- coding ---------------------------------------------------------------------------
-    def encode(self, y: Tensor, params: Tensor) -> tuple[bytes, Tensor, int]:
-        """y (M, h, w) float, params (2M, h, w). Returns (stream, y_hat, symbol crc).
+    def encode(self, y: np.ndarray, params: np.ndarray) -> tuple[bytes, np.ndarray, int]:
+        """y (M, h, w) float, params (2M, h, w). Returns (stream, y_hat float64, symbol crc).
 
         The encoder knows every symbol once its step is done, so all of them go to rANS in
         one call at the end (same order as the decoder reads them).
         """
-        y = y.to(DTYPE)
-        params = params.to(DTYPE)
         m, h, w = y.shape
-        plane = torch.zeros((h + 2) * (w + 4), m, dtype=DTYPE)
-        rows_y = y.reshape(m, h * w).T.contiguous()
-        rows_p = params.reshape(2 * m, h * w).T.contiguous()
+        plane = np.zeros(((h + 2) * (w + 4), m), dtype=DTYPE)
+        rows_y = np.ascontiguousarray(np.asarray(y, DTYPE).reshape(m, h * w).T)
+        rows_p = np.ascontiguousarray(np.asarray(params, DTYPE).reshape(2 * m, h * w).T)
         symbols, indexes = [], []
         for st in _plan(h, w):
             scales, means = self._step_params(plane, rows_p, st)
-            sym = torch.round(rows_y.index_select(0, st.params) - means)
-            plane.index_copy_(0, st.target, sym + means)
+            sym = np.round(rows_y[st.params] - means)
+            plane[st.target] = sym + means
             symbols.append(sym.reshape(-1))
             indexes.append(self._indexes(scales).reshape(-1))
-        sym_all = torch.cat(symbols).int()
-        idx_all = torch.cat(indexes)
-        crc = zlib.crc32(sym_all.numpy().astype("<i4").tobytes())
+        sym_all = np.concatenate(symbols).astype("<i4")
+        idx_all = np.concatenate(indexes)
+        crc = zlib.crc32(sym_all.tobytes())
         enc = BufferedRansEncoder()
         enc.encode_with_indexes(sym_all.tolist(), idx_all.tolist(), self.cdfs, self.cdf_lengths, self.offsets)
         return enc.flush(), _unplane(plane, m, h, w), crc
 
-    def decode(self, stream: bytes, params: Tensor, h: int, w: int) -> tuple[Tensor, int]:
+    def decode(self, stream: bytes, params: np.ndarray, h: int, w: int) -> tuple[np.ndarray, int]:
         """Inverse of :meth:`encode`: returns (y_hat (M, h, w) float64, symbol crc)."""
-        params = params.to(DTYPE)
         m = self.m
-        plane = torch.zeros((h + 2) * (w + 4), m, dtype=DTYPE)
-        rows_p = params.reshape(2 * m, h * w).T.contiguous()
+        plane = np.zeros(((h + 2) * (w + 4), m), dtype=DTYPE)
+        rows_p = np.ascontiguousarray(np.asarray(params, DTYPE).reshape(2 * m, h * w).T)
         dec = RansDecoder()
         dec.set_stream(padded_for_decoding(stream, m * h * w))
         crc = 0
         for st in _plan(h, w):
             scales, means = self._step_params(plane, rows_p, st)
             # Pass only the CDFs this step uses: the rANS binding converts every table per call.
-            used, local = np.unique(self._indexes(scales).reshape(-1).numpy(), return_inverse=True)
+            used, local = np.unique(self._indexes(scales).reshape(-1), return_inverse=True)
             sub = used.tolist()
             sym = np.asarray(
                 dec.decode_stream(
-                    local.tolist(),
+                    local.reshape(-1).tolist(),
                     [self.cdfs[k] for k in sub],
                     [self.cdf_lengths[k] for k in sub],
                     [self.offsets[k] for k in sub],
@@ -191,5 +188,5 @@ class WavefrontCoder:
                 dtype="<i4",
             )
             crc = zlib.crc32(sym.tobytes(), crc)
-            plane.index_copy_(0, st.target, torch.from_numpy(sym.astype(np.float64)).view(st.n, m) + means)
+            plane[st.target] = sym.astype(DTYPE).reshape(st.n, m) + means
         return _unplane(plane, m, h, w), crc

@@ -1,0 +1,52 @@
+"""The few network layers the entropy path needs, in numpy float64 (no torch).
+
+Layout is rows of channels: a feature map is (H, W, C), so a 3x3 convolution is nine matrix products
+of (H*W, C_in) by (C_in, C_out), summed in a fixed tap order. Weights come in PyTorch's (C_out, C_in,
+kh, kw) layout and are rearranged once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DTYPE = np.float64
+#: Slope of nn.LeakyReLU's default, as CompressAI's hyper-synthesis uses it.
+LEAKY_SLOPE = 0.01
+
+
+def leaky_relu(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, x * LEAKY_SLOPE)
+
+
+@dataclass
+class Conv3x3:
+    """A stride-1, padding-1 3x3 convolution; ``taps`` is (9, C_in, C_out), tap-major by row then column."""
+
+    taps: np.ndarray
+    bias: np.ndarray
+
+    @classmethod
+    def from_torch_layout(cls, weight: np.ndarray, bias: np.ndarray) -> Conv3x3:
+        w = np.asarray(weight, dtype=DTYPE)
+        if w.ndim != 4 or w.shape[2:] != (3, 3):
+            raise ValueError(f"expected a (C_out, C_in, 3, 3) weight, got {w.shape}")
+        taps = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, w.shape[1], w.shape[0]))
+        return cls(taps, np.asarray(bias, dtype=DTYPE))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h, w, c = x.shape
+        padded = np.zeros((h + 2, w + 2, c), dtype=DTYPE)
+        padded[1:-1, 1:-1] = x
+        out = np.broadcast_to(self.bias, (h * w, self.bias.shape[0])).copy()
+        for k in range(9):
+            dy, dx = divmod(k, 3)
+            out += padded[dy : dy + h, dx : dx + w].reshape(h * w, c) @ self.taps[k]
+        return out.reshape(h, w, -1)
+
+
+def pixel_shuffle(x: np.ndarray, r: int) -> np.ndarray:
+    """nn.PixelShuffle on rows of channels: (H, W, C*r*r) -> (H*r, W*r, C)."""
+    h, w, c = x.shape
+    return x.reshape(h, w, c // (r * r), r, r).transpose(0, 3, 1, 4, 2).reshape(h * r, w * r, c // (r * r))

@@ -1,0 +1,155 @@
+"""g_s without PyTorch: the exported ONNX file, run by OpenVINO or onnxruntime on the CPU.
+
+What PyTorch costs a one-image decode is start-up (about 2.5 s of a 3-5 s ``jcd decode``), not the
+network. This runs the same network, exported at weights-export time (:mod:`.nn.onnx_export`), in a
+runtime that loads in a tenth of a second. Two runtimes read the file (docs/speed.md measures both):
+
+- OpenVINO, when installed (``pip install jcdcodec[openvino]``): computes in bf16 on CPUs that have it
+  natively (AVX512-BF16, AMX), like the PyTorch engine's ``--precision auto``; 2.3x faster there.
+- onnxruntime (installed with jcd): fp32 everywhere; its idle threads sleep instead of spinning, so a
+  decode's CPU time is its work.
+
+``JCD_ONNX_RUNTIME=onnxruntime|openvino`` picks one; by default OpenVINO when it imports, else onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+from .errors import JcdError, WeightsError
+
+#: Metadata key naming the weights file a synthesis file belongs to (written by nn.onnx_export).
+WEIGHTS_KEY = "jcd_weights_sha256"
+RUNTIMES = ("openvino", "onnxruntime")
+
+
+def available_runtimes() -> list[str]:
+    """The ONNX runtimes that are installed, in order of preference (found without importing them)."""
+    return [r for r in RUNTIMES if importlib.util.find_spec(r) is not None]
+
+
+def choose_runtime() -> str | None:
+    """``$JCD_ONNX_RUNTIME`` if set (checked), else the preferred installed runtime, else None."""
+    wanted = os.environ.get("JCD_ONNX_RUNTIME")
+    found = available_runtimes()
+    if wanted:
+        if wanted not in RUNTIMES:
+            raise JcdError(f"JCD_ONNX_RUNTIME={wanted!r}: use one of {', '.join(RUNTIMES)}")
+        if wanted not in found:
+            raise JcdError(f"JCD_ONNX_RUNTIME={wanted}: {wanted} is not installed")
+        return wanted
+    return found[0] if found else None
+
+
+def _check_belongs(path: Path, found: str | None, weights_sha256: str) -> None:
+    if found != weights_sha256:
+        raise WeightsError(f"{path}: belongs to other weights ({(found or 'unnamed')[:12]}, expected "
+                           f"{weights_sha256[:12]}); export it again with `jcd export-synthesis`")  # fmt: skip
+
+
+class OnnxSynthesis:
+    """``x = g_s(y)`` for y (1, N, h, w) float32 -> x (1, 3, 16h, 16w) float32."""
+
+    def __init__(self, path: Path, weights_sha256: str, threads: int = 0, precision: str = "auto",
+                 runtime: str | None = None) -> None:  # fmt: skip
+        """``threads`` 0: the runtime's default (one per core); ``precision`` "fp32" forbids bf16."""
+        self.runtime = runtime or choose_runtime()
+        if self.runtime is None:
+            raise JcdError("the onnx engine needs onnxruntime or openvino (pip install onnxruntime)")
+        try:
+            if self.runtime == "openvino":
+                self._run, found = _openvino(path, threads, precision)
+            else:
+                self._run, found = _onnxruntime(path, threads)
+        except (WeightsError, JcdError):
+            raise
+        except Exception as e:  # both runtimes raise their own exception types for unreadable models
+            raise WeightsError(f"{path}: not a readable synthesis file ({str(e).splitlines()[0]})") from None
+        _check_belongs(path, found, weights_sha256)
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        return self._run(np.ascontiguousarray(y, dtype=np.float32))
+
+
+def _onnxruntime(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    found = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
+    return (lambda y: session.run(None, {"y": y})[0]), found
+
+
+def _openvino_runtime() -> types.ModuleType:
+    """OpenVINO's compiled runtime (``openvino._pyopenvino``), without running the package's ``__init__``.
+
+    That ``__init__`` also imports the model converter and a telemetry client (with urllib, http, email):
+    0.13 s of a 0.2 s import, a seventh of a one-image decode. A stand-in package is put in place for
+    the import of the extension only and removed afterwards, so a later ``import openvino`` in the same
+    program runs the real ``__init__`` (which reuses the loaded extension). Any failure falls back to the
+    ordinary import.
+    """
+    name = "openvino._pyopenvino"
+    if "openvino" in sys.modules or name in sys.modules:
+        importlib.import_module("openvino")
+        return importlib.import_module(name)
+    spec = importlib.util.find_spec("openvino")
+    stand_in = types.ModuleType("openvino")
+    stand_in.__spec__ = spec
+    stand_in.__path__ = list(spec.submodule_search_locations or [])  # type: ignore[union-attr]
+    sys.modules["openvino"] = stand_in
+    try:
+        return importlib.import_module(name)
+    except Exception:
+        sys.modules.pop(name, None)
+        sys.modules.pop("openvino", None)
+        importlib.import_module("openvino")
+        return importlib.import_module(name)
+    finally:
+        if sys.modules.get("openvino") is stand_in:
+            del sys.modules["openvino"]
+
+
+def _openvino(path: Path, threads: int, precision: str):
+    ov = _openvino_runtime()
+    core = ov.Core()
+    model = core.read_model(str(path))
+    found = None
+    if model.has_rt_info(["framework", WEIGHTS_KEY]):
+        found = model.get_rt_info(["framework", WEIGHTS_KEY]).astype(str)
+    config: dict[str, object] = {}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if precision == "fp32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    state = {"request": core.compile_model(model, "CPU", config).create_infer_request()}
+
+    def infer(y: np.ndarray) -> np.ndarray:
+        request = state["request"]
+        request.infer({0: ov.Tensor(y)}, False, False)
+        return request.get_output_tensor(0).data.copy()
+
+    def run(y: np.ndarray) -> np.ndarray:
+        try:
+            return infer(y)
+        except RuntimeError:
+            # OpenVINO picks bf16 from what the CPU reports; where oneDNN is held to less (e.g.
+            # ONEDNN_MAX_CPU_ISA=AVX2) its bf16 kernels fail at the first call. Fall back to fp32 once.
+            if config.get("INFERENCE_PRECISION_HINT") == "f32":
+                raise
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+            state["request"] = core.compile_model(model, "CPU", config).create_infer_request()
+            return infer(y)
+
+    return run, found
