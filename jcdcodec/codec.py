@@ -24,7 +24,7 @@ from .entropy import PREFIXES
 from .errors import JcdError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .weights import LoadedWeights, load_weights
-from .weightsfile import WeightsRef
+from .weightsfile import WeightsRef, read_tensors
 
 __all__ = ["Codec", "Decoded", "Encoded", "native_bf16", "resolve_device"]
 
@@ -76,10 +76,15 @@ class Codec(StreamDecoder):
         """
         if precision not in ("auto", "fp32", "bf16"):
             raise JcdError(f"unknown precision {precision!r} (auto, fp32, bf16)")
-        self.weights = weights if isinstance(weights, LoadedWeights) else load_weights(weights)
+        if isinstance(weights, LoadedWeights):
+            self.weights = weights
+        else:  # from a file: the entropy path reads its tables there, CompressAI's entropy models stay unloaded
+            self.weights = load_weights(weights, coding_only=True)
         model = self.weights.model.eval()
-        # The entropy path's numpy copy of its tensors, taken before the transforms move to the device.
-        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if k.startswith(PREFIXES)}
+        if model.entropy_bottleneck is not None:  # the entropy path's numpy copy of its tensors
+            state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if k.startswith(PREFIXES)}
+        else:
+            state = read_tensors(self.weights.path, PREFIXES)
         settings = {"device": device, "max_pixels": max_pixels, "precision": precision, "max_memory": max_memory}
         # Without explicit weights, a stream made by another shipped model decodes with that model.
         self._init_stream_decoder(self._ref(), state, weights is None, settings)
@@ -104,7 +109,7 @@ class Codec(StreamDecoder):
         return "torch"
 
     def _sibling(self, name: str) -> StreamDecoder:
-        return Codec(load_weights(name), **self._settings)
+        return Codec(name, **self._settings)
 
     def _clock(self) -> Clock:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None

@@ -83,7 +83,10 @@ class StreamDecoder:
 
     def _init_stream_decoder(self, ref: WeightsRef, state: dict, follow_stream: bool, settings: dict) -> None:
         self.ref = ref
-        self.entropy = EntropyPath(state)
+        try:
+            self.entropy = EntropyPath(state)
+        except (KeyError, ValueError, IndexError) as e:
+            raise WeightsError(f"{ref.path}: weights do not hold a usable entropy model ({e})") from None
         self.max_pixels = settings.get("max_pixels", DEFAULT_MAX_PIXELS)
         self._follow_stream = follow_stream
         self._settings = settings

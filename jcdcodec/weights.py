@@ -93,14 +93,33 @@ def write_synthesis(model: JointModel, weights_file: Path, digest: str) -> Path 
     return target
 
 
-def load_model_file(path: Path, meta: dict[str, str] | None = None) -> tuple[JointModel, dict[str, str]]:
-    """Build the model a weights file describes and load it (fp32, CPU, eval mode)."""
+def load_model_file(path: Path, meta: dict[str, str] | None = None,
+                    coding_only: bool = False) -> tuple[JointModel, dict[str, str]]:  # fmt: skip
+    """Build the model a weights file describes and load it (fp32, CPU, eval mode).
+
+    ``coding_only``: without CompressAI's entropy models (the codec reads their tables from the file
+    itself, :mod:`jcdcodec.entropy`); the model can code but not train.
+    """
     meta = read_metadata(path) if meta is None else meta
     config = parse_config(path, meta)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable safetensors weights file ({e})") from None
+    if coding_only:
+        missing = [k for k in ("entropy_bottleneck._quantized_cdf", "gaussian_conditional._quantized_cdf")
+                   if k not in state or state[k].numel() == 0]  # fmt: skip
+        if missing:
+            raise WeightsError(f"{path}: weights carry no entropy tables (export them with `jcd export`)")
+        model = JointModel(config, entropy_models=False)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
+                 if not k.startswith(("entropy_bottleneck.", "gaussian_conditional."))}  # fmt: skip
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise WeightsError(f"{path}: weights do not fit their config ({first})") from None
+        return model.eval(), meta
     model = JointModel(config)
     # Table buffers change size with the weights: assign them instead of copying in.
     for name, module in model.named_modules():
@@ -119,11 +138,12 @@ def load_model_file(path: Path, meta: dict[str, str] | None = None) -> tuple[Joi
     return model.eval(), meta
 
 
-def load_weights(path: str | os.PathLike | None = None) -> LoadedWeights:
+def load_weights(path: str | os.PathLike | None = None, coding_only: bool = False) -> LoadedWeights:
     """Load ``path`` (a weights file, or the name of a shipped model), or the manifest's default.
 
-    Shipped models are checked against the manifest's sha256 before they are used.
+    Shipped models are checked against the manifest's sha256 before they are used. ``coding_only``: see
+    :func:`load_model_file`.
     """
     ref = resolve(path)
-    model, meta = load_model_file(ref.path, ref.meta)
+    model, meta = load_model_file(ref.path, ref.meta, coding_only)
     return LoadedWeights(model, ref.path, ref.sha256, ref.name, ref.trained, ref.entry, ref)

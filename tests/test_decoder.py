@@ -203,3 +203,16 @@ def test_a_decode_only_install_decodes_and_says_what_else_needs_torch(codec, wei
     r = jcd("encode", str(tmp_path / "out.png"), "-o", str(tmp_path / "again.jcd"), "--weights", str(weights_file))
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "needs PyTorch" in r.stderr
+
+
+def test_encoding_does_not_load_compressais_entropy_models(weights_file, tmp_path):
+    """The codec codes with jcdcodec.entropy: CompressAI's entropy models (and scipy.stats) stay unloaded."""
+    script = ("import sys, numpy as np\n"
+              "from jcdcodec import Codec, Picture\n"
+              f"c = Codec({str(weights_file)!r}, device='cpu')\n"
+              "data = c.encode(Picture.from_array(np.full((40, 50, 3), 0.5, np.float32)), 3).data\n"
+              "c.decode(data)\n"
+              "print(sorted(m for m in ('scipy', 'compressai.entropy_models') if m in sys.modules))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"

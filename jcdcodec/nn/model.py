@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import (
     MaskedConv2d,
     ResidualBlock,
@@ -68,9 +67,14 @@ def _first_block(n: int) -> ResidualBlockWithStride:
 
 
 class JointModel(nn.Module):
-    """Joint denoise + compress network. Training uses :meth:`forward`; coding uses the parts."""
+    """Joint denoise + compress network. Training uses :meth:`forward`; coding uses the parts.
 
-    def __init__(self, config: ModelConfig) -> None:
+    ``entropy_models=False`` builds it without CompressAI's entropy models (the coder codes with
+    :mod:`jcdcodec.entropy` from the weights file's tables): importing those models imports scipy.stats,
+    about a second of every ``jcd encode``'s start-up.
+    """
+
+    def __init__(self, config: ModelConfig, entropy_models: bool = True) -> None:
         super().__init__()
         self.config = config
         n = config.N
@@ -114,8 +118,13 @@ class JointModel(nn.Module):
             nn.Conv2d(n * 10 // 3, n * 8 // 3, 1), nn.LeakyReLU(inplace=True),
             nn.Conv2d(n * 8 // 3, n * 6 // 3, 1),
         )  # fmt: skip
-        self.entropy_bottleneck = EntropyBottleneck(n)
-        self.gaussian_conditional = GaussianConditional(None)
+        if entropy_models:
+            from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+            self.entropy_bottleneck = EntropyBottleneck(n)
+            self.gaussian_conditional = GaussianConditional(None)
+        else:
+            self.entropy_bottleneck = self.gaussian_conditional = None
         if config.variable_rate:
             lam = torch.tensor([config.lambdas[q - 1] for q in config.qualities])
             # Start the gains spread like the step sizes the lambdas call for (~lambda^0.5
