@@ -40,7 +40,8 @@ case "$which" in
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb --noise mix) ;;
   base128)
     RUN=runs/base128 NAME=cheng-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=()
-    PURPOSE=(--purpose "training only: stage one of the N=128 model (plain Cheng2020 on clean images; does not denoise)")
+    PURPOSE=(--purpose "training only: stage one of the N=128 model (plain Cheng2020 on clean images; does not denoise)"
+             --no-synthesis)
     NOTE="clean crops: stage one (plain Cheng2020) of the paper's two-stage recipe"
     INIT_FROM=${INIT:-models/cheng-n128.safetensors}
     ARGS=(--preset cheng2020 --clean-input -N 128 --quality 1-6) ;;

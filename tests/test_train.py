@@ -171,6 +171,15 @@ def test_cli_export_writes_a_manifest_entry(image_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "models" / "manifest.json").read_text())
     assert m["default"] == "x" and m["models"]["x"]["steps"] == 1 and len(m["models"]["x"]["sha256"]) == 64
+    # g_s for the decoder without PyTorch goes beside it, checksummed in the entry
+    from jcdcodec.manifest import sha256_file
+
+    companion = tmp_path / "models" / "x.synthesis.onnx"
+    assert m["models"]["x"]["synthesis"] == {"file": companion.name, "sha256": sha256_file(companion)}
+    r = run_jcd("export", str(ckpt), "-o", str(tmp_path / "models" / "x.safetensors"), "--name", "x", "--no-synthesis")
+    assert r.returncode == 0, r.stderr
+    assert not companion.exists()
+    assert "synthesis" not in json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["x"]
 
 
 def test_a_non_finite_batch_is_skipped_and_training_goes_on(image_dir, tmp_path):

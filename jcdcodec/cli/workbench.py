@@ -197,8 +197,10 @@ def _parse_qualities(text: str) -> tuple[int, ...]:
 @click.option("--raw", is_flag=True, help="Ship the raw weights of the last step instead of their moving average.")
 @click.option("--purpose", default=None,
               help="What the weights are for, shown by `jcd models` [default: from the noise they were trained on].")
+@click.option("--synthesis/--no-synthesis", default=True, show_default=True,
+              help="Also write NAME.synthesis.onnx, g_s for the decoder without PyTorch (needs the onnx package).")
 def export(checkpoint: Path, output: Path, name: str | None, make_default: bool, data_note: str, raw: bool,
-           purpose: str | None) -> None:
+           purpose: str | None, synthesis: bool) -> None:
     """Export a training checkpoint to inference weights (fp16 safetensors) and list them in the manifest.
 
     The manifest entry goes to manifest.json beside the output file.
@@ -207,7 +209,11 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
 
     if not checkpoint.is_file():
         raise JcdError(f"{checkpoint}: no such checkpoint")
-    digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw)
+    if not synthesis:  # an old companion would belong to other weights
+        from ..weightsfile import synthesis_path_for
+
+        synthesis_path_for(output).unlink(missing_ok=True)
+    digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw, synthesis=synthesis)
     if purpose:
         record["purpose"] = purpose
     _list_in_manifest(output, digest, record, make_default)

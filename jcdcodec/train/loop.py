@@ -594,7 +594,8 @@ def lr_schedule(log_path: Path, warmup: int) -> str | None:
 
 
 def export_checkpoint(
-    ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "", ema: bool = True
+    ckpt_path: Path, out: Path, name: str | None = None, data_note: str = "", ema: bool = True,
+    synthesis: bool = True,
 ) -> tuple[str, dict]:
     """Checkpoint -> inference weights (fp16 safetensors, tables, config); returns (sha256, record).
 
@@ -633,7 +634,7 @@ def export_checkpoint(
             "train_seconds": str(record["train_seconds"])}
     if "history" in record:  # so a run started with --init from this file (shipped or not) keeps the story
         meta["history"] = record["history"]
-    digest = save_weights(model, out, meta)
+    digest = save_weights(model, out, meta, synthesis=synthesis)
     record["config"] = json.loads(mcfg.to_json())
     return digest, record
 
