@@ -68,6 +68,7 @@ def test_cli_models_lists_the_shipped_models(two_models):
     assert r.returncode == 0, r.stderr
     assert "tiny-test (default)" in r.stdout
     assert "other-test" in r.stdout and "photos" in r.stdout and "benchmark" in r.stdout
+    assert r.stdout.count("decodes   with PyTorch (no .synthesis.onnx file)") == 2  # the entries name none
     r = run_jcd("models", "--json", env={"JCD_MODELS": str(two_models)})
     assert json.loads(r.stdout)["default"] == "tiny-test"
 

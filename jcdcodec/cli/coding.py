@@ -187,6 +187,9 @@ def models(as_json: bool) -> None:
         qs = cfg.get("qualities", [])
         out.print(f"[bold]{name}[/bold]{mark}", soft_wrap=True)
         out.print(escape(f"  file      {e.get('file')} [{str(e.get('sha256', ''))[:8]}]"), soft_wrap=True)
+        syn = e.get("synthesis")
+        decoder = f"{syn['file']} (no PyTorch needed)" if syn else "PyTorch (no .synthesis.onnx file)"
+        out.print(escape(f"  decodes   with {decoder}"), soft_wrap=True)
         out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
                   f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
         out.print(f"  made for  {intended_use(e)}", soft_wrap=True)
