@@ -122,18 +122,33 @@ class WavefrontCoder:
     def _step_params(self, plane: np.ndarray, params: np.ndarray, st: _Step) -> tuple[np.ndarray, np.ndarray]:
         """Scales and means (P, M) of one step's positions, from already coded neighbours.
 
-        ``plane`` is the padded latent as rows of channels, ((h+2)*(w+4), M); ``params`` is
-        (h*w, 2M). Gathering rows gives (P, 12*M) in the weight's tap-major order directly.
+        ``plane`` is the padded latent as rows of channels, ((h+2)*(w+4), M); ``params`` is the
+        hyperprior's share of the first layer, (h*w, out) (:meth:`_first_layer`). Gathering rows gives
+        (P, 12*M) in the weight's tap-major order directly.
         """
         x = plane[st.neighbours].reshape(st.n, -1)
         ctx = x @ self.ctx.weight + self.ctx.bias
-        h = np.concatenate([params[st.params], ctx], axis=1)
-        last = len(self.params_layers) - 1
-        for k, layer in enumerate(self.params_layers):
+        # First layer: the hyperprior's half was multiplied for every position at once (see _first_layer).
+        h = leaky_relu(params[st.params] + ctx @ self._w1_ctx)
+        for k, layer in enumerate(self.params_layers[1:], start=1):
             h = h @ layer.weight + layer.bias
-            if k < last:
+            if k < len(self.params_layers) - 1:
                 h = leaky_relu(h)
         return h[:, : self.m], h[:, self.m :]
+
+    def _first_layer(self, params: np.ndarray) -> np.ndarray:
+        """The hyperprior's part of the first entropy-parameter layer, for all positions in one product.
+
+        The layer reads cat(params, ctx); splitting its weight, params @ W[:2M] + bias does not depend on
+        the coding order, so it is computed once instead of per step (per step only ctx @ W[2M:] remains).
+        ``params`` (h*w, 2M) -> (h*w, out).
+        """
+        first = self.params_layers[0]
+        return params @ first.weight[: params.shape[1]] + first.bias
+
+    @property
+    def _w1_ctx(self) -> np.ndarray:
+        return self.params_layers[0].weight[2 * self.m :]
 
     def _indexes(self, scales: np.ndarray) -> np.ndarray:
         scales = np.maximum(scales, self.scale_bound)
@@ -150,7 +165,7 @@ class WavefrontCoder:
         m, h, w = y.shape
         plane = np.zeros(((h + 2) * (w + 4), m), dtype=DTYPE)
         rows_y = np.ascontiguousarray(np.asarray(y, DTYPE).reshape(m, h * w).T)
-        rows_p = np.ascontiguousarray(np.asarray(params, DTYPE).reshape(2 * m, h * w).T)
+        rows_p = self._first_layer(np.ascontiguousarray(np.asarray(params, DTYPE).reshape(2 * m, h * w).T))
         symbols, indexes = [], []
         for st in _plan(h, w):
             scales, means = self._step_params(plane, rows_p, st)
@@ -170,6 +185,7 @@ class WavefrontCoder:
         m = self.m
         plane = np.zeros(((h + 2) * (w + 4), m), dtype=DTYPE)
         rows_p = np.ascontiguousarray(np.asarray(params, DTYPE).reshape(2 * m, h * w).T)
+        rows_p = self._first_layer(rows_p)
         dec = RansDecoder()
         dec.set_stream(padded_for_decoding(stream, m * h * w))
         crc = 0
