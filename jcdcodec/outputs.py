@@ -43,16 +43,34 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
 
 
+#: Per directory (first write there in this process): target name -> temporaries found for it.
+_TEMPORARIES: dict[Path, dict[str, list[Path]]] = {}
+
+
+def _temporaries_in(parent: Path) -> dict[str, list[Path]]:
+    """The jcd temporaries of a directory by target name, listed once per process and directory.
+
+    A batch writing N files into one directory would otherwise list it N times (quadratic in N); what
+    is left by writers that die while this process runs is found by the next process.
+    """
+    key = parent.resolve()
+    if key not in _TEMPORARIES:
+        index: dict[str, list[Path]] = {}
+        with contextlib.suppress(OSError):
+            for p in parent.iterdir():
+                name = p.name
+                if name.startswith(".") and TMP_TAG in name:
+                    index.setdefault(name[1 : name.index(TMP_TAG)], []).append(p)
+        _TEMPORARIES[key] = index
+    return _TEMPORARIES[key]
+
+
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporaries of ``path`` left by processes that no longer run; returns them."""
     parent = path.parent if str(path.parent) else Path(".")
     removed = []
     prefix = f".{path.name}{TMP_TAG}"
-    try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return removed
-    for p in candidates:
+    for p in _temporaries_in(parent).pop(path.name, []):
         pid_text = p.name[len(prefix):].split("-", 1)[0]
         if not pid_text.isdigit() or _pid_alive(int(pid_text)):
             continue

@@ -193,3 +193,24 @@ def test_decoding_alpha_to_jpeg_warns_that_it_is_dropped(tmp_path, weights_file)
     assert r.returncode == 0 and "jcd: warning:" in r.stderr and "alpha" in r.stderr
     r = jcd("decode", str(tmp_path / "a.jcd"), "-o", str(tmp_path / "x.png"), weights=weights_file)
     assert r.returncode == 0 and "warning" not in r.stderr and Image.open(tmp_path / "x.png").mode == "RGBA"
+
+
+def test_a_directory_is_listed_once_for_many_writes(tmp_path, monkeypatch):
+    """Writing N files into one directory lists it once, not N times (stale temporaries are still removed)."""
+    from pathlib import Path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".f7.png{TMP_TAG}{dead.pid}-deadbeef.png"
+    orphan.write_bytes(b"half")
+    listed = []
+    real = Path.iterdir
+
+    def counting(self):
+        listed.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", counting)
+    for k in range(20):
+        atomic_write_bytes(tmp_path / f"f{k}.png", b"x")
+    assert listed == [tmp_path] and not orphan.exists()
