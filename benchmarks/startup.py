@@ -6,7 +6,10 @@ command alike, and prints the median wall time, CPU time (user + system, all thr
 command. The AVIF is the same picture at a similar file size, decoded by Pillow in the same run. The
 onnx engine runs with its default threads (one per core) and with one thread (--threads 1).
 
-    .venv/bin/python benchmarks/startup.py [IMAGE] --runs 7 [--json out.json]
+    .venv/bin/python benchmarks/startup.py [IMAGE] --runs 7 [--json out.json] [--baseline OLD_CHECKOUT]
+
+``--baseline`` adds ``jcd decode`` of another checkout (e.g. ``git worktree add /tmp/old <commit>``), run with
+this environment's packages, for a before/after in the same run.
 
 Without IMAGE: ../shared/data/kodak/kodim01.png, else a synthetic 768x512 picture.
 """
@@ -81,6 +84,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7, help="runs of each command (median reported)")
     ap.add_argument("-q", "--quality", type=float, default=4)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--baseline", type=Path, default=None, help="another jcd checkout to time beside this one")
     ap.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.prepare is not None:
@@ -106,6 +110,11 @@ def main() -> None:
                                                              "torch"], env)  # fmt: skip
         commands["jcd decode -o out.png, torch (1 thread)"] = ([*jcd, "decode", str(stream), "-o", out, "--engine",
                                                                  "torch", "--threads", "1"], env)  # fmt: skip
+        if a.baseline is not None:
+            old = str(a.baseline.resolve())
+            code = (f"import sys; sys.path.insert(0, {old!r}); sys.argv = ['jcd', 'decode', {str(stream)!r}, '-o', "
+                    f"{out!r}]; from jcdcodec.cli import main; main()")  # fmt: skip
+            commands[f"jcd decode -o out.png, {a.baseline.name} (baseline)"] = ([py, "-c", code], env)
         commands["Pillow: AVIF -> out.png"] = (
             [py, "-c", f"from PIL import Image; Image.open({str(avif)!r}).save({out!r})"], env)
         commands["Pillow plugin: Image.open(.jcd).load()"] = (
