@@ -182,10 +182,12 @@ class OnnxDecoder(StreamDecoder):
         threads: int = 0,
         follow_stream: bool | None = None,
         precision: str = "auto",
+        sibling_engine: str = "auto",
     ) -> None:
         """``follow_stream`` (default: when ``weights`` is None): decode streams made by other shipped models
         with their own model. ``precision``: "auto" (bf16 where the CPU has it and the runtime uses it) or
-        "fp32"."""
+        "fp32". ``sibling_engine``: the engine asked for streams of other shipped models ("onnx" refuses
+        a model without a synthesis file instead of loading PyTorch for it)."""
         from .synthesis import OnnxSynthesis
 
         ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
@@ -201,6 +203,7 @@ class OnnxDecoder(StreamDecoder):
         settings = {"max_pixels": max_pixels, "max_memory": max_memory, "threads": threads, "precision": precision}
         self._init_stream_decoder(ref, state, weights is None if follow_stream is None else follow_stream, settings)
         self._inv_gain = state.get("log_inv_gain")
+        self._sibling_engine = sibling_engine
         self._g_s = OnnxSynthesis(synthesis, ref.sha256, threads, precision)
         self.tile_side = tiling.tile_side(max_memory, ref.config.N)
 
@@ -209,7 +212,7 @@ class OnnxDecoder(StreamDecoder):
         return f"onnx ({self._g_s.runtime})"
 
     def _sibling(self, name: str) -> StreamDecoder:
-        return open_decoder(name, engine="auto", device="cpu", **self._settings)
+        return open_decoder(name, engine=self._sibling_engine, device="cpu", **self._settings)
 
     def _synthesize(self, y_hat: np.ndarray, quality: float) -> np.ndarray:
         y = y_hat.astype(np.float32)[None]
@@ -269,7 +272,8 @@ def open_decoder(
         if engine == "onnx":
             if not runtime_available():
                 raise JcdError("--engine onnx needs onnxruntime or openvino (pip install onnxruntime)")
-            return OnnxDecoder(ref, follow_stream=weights is None, **onnx_settings)  # type: ignore[arg-type]
+            return OnnxDecoder(ref, follow_stream=weights is None, sibling_engine="onnx",
+                               **onnx_settings)  # type: ignore[arg-type]  # fmt: skip
         if runtime_available() and ref.synthesis_path() is not None:
             return OnnxDecoder(ref, follow_stream=weights is None, **onnx_settings)  # type: ignore[arg-type]
     return _torch_decoder(weights, device, settings)

@@ -216,3 +216,21 @@ def test_encoding_does_not_load_compressais_entropy_models(weights_file, tmp_pat
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "[]"
+
+
+@needs_runtime
+def test_streams_of_another_shipped_model_follow_the_engine_asked_for(isolated, monkeypatch):
+    from jcdcodec.manifest import sha256_file
+
+    entries = {}
+    for name, file in (("tiny-test", "tiny.safetensors"), ("other-test", "other.safetensors")):
+        entries[name] = {"name": name, "file": file, "sha256": sha256_file(isolated / file)}
+    synthesis_path_for(isolated / "other.safetensors").unlink()  # the other model decodes with PyTorch only
+    (isolated / "manifest.json").write_text(json.dumps({"default": "tiny-test", "models": entries}))
+    monkeypatch.setenv("JCD_MODELS", str(isolated))
+    data = Codec("other-test", device="cpu").encode(Picture.from_array(textured(40, 50, seed=9)), 3).data
+    auto = open_decoder(device="cpu")
+    assert auto.engine.startswith("onnx")
+    assert auto.decode(data).picture.rgb.shape == (40, 50, 3)  # via PyTorch for that stream
+    with pytest.raises(WeightsError, match="other-test have no synthesis file"):
+        open_decoder(engine="onnx").decode(data)
