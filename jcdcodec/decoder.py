@@ -264,17 +264,14 @@ def open_decoder(
             return _torch_decoder(weights, device, settings)
         from .synthesis import choose_runtime
 
-        def runtime_available() -> bool:
-            return choose_runtime() is not None
-
         ref = resolve(weights)
         onnx_settings = {k: v for k, v in settings.items() if k in ("max_pixels", "max_memory", "threads", "precision")}
         if engine == "onnx":
-            if not runtime_available():
+            if choose_runtime() is None:
                 raise JcdError("--engine onnx needs onnxruntime or openvino (pip install onnxruntime)")
             return OnnxDecoder(ref, follow_stream=weights is None, sibling_engine="onnx",
                                **onnx_settings)  # type: ignore[arg-type]  # fmt: skip
-        if runtime_available() and ref.synthesis_path() is not None:
+        if choose_runtime() is not None and ref.synthesis_path() is not None:
             return OnnxDecoder(ref, follow_stream=weights is None, **onnx_settings)  # type: ignore[arg-type]
     return _torch_decoder(weights, device, settings)
 

@@ -106,21 +106,12 @@ def load_model_file(path: Path, meta: dict[str, str] | None = None,
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable safetensors weights file ({e})") from None
+    entropy = ("entropy_bottleneck.", "gaussian_conditional.")
     if coding_only:
-        missing = [k for k in ("entropy_bottleneck._quantized_cdf", "gaussian_conditional._quantized_cdf")
-                   if k not in state or state[k].numel() == 0]  # fmt: skip
-        if missing:
+        if any(k not in state or state[k].numel() == 0 for k in (f"{p}_quantized_cdf" for p in entropy)):
             raise WeightsError(f"{path}: weights carry no entropy tables (export them with `jcd export`)")
-        model = JointModel(config, entropy_models=False)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
-                 if not k.startswith(("entropy_bottleneck.", "gaussian_conditional."))}  # fmt: skip
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0]
-            raise WeightsError(f"{path}: weights do not fit their config ({first})") from None
-        return model.eval(), meta
-    model = JointModel(config)
+        state = {k: v for k, v in state.items() if not k.startswith(entropy)}
+    model = JointModel(config, entropy_models=not coding_only)
     # Table buffers change size with the weights: assign them instead of copying in.
     for name, module in model.named_modules():
         for buf in _TABLE_BUFFERS + ("scale_table",):
@@ -133,7 +124,7 @@ def load_model_file(path: Path, meta: dict[str, str] | None = None,
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise WeightsError(f"{path}: weights do not fit their config ({first})") from None
-    if not model.tables_ready():
+    if not coding_only and not model.tables_ready():
         raise WeightsError(f"{path}: weights carry no entropy tables (export them with `jcd export`)")
     return model.eval(), meta
 

@@ -51,7 +51,12 @@ class WeightsRef:
         return bytes.fromhex(self.sha256[:8])
 
     def synthesis_path(self) -> Path | None:
-        """The g_s companion (checked against the manifest's sha256 when listed there), or None."""
+        """The g_s companion (checked against the manifest's sha256 when listed there), or None; looked up once."""
+        if "_synthesis" not in self.__dict__:
+            self.__dict__["_synthesis"] = self._find_synthesis()
+        return self.__dict__["_synthesis"]
+
+    def _find_synthesis(self) -> Path | None:
         record = (self.entry or {}).get("synthesis")
         if record:
             file = self.path.parent / record["file"]

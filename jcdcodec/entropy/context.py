@@ -44,6 +44,18 @@ def padded_for_decoding(stream: bytes, n_symbols: int) -> bytes:
     return stream + bytes(12 * n_symbols + 16 * len(stream) + 64)
 
 
+def coder_tables(state: Mapping[str, np.ndarray], prefix: str) -> tuple[list[list[int]], list[int], list[int]]:
+    """An entropy model's quantised CDFs (rows trimmed to their length), lengths and offsets, as rANS takes them.
+
+    Rows are padded to the longest CDF; the coder only reads cdf_length entries. Passing trimmed rows
+    cuts the per-call conversion cost of CompressAI's rANS by ~7x.
+    """
+    lengths = np.asarray(state[f"{prefix}._cdf_length"]).reshape(-1).astype(int).tolist()
+    cdf = np.asarray(state[f"{prefix}._quantized_cdf"]).astype(int).tolist()
+    offsets = np.asarray(state[f"{prefix}._offset"]).reshape(-1).astype(int).tolist()
+    return [row[:n] for row, n in zip(cdf, lengths, strict=True)], lengths, offsets
+
+
 def wavefront_schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Rows and columns of the positions coded at each non-empty step t = 3i + j, in increasing t."""
     steps = []
@@ -109,14 +121,10 @@ class WavefrontCoder:
             self.params_layers.append(_Layer(np.ascontiguousarray(weight.T), bias))
             k += 2  # Conv2d, LeakyReLU, Conv2d, ...
         self.m = m
+        self.w1_ctx = np.ascontiguousarray(self.params_layers[0].weight[2 * m :])  # the first layer's context half
         self.scale_bound = float(np.asarray(state["gaussian_conditional.lower_bound_scale.bound"]).reshape(-1)[0])
         self.scale_table = np.asarray(state["gaussian_conditional.scale_table"], DTYPE)
-        self.cdf_lengths = np.asarray(state["gaussian_conditional._cdf_length"]).reshape(-1).astype(int).tolist()
-        # Rows are padded to the longest CDF; the coder only reads cdf_length entries. Passing
-        # trimmed rows cuts the per-call conversion cost of CompressAI's rANS by ~7x.
-        cdf = np.asarray(state["gaussian_conditional._quantized_cdf"]).astype(int).tolist()
-        self.cdfs = [row[:n] for row, n in zip(cdf, self.cdf_lengths, strict=True)]
-        self.offsets = np.asarray(state["gaussian_conditional._offset"]).reshape(-1).astype(int).tolist()
+        self.cdfs, self.cdf_lengths, self.offsets = coder_tables(state, "gaussian_conditional")
 
     # -- shared per-step arithmetic ------------------------------------------------------
     def _step_params(self, plane: np.ndarray, params: np.ndarray, st: _Step) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +137,7 @@ class WavefrontCoder:
         x = plane[st.neighbours].reshape(st.n, -1)
         ctx = x @ self.ctx.weight + self.ctx.bias
         # First layer: the hyperprior's half was multiplied for every position at once (see _first_layer).
-        h = leaky_relu(params[st.params] + ctx @ self._w1_ctx)
+        h = leaky_relu(params[st.params] + ctx @ self.w1_ctx)
         for k, layer in enumerate(self.params_layers[1:], start=1):
             h = h @ layer.weight + layer.bias
             if k < len(self.params_layers) - 1:
@@ -145,10 +153,6 @@ class WavefrontCoder:
         """
         first = self.params_layers[0]
         return params @ first.weight[: params.shape[1]] + first.bias
-
-    @property
-    def _w1_ctx(self) -> np.ndarray:
-        return self.params_layers[0].weight[2 * self.m :]
 
     def _indexes(self, scales: np.ndarray) -> np.ndarray:
         scales = np.maximum(scales, self.scale_bound)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import BitstreamError
 from .arrays import DTYPE, Conv3x3, leaky_relu, pixel_shuffle
-from .context import WavefrontCoder, padded_for_decoding
+from .context import WavefrontCoder, coder_tables, padded_for_decoding
 from .rans import RansDecoder, RansEncoder
 
 #: Tensors of a weights file that the entropy path reads (prefixes); a decoder loads only these and g_s.
@@ -61,10 +61,7 @@ class FactorizedPrior:
         quantiles = np.asarray(state["entropy_bottleneck.quantiles"], np.float32)  # (C, 1, 3)
         self.medians = np.ascontiguousarray(quantiles[:, 0, 1])
         self.channels = self.medians.shape[0]
-        self.cdf_lengths = np.asarray(state["entropy_bottleneck._cdf_length"]).reshape(-1).astype(int).tolist()
-        cdf = np.asarray(state["entropy_bottleneck._quantized_cdf"]).astype(int).tolist()
-        self.cdfs = [row[:n] for row, n in zip(cdf, self.cdf_lengths, strict=True)]
-        self.offsets = np.asarray(state["entropy_bottleneck._offset"]).reshape(-1).astype(int).tolist()
+        self.cdfs, self.cdf_lengths, self.offsets = coder_tables(state, "entropy_bottleneck")
 
     def _indexes(self, h: int, w: int) -> list[int]:
         return np.repeat(np.arange(self.channels), h * w).tolist()
