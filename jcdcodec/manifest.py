@@ -53,6 +53,8 @@ def intended_use(entry: dict) -> str:
     """
     if entry.get("purpose"):
         return str(entry["purpose"])
+    if entry.get("train_config", {}).get("noise") in ("camera", "mix"):
+        return "camera photos (also trained on camera-like noise: demosaicked, tone-mapped, JPEG'd)"
     if entry.get("train_config", {}).get("gamma", "reference") == "srgb":
         return "photos (neutral brightness, sRGB noise)"
     return "the published benchmark (reference noise gamma; darkens clean photos)"

@@ -93,3 +93,12 @@ def test_intended_use_follows_the_noise_convention_unless_stated():
     assert "benchmark" in intended_use({"train_config": {"gamma": "reference"}})
     assert "benchmark" in intended_use({})  # records from before --gamma existed were all reference
     assert intended_use({"purpose": "x-rays", "train_config": {"gamma": "srgb"}}) == "x-rays"
+
+
+def test_intended_use_follows_the_training_noise():
+    from jcdcodec.manifest import intended_use
+
+    assert "benchmark" in intended_use({"train_config": {"gamma": "reference"}})
+    assert intended_use({"train_config": {"gamma": "srgb"}}).startswith("photos")
+    assert intended_use({"train_config": {"gamma": "srgb", "noise": "mix"}}).startswith("camera photos")
+    assert intended_use({"purpose": "training only", "train_config": {"noise": "mix"}}) == "training only"

@@ -629,7 +629,8 @@ def export_checkpoint(
         schedule = lr_schedule(ckpt_path.parent / "log.jsonl", int(tc.get("warmup", 0))) or f"lr {tc.get('lr')}"
         record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before") + (
             f"; then {int(ckpt['step'])} steps from those weights at {schedule}"
-            + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else ""))
+            + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else "")
+            + {"camera": ", camera-like noise", "mix": ", half the batches camera-like noise"}.get(tc.get("noise"), ""))
     meta = {"name": name, "trained": "true", "steps": str(record["steps"]),
             "train_seconds": str(record["train_seconds"])}
     if "history" in record:  # so a run started with --init from this file (shipped or not) keeps the story
