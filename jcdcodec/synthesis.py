@@ -14,15 +14,20 @@ runtime that loads in a tenth of a second. Two runtimes read the file (docs/spee
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import importlib.util
+import io
 import os
+import platform
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
 
+from . import usercache
 from .errors import JcdError, WeightsError
 
 #: Metadata key naming the weights file a synthesis file belongs to (written by nn.onnx_export).
@@ -65,7 +70,7 @@ class OnnxSynthesis:
             raise JcdError("the onnx engine needs onnxruntime or openvino (pip install onnxruntime)")
         try:
             if self.runtime == "openvino":
-                self._run, found = _openvino(path, threads, precision)
+                self._run, found = _openvino(path, threads, precision, weights_sha256)
             else:
                 self._run, found = _onnxruntime(path, threads)
         except (WeightsError, JcdError):
@@ -121,19 +126,27 @@ def _openvino_runtime() -> types.ModuleType:
             del sys.modules["openvino"]
 
 
-def _openvino(path: Path, threads: int, precision: str):
+def _openvino(path: Path, threads: int, precision: str, weights_sha256: str):
     ov = _openvino_runtime()
     core = ov.Core()
-    model = core.read_model(str(path))
-    found = None
-    if model.has_rt_info(["framework", WEIGHTS_KEY]):
-        found = model.get_rt_info(["framework", WEIGHTS_KEY]).astype(str)
     config: dict[str, object] = {}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     if precision == "fp32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
-    state = {"request": core.compile_model(model, "CPU", config).create_infer_request()}
+    key = _compiled_key(ov, core, path, config, weights_sha256)
+    compiled, found, model = _import_compiled(core, key, config), weights_sha256, None
+    if compiled is None:
+        model = core.read_model(str(path))
+        found = None
+        if model.has_rt_info(["framework", WEIGHTS_KEY]):
+            found = model.get_rt_info(["framework", WEIGHTS_KEY]).astype(str)
+        compiled = core.compile_model(model, "CPU", config)
+        if key is not None and found == weights_sha256:  # a cached network is one whose file was checked
+            buffer = io.BytesIO()
+            compiled.export_model(buffer)
+            usercache.write(key, buffer.getvalue())
+    state = {"request": compiled.create_infer_request()}
 
     def infer(y: np.ndarray) -> np.ndarray:
         request = state["request"]
@@ -149,7 +162,47 @@ def _openvino(path: Path, threads: int, precision: str):
             if config.get("INFERENCE_PRECISION_HINT") == "f32":
                 raise
             config["INFERENCE_PRECISION_HINT"] = "f32"
-            state["request"] = core.compile_model(model, "CPU", config).create_infer_request()
+            fp32_model = model if model is not None else core.read_model(str(path))
+            state["request"] = core.compile_model(fp32_model, "CPU", config).create_infer_request()
             return infer(y)
 
     return run, found
+
+
+def _compiled_key(ov: types.ModuleType, core: object, path: Path, config: dict, weights_sha256: str) -> str | None:
+    """The user-cache key of g_s compiled for this CPU: everything the compiled network depends on.
+
+    A network compiled for one CPU's instructions must never run on another (a home folder shared over
+    the network, oneDNN held to an older instruction set): the CPU's name, its flags as the kernel
+    reports them and the oneDNN/OpenVINO variables that limit them are part of the key.
+    """
+    if usercache.cache_dir() is None:
+        return None
+    try:
+        flags = ""
+        with contextlib.suppress(OSError):
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+        return usercache.make_key(
+            "openvino-g_s",
+            file=hashlib.sha256(path.read_bytes()).hexdigest(),
+            weights=weights_sha256,
+            version=ov.get_version(),
+            config=config,
+            cpu=[core.get_property("CPU", "FULL_DEVICE_NAME"), core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
+                 platform.machine(), flags],
+            env={k: v for k, v in os.environ.items() if k.startswith(("ONEDNN_", "DNNL_", "OV_"))},
+        )  # fmt: skip
+    except Exception:  # no key, no cache: the network is compiled as without one
+        return None
+
+
+def _import_compiled(core: object, key: str | None, config: dict) -> object | None:
+    """The compiled network stored under ``key``, or None (then it is compiled from the file)."""
+    blob = usercache.read(key) if key is not None else None
+    if blob is None:
+        return None
+    try:
+        return core.import_model(blob, "CPU", config)
+    except Exception:  # another OpenVINO's blob that slipped past the key, or a damaged one: compile
+        return None

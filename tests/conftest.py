@@ -23,6 +23,18 @@ needs_kodak = pytest.mark.skipif(not KODAK.is_dir(), reason=f"{KODAK} not presen
 needs_train = pytest.mark.skipif(not TRAIN.is_dir(), reason=f"{TRAIN} not present (shared data sets absent)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_cache(tmp_path_factory):
+    """Compiled networks go to a cache of the test session (its processes too), never the user's."""
+    before = os.environ.get("JCD_CACHE_DIR")
+    os.environ["JCD_CACHE_DIR"] = str(tmp_path_factory.mktemp("usercache"))
+    yield
+    if before is None:
+        os.environ.pop("JCD_CACHE_DIR", None)
+    else:
+        os.environ["JCD_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def weights_file(tmp_path_factory) -> Path:
     from jcdcodec.nn.model import JointModel, ModelConfig

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import run_jcd, textured
 from PIL import Image
+
+from jcdcodec.cli.app import WORKBENCH
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +201,17 @@ def test_help_and_info_start_without_torch_or_numpy(stream):
     r = subprocess.run([sys.executable, "-c", code, str(stream)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
+
+
+def test_the_workbench_commands_load_when_named_and_are_all_listed():
+    code = (
+        "import sys; from jcdcodec.cli.app import cli, WORKBENCH; import jcdcodec.cli\n"
+        "before = set(cli.commands); assert 'jcdcodec.cli.workbench' not in sys.modules\n"
+        "import jcdcodec.cli.workbench\n"
+        "print(sorted(set(cli.commands) - before) == sorted(WORKBENCH))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-1000:]
+    r = run_jcd("--help")
+    assert r.returncode == 0 and all(name in r.stdout for name in WORKBENCH)
+    assert run_jcd("eval", "--help").returncode == 0

@@ -200,3 +200,20 @@ def test_an_image_declaring_no_pixels_is_refused(tmp_path):
     src.write_bytes(_bmp_declaring(0, 5))
     with pytest.raises(JcdError):
         load_image(src)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_pngs_are_written_losslessly_at_the_fast_zlib_level(depth):
+    import png
+
+    from jcdcodec.imageio import PNG_COMPRESS_LEVEL, encode_image
+
+    rgb = textured(40, 56, seed=2).astype(np.float32)
+    data = encode_image(rgb, "PNG", RGB, depth)
+    w, h, rows, _ = png.Reader(bytes=data).asDirect()
+    back = np.vstack(list(rows)).reshape(h, w, 3) / (255 if depth == 8 else 65535)
+    assert np.abs(back - rgb).max() <= 0.5 / (255 if depth == 8 else 65535) + 1e-6
+    # The zlib header of the first IDAT names the level class: 1 for levels 2-5 (zlib's own rule).
+    idat = data.index(b"IDAT") + 4
+    assert (data[idat + 1] >> 6) == 1 and 2 <= PNG_COMPRESS_LEVEL <= 5
+    assert (data[idat] & 0x0F) == 8 and (data[idat] * 256 + data[idat + 1]) % 31 == 0  # a zlib header indeed

@@ -16,8 +16,26 @@ from .. import __version__  # noqa: E402
 from ..errors import JcdError  # noqa: E402
 from .common import err  # noqa: E402
 
+#: The commands of :mod:`.workbench`, for people who make and measure models.
+WORKBENCH = frozenset({"noise", "train", "export", "export-synthesis", "calibrate", "eval", "bench"})
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Group(click.Group):
+    """Imports the workbench commands only when one is named or the commands are listed, so that the
+    codec's commands (a decode takes 0.6 s of CPU in all) do not pay for defining them."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in WORKBENCH:
+            from . import workbench  # noqa: F401  (registers the commands)
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from . import workbench  # noqa: F401
+
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jcd")
 def cli() -> None:
     """jcd - compress a noisy photo, decode a clean one.

@@ -182,8 +182,6 @@ def _named(t: Target, message: str) -> str:
 
 def _each(todo: list[Target], verb: str, work) -> None:
     """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     if len(todo) == 1:
         with status(f"{verb} {todo[0].src.name}"):
             try:
@@ -192,6 +190,8 @@ def _each(todo: list[Target], verb: str, work) -> None:
                 raise type(e)(_named(todo[0], str(e))) from None
         todo[0].done()
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     failed = 0
     cols = [TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*cols, console=err, disable=_Ctx.quiet or not err.is_terminal, transient=True) as bar:
