@@ -30,7 +30,7 @@ from .config import ModelConfig
 from .entropy.path import PREFIXES, EntropyPath
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
-from .manifest import find_by_fingerprint
+from .manifest import find_by_fingerprint, find_retired, retired_note
 from .streaminfo import describe_fingerprint
 from .weightsfile import WeightsRef, read_tensors, resolve
 
@@ -140,6 +140,9 @@ class StreamDecoder:
             other = self._shipped_decoder_for(hd.fingerprint)
             if other is not None:
                 return other.decode(data)
+            old = find_retired(hd.fingerprint)
+            if old is not None:
+                raise WeightsError(f"stream was made with {retired_note(old)}")
             made_with = describe_fingerprint(hd.fingerprint)
             raise WeightsError(
                 f"stream was made with weights {made_with}, but the loaded weights are "

@@ -7,15 +7,21 @@ from dataclasses import dataclass
 
 from . import bitstream
 from .bitstream import padded_size
-from .manifest import find_by_fingerprint
+from .manifest import find_by_fingerprint, find_retired
 
 KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
 
 
 def describe_fingerprint(fp: bytes) -> str:
-    """'name [hex]' when the manifest knows the weights, else just the hex fingerprint."""
+    """'name [hex]' when the manifest knows the weights (an earlier version: 'name, replaced DATE [hex]'),
+    else just the hex fingerprint."""
     found = find_by_fingerprint(fp)
-    return f"{found[0]} [{fp.hex()}]" if found else f"[{fp.hex()}]"
+    if found:
+        return f"{found[0]} [{fp.hex()}]"
+    old = find_retired(fp)
+    if old:
+        return f"{old['name']}, replaced {old.get('replaced', '(date unknown)')} [{fp.hex()}]"
+    return f"[{fp.hex()}]"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
         weights_name, entry = found
         trained = entry.get("trained", True)
         n = n or entry.get("config", {}).get("N")
+    elif (old := find_retired(h.fingerprint)) is not None:
+        weights_name = describe_fingerprint(h.fingerprint).rsplit(" [", 1)[0]
+        n = n or old.get("config", {}).get("N")
     return StreamInfo(
         format=f"jcd v{h.version}",
         width=h.width,

@@ -102,3 +102,77 @@ def test_intended_use_follows_the_training_noise():
     assert intended_use({"train_config": {"gamma": "srgb"}}).startswith("photos")
     assert intended_use({"train_config": {"gamma": "srgb", "noise": "mix"}}).startswith("camera photos")
     assert intended_use({"purpose": "training only", "train_config": {"noise": "mix"}}) == "training only"
+
+
+def test_a_stream_of_a_replaced_version_says_where_its_weights_are(two_models, tmp_path):
+    """A model updated in a later jcd: its old streams name the commit that still holds their weights."""
+    from jcdcodec import Codec, Picture
+    from jcdcodec.manifest import sha256_file
+
+    enc = Codec("other-test", device="cpu").encode(Picture.from_array(textured(40, 56)), 3)
+    manifest = json.loads((two_models / "manifest.json").read_text())
+    old = manifest["models"].pop("other-test")  # other-test is "replaced": only its record is left
+    manifest["retired"] = [{"name": "other-test", "file": old["file"], "sha256": sha256_file(two_models / old["file"]),
+                            "steps": 0, "commit": "0123456789ab", "replaced": "2026-01-02"}]  # fmt: skip
+    (two_models / "manifest.json").write_text(json.dumps(manifest))
+    (two_models / old["file"]).unlink()
+    stream = tmp_path / "old.jcd"
+    stream.write_bytes(enc.data)
+    env = {"JCD_MODELS": str(two_models)}
+    r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old.png"), env=env)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "other-test weights" in r.stderr and "(replaced 2026-01-02)" in r.stderr
+    assert "git show 0123456789ab:models/other.safetensors > other-test-" in r.stderr and "--weights" in r.stderr
+    r = run_jcd("info", str(stream), "--json", env=env)
+    assert json.loads(r.stdout)["weights_name"] == "other-test, replaced 2026-01-02"
+
+
+def test_export_over_a_shipped_model_records_the_version_it_replaces(tmp_path, weights_file, other_weights_file):
+    import subprocess
+
+    from jcdcodec.cli.workbench import _list_in_manifest
+    from jcdcodec.manifest import read_manifest, sha256_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    target = models / "m.safetensors"
+    shutil.copy(weights_file, target)
+    _list_in_manifest(target, sha256_file(target), {"name": "m", "steps": "10", "config": {"N": 16}}, True)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "ship m"], check=True)
+    first = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout[:12]
+    shutil.copy(other_weights_file, target)  # the next export replaces it
+    _list_in_manifest(target, sha256_file(target), {"name": "m", "steps": "20"}, make_default=True)
+    manifest = read_manifest(models)
+    assert manifest["models"]["m"]["sha256"] == sha256_file(other_weights_file)
+    (retired,) = manifest["retired"]
+    assert retired["sha256"] == sha256_file(weights_file) and retired["commit"] == first and retired["steps"] == "10"
+    assert retired["config"]["N"] == 16
+    _list_in_manifest(target, sha256_file(target), {"name": "m", "steps": "20"}, make_default=True)
+    assert len(read_manifest(models)["retired"]) == 1  # the same weights again retire nothing
+
+
+def test_every_retired_version_is_in_the_repository_history():
+    """The shipped manifest's retired records point at commits that hold exactly those weights."""
+    import hashlib
+    import subprocess
+
+    from conftest import REPO
+
+    from jcdcodec.manifest import read_manifest
+
+    retired = read_manifest(REPO / "models").get("retired", [])
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the history is not here")
+    assert retired, "the shipped manifest lists the earlier versions of its models"
+    shipped = {e["sha256"] for e in read_manifest(REPO / "models")["models"].values()}
+    for e in retired:
+        assert e["sha256"] not in shipped
+        where = f"{e['commit']}:models/{e['file']}"
+        blob = subprocess.run(["git", "-C", str(REPO), "show", where], capture_output=True)
+        if blob.returncode != 0 and (b"bad object" in blob.stderr or b"invalid object" in blob.stderr):
+            pytest.skip("a shallow clone: older commits are not here")
+        assert blob.returncode == 0, blob.stderr.decode()[-300:]
+        assert hashlib.sha256(blob.stdout).hexdigest() == e["sha256"], e

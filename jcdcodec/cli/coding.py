@@ -193,6 +193,11 @@ def models(as_json: bool) -> None:
         out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
                   f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
         out.print(f"  made for  {intended_use(e)}", soft_wrap=True)
+    retired = manifest.get("retired", [])
+    if retired:
+        out.print(f"\n{len(retired)} earlier versions of these models are no longer shipped; streams they made name "
+                  "the commit that holds their weights (`jcd models --json` lists them, docs/models.md)",
+                  soft_wrap=True, markup=False)  # fmt: skip
 
 
 @cli.command()

@@ -248,7 +248,7 @@ def export_synthesis(weights: Path) -> None:
 
 def _list_in_manifest(output: Path, digest: str, record: dict, make_default: bool) -> None:
     """Write ``record`` as the manifest entry of ``output`` (manifest.json beside it); keep old figures aside."""
-    from ..manifest import read_manifest, sha256_file
+    from ..manifest import read_manifest, retire, sha256_file
     from ..outputs import atomic_write_bytes
     from ..weightsfile import synthesis_path_for
 
@@ -260,6 +260,8 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
     if companion.is_file():
         record["synthesis"] = {"file": companion.name, "sha256": sha256_file(companion)}
     old = manifest.setdefault("models", {}).get(record["name"], {})
+    if old.get("sha256") not in (None, digest):
+        retire(manifest, old, output.parent)
     if "figures" in old:
         record["figures_previous"] = old["figures"]
     record.pop("figures", None)  # figures belong to the weights they were measured with
