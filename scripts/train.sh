@@ -2,13 +2,13 @@
 # The shipped models' training runs, resumable across sessions.
 #   bash scripts/train.sh main           # jcd-n64, the benchmark model (reference noise): resume runs/main, else
 #                                        # continue from the committed weights (or start from scratch)
-#   bash scripts/train.sh photo          # jcd-n64-srgb, the default: the benchmark model fine-tuned on sRGB-gamma
+#   bash scripts/train.sh photo          # jcd-n64-srgb: the benchmark model fine-tuned on sRGB-gamma
 #                                        # noise (the reference gamma pair brightens images, so a model trained
 #                                        # only on it darkens real photos; benchmarks/tone.py measures it).
 #                                        # Resumes runs/photo, else starts from models/jcd-n64-srgb, or from
 #                                        # INIT=models/jcd-n64.safetensors to refresh it from the newest benchmark
-#   bash scripts/train.sh camera         # jcd-n64-camera: the photo model fine-tuned on camera-like noise mixed
-#                                        # with its sRGB read+shot noise, half the batches each (issue 16)
+#   bash scripts/train.sh camera         # jcd-n64-camera, the default: the photo model fine-tuned on camera-like
+#                                        # noise mixed with its sRGB read+shot noise, half the batches each
 #   bash scripts/train.sh base128        # stage one of the paper's recipe at N=128: a plain Cheng2020 codec on
 #                                        # clean crops (no denoisers, no extra branches), cheng-n128
 #   bash scripts/train.sh joint128       # stage two: the full joint model at N=128 from the stage-one codec
@@ -28,13 +28,13 @@ case "$which" in
     INIT_FROM=${INIT:-models/jcd-n64.safetensors}
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma reference) ;;
   photo)
-    RUN=runs/photo NAME=jcd-n64-srgb EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
+    RUN=runs/photo NAME=jcd-n64-srgb EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=() PURPOSE=()
     NOTE="wide noise range, sRGB gamma"
     INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
     [ -f "$INIT_FROM" ] || INIT_FROM=models/jcd-n64.safetensors
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb) ;;
   camera)
-    RUN=runs/camera NAME=jcd-n64-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=() PURPOSE=()
+    RUN=runs/camera NAME=jcd-n64-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
     NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those)"
     INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb --noise mix) ;;
