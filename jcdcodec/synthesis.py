@@ -142,16 +142,21 @@ def _openvino(path: Path, threads: int, precision: str, weights_sha256: str):
         if model.has_rt_info(["framework", WEIGHTS_KEY]):
             found = model.get_rt_info(["framework", WEIGHTS_KEY]).astype(str)
         compiled = core.compile_model(model, "CPU", config)
-        if key is not None and found == weights_sha256:  # a cached network is one whose file was checked
-            buffer = io.BytesIO()
-            compiled.export_model(buffer)
-            usercache.write(key, buffer.getvalue())
-    state = {"request": compiled.create_infer_request()}
+    # Cached after its first run (a network whose kernels fail there is never stored), and only one whose
+    # file was checked against its weights.
+    unsaved = compiled if compiled is not None and model is not None and key and found == weights_sha256 else None
+    state = {"request": compiled.create_infer_request(), "unsaved": unsaved}
 
     def infer(y: np.ndarray) -> np.ndarray:
         request = state["request"]
         request.infer({0: ov.Tensor(y)}, False, False)
-        return request.get_output_tensor(0).data.copy()
+        x = request.get_output_tensor(0).data.copy()
+        if state["unsaved"] is not None:
+            unsaved, state["unsaved"] = state["unsaved"], None
+            buffer = io.BytesIO()
+            unsaved.export_model(buffer)
+            usercache.write(key, buffer.getvalue())
+        return x
 
     def run(y: np.ndarray) -> np.ndarray:
         try:
@@ -164,6 +169,7 @@ def _openvino(path: Path, threads: int, precision: str, weights_sha256: str):
             config["INFERENCE_PRECISION_HINT"] = "f32"
             fp32_model = model if model is not None else core.read_model(str(path))
             state["request"] = core.compile_model(fp32_model, "CPU", config).create_infer_request()
+            state["unsaved"] = None  # held below the CPU's own precision: not worth a cache entry
             return infer(y)
 
     return run, found

@@ -74,8 +74,10 @@ def test_openvino_imports_the_compiled_network_and_decodes_the_same(codec, weigh
     second = OnnxDecoder(weights_file, threads=1).decode(enc.data).picture.rgb
     assert imported[-1] is not None
     assert np.array_equal(first, second)
-    OnnxDecoder(weights_file, threads=2)  # other settings: another entry, not the first one's network
-    assert imported[-1] is None and len(list(cache.iterdir())) == 2
+    other = OnnxDecoder(weights_file, threads=2)  # other settings: another entry, not the first one's network
+    assert imported[-1] is None and len(list(cache.iterdir())) == 1  # stored after its first run, not before
+    assert np.array_equal(other.decode(enc.data).picture.rgb, first)
+    assert len(list(cache.iterdir())) == 2
     for entry in cache.iterdir():  # a damaged entry is dropped and the network compiled again
         entry.write_bytes(entry.read_bytes()[:-10])
     third = OnnxDecoder(weights_file, threads=1).decode(enc.data).picture.rgb
