@@ -593,6 +593,14 @@ def test_cli_calibrate_keeps_the_record_and_adds_what_changed(image_dir, tmp_pat
     assert e["steps"] == 2 and e["calibration"]["steps"] == 4 and e["file"] == "w-cal.safetensors"
     assert e["calibration"]["from_sha256"] == m["models"]["w"]["sha256"] != e["sha256"]
     assert set(e["calibration"]["gain_change"]) == {"1", "2", "3"}
+    assert e["calibration"]["noise"] == "readshot"  # the weights' own training noise
+    m["models"]["w"]["train_config"]["noise"] = "mix"  # weights trained on camera-like noise calibrate on it
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps(m))
+    r = run_jcd("calibrate", str(weights), "-o", str(out), "--name", "w-cal", "--data", str(image_dir),
+                "--val-count", "2", "--steps", "2", "--patch", "64", "--batch", "2", "--threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    e = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["w-cal"]
+    assert e["calibration"]["noise"] == "mix"
 
 
 def test_export_can_say_what_the_weights_are_for(image_dir, tmp_path):

@@ -284,6 +284,8 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
 @click.option("--gamma", type=click.Choice(["reference", "srgb"]), default=None,
               help="Noise convention [default: the one the weights were trained on].")
 @click.option("--wide-noise/--paper-noise", default=None, help="Noise range [default: the weights' own].")
+@click.option("--noise", "noise_model", type=click.Choice(["readshot", "camera", "mix"]), default=None,
+              help="Training noise [default: the weights' own; weights trained on clean crops calibrate on them].")
 @click.option("--patch", default=128, show_default=True)
 @click.option("--batch", default=8, show_default=True)
 @click.option("--threads", default=0, help="torch threads (0: torch's default).")
@@ -291,8 +293,8 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
 @click.option("--default", "make_default", is_flag=True, help="Make these the default weights.")
 @quiet_option
 def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_count: int, steps: int, lr: float,
-              gamma: str | None, wide_noise: bool | None, patch: int, batch: int, threads: int, seed: int,
-              make_default: bool, quiet: bool) -> None:  # fmt: skip
+              gamma: str | None, wide_noise: bool | None, noise_model: str | None, patch: int, batch: int,
+              threads: int, seed: int, make_default: bool, quiet: bool) -> None:  # fmt: skip
     """Refit only the per-quality gains of trained weights, so each quality sits at its own lambda's optimum.
 
     Everything else is frozen: the analysis runs without gradients and 2 x 6 x N numbers learn, on the same
@@ -321,9 +323,11 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
     tc = entry.get("train_config", {})
     gamma = gamma or tc.get("gamma", "reference")
     wide = tc.get("wide_noise", True) if wide_noise is None else wide_noise
+    noise_model = noise_model or tc.get("noise", "readshot")
+    clean = bool(tc.get("clean_input", False))
     files = list_images(data)[val_count:]
     images = [im for im in (readable_uint8(f, patch) for f in files) if im is not None]
-    sampler = PatchSampler(images, patch, batch, wide, gamma)
+    sampler = PatchSampler(images, patch, batch, wide, gamma, clean, noise_model)
 
     def report(step: int, j: dict[int, float]) -> None:
         if not quiet and step % 250 == 0:
@@ -339,7 +343,8 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
     digest = save_weights(model, output, meta)
     record = {**entry, "name": name}
     record["calibration"] = {
-        "from_sha256": lw.sha256, "steps": steps, "lr": lr, "gamma": gamma, "wide_noise": wide, "patch": patch,
+        "from_sha256": lw.sha256, "steps": steps, "lr": lr, "gamma": gamma, "wide_noise": wide,
+        "noise": "none (clean crops)" if clean else noise_model, "patch": patch,
         "batch": batch, "seconds": round(result.seconds),
         "gain_change": {str(q): round(v, 4) for q, v in result.gain_change.items()},
         "J_last_quarter": {str(q): round(v, 4) for q, v in result.j_end.items()},
