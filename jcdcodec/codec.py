@@ -108,8 +108,8 @@ class Codec(StreamDecoder):
     def engine(self) -> str:
         return "torch"
 
-    def _sibling(self, name: str) -> StreamDecoder:
-        return Codec(name, **self._settings)
+    def _sibling(self, name: str | WeightsRef) -> StreamDecoder:
+        return Codec(str(name.path) if isinstance(name, WeightsRef) else name, **self._settings)
 
     def _clock(self) -> Clock:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None

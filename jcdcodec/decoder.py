@@ -30,7 +30,8 @@ from .config import ModelConfig
 from .entropy.path import PREFIXES, EntropyPath
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
-from .manifest import find_by_fingerprint, find_retired, retired_note
+from .manifest import find_by_fingerprint
+from .retired import find_retired, retired_note
 from .streaminfo import describe_fingerprint
 from .weightsfile import WeightsRef, read_tensors, resolve
 
@@ -114,8 +115,9 @@ class StreamDecoder:
             raise JcdError(f"these weights ({self.ref.name}) code quality {lo:g} only, not {quality:g}")
         raise JcdError(f"quality {quality:g} out of range {lo:g}..{hi:g}")
 
-    def _sibling(self, name: str) -> StreamDecoder:
-        """A decoder of the same kind for another shipped model (streams made with it)."""
+    def _sibling(self, name: str | WeightsRef) -> StreamDecoder:
+        """A decoder of the same kind for another shipped model (streams made with it), or for the rebuilt
+        file of an earlier version."""
         raise NotImplementedError
 
     def _shipped_decoder_for(self, fingerprint: bytes) -> StreamDecoder | None:
@@ -123,12 +125,30 @@ class StreamDecoder:
         if not self._follow_stream:
             return None
         found = find_by_fingerprint(fingerprint)
-        if found is None or found[0] == self.ref.name:
+        if found is None:
+            return self._earlier_version_decoder(fingerprint)
+        if found[0] == self.ref.name:
             return None
         name = found[0]
         if name not in self._others:
             self._others[name] = self._sibling(name)
         return self._others[name]
+
+    def _earlier_version_decoder(self, fingerprint: bytes) -> StreamDecoder | None:
+        """A decoder with an earlier version of a shipped model, rebuilt from its delta; None if it has none."""
+        old = find_retired(fingerprint)
+        if old is None or not old.get("delta"):
+            return None
+        key = old["sha256"]
+        if key not in self._others:
+            from .retired import base_synthesis, rebuilt_file
+
+            ref = resolve(rebuilt_file(old))
+            shared = base_synthesis(old)
+            if shared is not None:
+                ref.__dict__["_synthesis"], ref.synthesis_of = shared
+            self._others[key] = self._sibling(ref)
+        return self._others[key]
 
     def _clock(self) -> Clock:
         return Clock()
@@ -141,6 +161,9 @@ class StreamDecoder:
             if other is not None:
                 return other.decode(data)
             old = find_retired(hd.fingerprint)
+            if old is not None and old.get("delta"):
+                raise WeightsError(f"stream was made with {old['name']} weights [{hd.fingerprint.hex()}] of an "
+                                   "earlier jcd, which this jcd rebuilds: decode it without --weights")  # fmt: skip
             if old is not None:
                 raise WeightsError(f"stream was made with {retired_note(old)}")
             made_with = describe_fingerprint(hd.fingerprint)
@@ -207,14 +230,14 @@ class OnnxDecoder(StreamDecoder):
         self._init_stream_decoder(ref, state, weights is None if follow_stream is None else follow_stream, settings)
         self._inv_gain = state.get("log_inv_gain")
         self._sibling_engine = sibling_engine
-        self._g_s = OnnxSynthesis(synthesis, ref.sha256, threads, precision)
+        self._g_s = OnnxSynthesis(synthesis, ref.synthesis_of or ref.sha256, threads, precision)
         self.tile_side = tiling.tile_side(max_memory, ref.config.N)
 
     @property
     def engine(self) -> str:
         return f"onnx ({self._g_s.runtime})"
 
-    def _sibling(self, name: str) -> StreamDecoder:
+    def _sibling(self, name: str | WeightsRef) -> StreamDecoder:
         return open_decoder(name, engine=self._sibling_engine, device="cpu", **self._settings)
 
     def _synthesize(self, y_hat: np.ndarray, quality: float) -> np.ndarray:
@@ -244,7 +267,7 @@ def decode_alpha(s: JcdStream, hd: Header) -> np.ndarray | None:
 
 
 def open_decoder(
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike | WeightsRef | None = None,
     device: str = "auto",
     engine: str = "auto",
     **settings: object,
@@ -267,7 +290,7 @@ def open_decoder(
             return _torch_decoder(weights, device, settings)
         from .synthesis import choose_runtime
 
-        ref = resolve(weights)
+        ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
         onnx_settings = {k: v for k, v in settings.items() if k in ("max_pixels", "max_memory", "threads", "precision")}
         if engine == "onnx":
             if choose_runtime() is None:
@@ -279,9 +302,11 @@ def open_decoder(
     return _torch_decoder(weights, device, settings)
 
 
-def _torch_decoder(weights: str | os.PathLike | None, device: str, settings: dict) -> StreamDecoder:
+def _torch_decoder(weights: str | os.PathLike | WeightsRef | None, device: str, settings: dict) -> StreamDecoder:
     from .codec import Codec
 
+    if isinstance(weights, WeightsRef):
+        weights = str(weights.path)
     torch_settings = {k: v for k, v in settings.items() if k in ("max_pixels", "max_memory", "precision")}
     if settings.get("threads"):
         import torch

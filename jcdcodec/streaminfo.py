@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from . import bitstream
 from .bitstream import padded_size
-from .manifest import find_by_fingerprint, find_retired
+from .manifest import find_by_fingerprint
+from .retired import find_retired
 
 KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
 

@@ -34,6 +34,9 @@ class WeightsRef:
     entry: dict | None = None
     meta: dict[str, str] = field(default_factory=dict)
     config: ModelConfig | None = None
+    #: The sha256 its g_s companion names, when that is not its own: an earlier version rebuilt from a
+    #: delta runs its base's synthesis file (jcdcodec.retired).
+    synthesis_of: str | None = None
 
     @property
     def name(self) -> str:

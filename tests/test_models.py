@@ -164,6 +164,11 @@ def test_every_retired_version_is_in_the_repository_history():
     from jcdcodec.manifest import read_manifest
 
     retired = read_manifest(REPO / "models").get("retired", [])
+    from jcdcodec.retired import rebuild
+
+    for e in retired:  # the ones shipped as deltas rebuild byte for byte, git or not
+        if e.get("delta"):
+            assert hashlib.sha256(rebuild(e, REPO / "models")).hexdigest() == e["sha256"]
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout: the history is not here")
     assert retired, "the shipped manifest lists the earlier versions of its models"
@@ -176,3 +181,94 @@ def test_every_retired_version_is_in_the_repository_history():
             pytest.skip("a shallow clone: older commits are not here")
         assert blob.returncode == 0, blob.stderr.decode()[-300:]
         assert hashlib.sha256(blob.stdout).hexdigest() == e["sha256"], e
+
+
+@pytest.fixture()
+def recalibrated(tmp_path, weights_file, monkeypatch):
+    """A models folder whose model 'm' was replaced by the same network with other gains (a calibration)."""
+    import torch
+
+    from jcdcodec import Codec, Picture
+    from jcdcodec.cli.workbench import _list_in_manifest
+    from jcdcodec.manifest import sha256_file
+    from jcdcodec.weights import load_weights, save_weights
+    from jcdcodec.weightsfile import synthesis_path_for
+
+    models = tmp_path / "models"
+    models.mkdir()
+    target = models / "m.safetensors"
+    shutil.copy(weights_file, target)
+    if synthesis_path_for(weights_file).is_file():
+        shutil.copy(synthesis_path_for(weights_file), synthesis_path_for(target))
+    _list_in_manifest(target, sha256_file(target), {"name": "m", "config": {"N": 16}}, True)
+    monkeypatch.setenv("JCD_MODELS", str(models))
+    old = Codec("m", device="cpu").encode(Picture.from_array(textured(48, 64, seed=6)), 2.5)
+    lw = load_weights(target)
+    with torch.no_grad():
+        lw.model.log_gain.add_(0.05)
+        lw.model.log_inv_gain.sub_(0.05)
+    staged = tmp_path / "staged" / "m.safetensors"
+    staged.parent.mkdir()
+    save_weights(lw.model, staged, {"name": "m", "trained": "false"})
+    previous = target.read_bytes()
+    shutil.copy(staged, target)
+    if synthesis_path_for(staged).is_file():
+        shutil.copy(synthesis_path_for(staged), synthesis_path_for(target))
+    _list_in_manifest(target, sha256_file(target), {"name": "m", "config": {"N": 16}}, True, previous)
+    return models, old
+
+
+def test_a_recalibrated_model_ships_its_earlier_version_as_a_small_delta(recalibrated, tmp_path):
+    from jcdcodec.manifest import read_manifest, sha256_file
+    from jcdcodec.retired import rebuild
+
+    models, old = recalibrated
+    manifest = read_manifest(models)
+    (record,) = manifest["retired"]
+    delta = models / record["delta"]["file"]
+    from safetensors import safe_open
+
+    with safe_open(str(delta), "numpy") as f:
+        assert set(f.keys()) == {"log_gain", "log_inv_gain"}  # the gains, not the network
+    assert delta.stat().st_size < 64_000  # (mostly the earlier version's own header)
+    assert record["delta"]["base_sha256"] == manifest["models"]["m"]["sha256"] == sha256_file(models / "m.safetensors")
+    assert record["sha256"].startswith(old.header.fingerprint.hex())
+    import hashlib
+
+    assert hashlib.sha256(rebuild(record, models)).hexdigest() == record["sha256"]
+
+
+@pytest.mark.parametrize("engine", ["auto", "torch"])
+def test_streams_of_the_earlier_version_still_decode_to_the_same_latent(recalibrated, engine, tmp_path):
+    import numpy as np
+
+    from jcdcodec import open_decoder
+
+    models, old = recalibrated
+    decoder = open_decoder(engine=engine, device="cpu")
+    dec = decoder.decode(old.data)
+    assert np.array_equal(dec.y_hat, old.y_hat)
+    (rebuilt,) = decoder._others.values()
+    if engine == "auto":  # the earlier version runs its base's synthesis file: no PyTorch needed
+        assert rebuilt.engine.startswith("onnx")
+    stream = tmp_path / "old.jcd"
+    stream.write_bytes(old.data)
+    env = {"JCD_MODELS": str(models)}
+    r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old.png"), "--engine", engine, env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old2.png"), "--weights", "m", env=env)
+    assert r.returncode == 1 and "rebuilds: decode it without --weights" in r.stderr
+
+
+def test_a_damaged_delta_is_one_line_error_not_a_wrong_picture(recalibrated, tmp_path):
+    from jcdcodec.manifest import read_manifest
+
+    models, old = recalibrated
+    delta = models / read_manifest(models)["retired"][0]["delta"]["file"]
+    data = bytearray(delta.read_bytes())
+    data[-1] ^= 1
+    delta.write_bytes(bytes(data))
+    stream = tmp_path / "old.jcd"
+    stream.write_bytes(old.data)
+    r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old.png"), env={"JCD_MODELS": str(models)})
+    assert r.returncode == 1 and "checksum mismatch" in r.stderr and len(r.stderr.strip().splitlines()) == 1

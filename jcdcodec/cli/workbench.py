@@ -213,10 +213,11 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
         from ..weightsfile import synthesis_path_for
 
         synthesis_path_for(output).unlink(missing_ok=True)
+    previous = _bytes_if_file(output)
     digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw, synthesis=synthesis)
     if purpose:
         record["purpose"] = purpose
-    _list_in_manifest(output, digest, record, make_default)
+    _list_in_manifest(output, digest, record, make_default, previous)
     say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
 
 
@@ -246,10 +247,20 @@ def export_synthesis(weights: Path) -> None:
     say(f"{lw.path} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
 
 
-def _list_in_manifest(output: Path, digest: str, record: dict, make_default: bool) -> None:
-    """Write ``record`` as the manifest entry of ``output`` (manifest.json beside it); keep old figures aside."""
-    from ..manifest import read_manifest, retire, sha256_file
+def _bytes_if_file(path: Path) -> bytes | None:
+    """A file's bytes before it is replaced (an earlier version may ship as a delta against the new one)."""
+    return path.read_bytes() if path.is_file() else None
+
+
+def _list_in_manifest(output: Path, digest: str, record: dict, make_default: bool,
+                      previous: bytes | None = None) -> None:  # fmt: skip
+    """Write ``record`` as the manifest entry of ``output`` (manifest.json beside it); keep old figures aside.
+
+    A listed model replaced by other weights is recorded as an earlier version (``previous``: the file's
+    bytes before it was overwritten, for a delta)."""
+    from ..manifest import read_manifest, sha256_file
     from ..outputs import atomic_write_bytes
+    from ..retired import retire
     from ..weightsfile import synthesis_path_for
 
     manifest = read_manifest(output.parent)
@@ -261,7 +272,7 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
         record["synthesis"] = {"file": companion.name, "sha256": sha256_file(companion)}
     old = manifest.setdefault("models", {}).get(record["name"], {})
     if old.get("sha256") not in (None, digest):
-        retire(manifest, old, output.parent)
+        retire(manifest, old, output.parent, previous, output.read_bytes())
     if "figures" in old:
         record["figures_previous"] = old["figures"]
     record.pop("figures", None)  # figures belong to the weights they were measured with
@@ -340,6 +351,7 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
             "train_seconds": str(entry.get("train_seconds", 0)), "calibrated": str(steps)}  # fmt: skip
     if entry.get("history"):
         meta["history"] = entry["history"]
+    previous = _bytes_if_file(output)
     digest = save_weights(model, output, meta)
     record = {**entry, "name": name}
     record["calibration"] = {
@@ -350,7 +362,7 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
         "J_last_quarter": {str(q): round(v, 4) for q, v in result.j_end.items()},
     }  # fmt: skip
     record.setdefault("config", json.loads(model.config.to_json()))
-    _list_in_manifest(output, digest, record, make_default)
+    _list_in_manifest(output, digest, record, make_default, previous)
     say(f"{weights} -> {output}: gains x " + ", ".join(f"q{q} {v:.3f}" for q, v in result.gain_change.items())
         + f" ({steps} steps, {result.seconds:.0f} s, sha256 {digest[:12]})")
 
