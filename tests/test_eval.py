@@ -249,3 +249,10 @@ def test_real_noise_pairs_are_evaluated_as_they_are(tmp_path, weights_file):
 
     write_tables(rows, summarize(rows), tmp_path / "out", s)
     assert "sigma_est" in (tmp_path / "out" / "per_image.csv").read_text().splitlines()[0]
+
+
+def test_weights_sharing_a_name_get_labels_of_their_own():
+    from jcdcodec.eval.runner import jcd_labels
+
+    assert jcd_labels([("a", "11" * 32), ("b", "22" * 32)]) == ["jcd:a", "jcd:b"]
+    assert jcd_labels([("a", "11" * 32), ("a", "22" * 32)]) == ["jcd:a [11111111]", "jcd:a [22222222]"]

@@ -42,6 +42,13 @@ class EvalSettings:
     # one "level" is 0, BM3D's sigma is estimated from the noisy image, and the codec sweeps reach higher rates.
     pairs: bool = False
 
+def jcd_labels(weights: list[tuple[str, str]]) -> list[str]:
+    """The method label of each evaluated weights (name, sha256): ``jcd:NAME``, with ``[SHA8]`` added where two
+    share a name (a model and its recalibrated copy), so that their rows are never pooled."""
+    names = [n for n, _ in weights]
+    return [f"jcd:{n}" + (f" [{sha[:8]}]" if names.count(n) > 1 else "") for n, sha in weights]
+
+
 #: The level rows of real noisy/clean pairs carry (they have no synthetic noise level).
 REAL = 0
 
@@ -150,6 +157,7 @@ def evaluate(
     sweeps = anc.REAL_SWEEPS if settings.pairs else anc.SWEEPS
     cache = _Cache(out_dir / "cache", anchor_rows)
     codecs = [Codec(w, device=settings.device) for w in settings.weights] if settings.qualities else []
+    labels = jcd_labels([(c.weights.name, c.weights.sha256) for c in codecs])
     rows: list[dict] = []
     want_bm3d = any(a.startswith("bm3d") for a in settings.anchors)
     pillow = [a for a in settings.anchors if a in anc.CODECS]
@@ -182,17 +190,17 @@ def evaluate(
                                  "psnr": psnr(noisy8, clean8), "msssim": ms_ssim(noisy8, clean8)}, *common, "noisy")
             rows.append(row)
             jcd_input = noisy if settings.float_input else noisy8.astype(np.float32) / 255.0
-            for codec in codecs:
+            for codec, label in zip(codecs, labels, strict=True):
                 for q in settings.qualities:
                     parts = (*common, "jcd", codec.weights.sha256, q, settings.float_input)
                     row = cache.get(*parts)
                     if row is None:
                         enc = codec.encode(Picture.from_array(jcd_input), q)
                         out8 = to_uint8(codec.decode(enc.data).picture.rgb)
-                        row = cache.put({**base, "method": f"jcd:{codec.weights.name}", "setting": q,
+                        row = cache.put({**base, "method": label, "setting": q,
                                          "bytes": len(enc.data), "psnr": psnr(out8, clean8),
                                          "msssim": ms_ssim(out8, clean8)}, *parts)  # fmt: skip
-                    rows.append(row)
+                    rows.append({**row, "method": label})  # the cache is by checksum; the label is this run's
             for c in pillow:
                 rows.extend(_codec_rows(cache, common, base, noisy8, clean8, c, "", sweeps[c]))
             if want_bm3d and bm3d_codecs:
