@@ -49,3 +49,41 @@ def test_encoder_latent_is_the_rounded_analysis(codec):
     assert enc.y_hat.shape == y.shape and enc.y_hat.dtype == np.float64
     assert float(np.abs(enc.y_hat - y).max()) <= 0.5 + 1e-4
     assert (enc.y_hat != 0).any()
+
+
+def test_the_entropy_path_holds_numpys_blas_to_one_thread_inside_other_programs(codec, monkeypatch):
+    """A program calling jcdcodec (no OPENBLAS_NUM_THREADS=1 set by the CLI) gets one BLAS thread while the
+    entropy path runs, and its own setting back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import jcdcodec.entropy.path as path_module
+    from jcdcodec.entropy.arrays import one_blas_thread
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    controller = threadpoolctl.ThreadpoolController()
+    if not [i for i in controller.info() if i["user_api"] == "blas"]:
+        pytest.skip("numpy has no BLAS thread pool here")
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpoolctl.ThreadpoolController().info() if i["user_api"] == "blas"}
+
+    seen = []
+
+    def recording():
+        cm = one_blas_thread()
+
+        class Recorder:
+            def __enter__(self):
+                cm.__enter__()
+                seen.append(blas_threads())
+
+            def __exit__(self, *exc):
+                return cm.__exit__(*exc)
+
+        return Recorder()
+
+    monkeypatch.setattr(path_module, "one_blas_thread", recording)
+    with controller.limit(limits=2, user_api="blas"):  # the program's own setting
+        enc = codec.encode(Picture.from_array(textured(64, 96, seed=1)), 3)
+        codec.decode(enc.data)
+        assert blas_threads() == {2}
+    assert seen == [{1}, {1}]  # encode and decode

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import BitstreamError
-from .arrays import DTYPE, Conv3x3, leaky_relu, pixel_shuffle
+from .arrays import DTYPE, Conv3x3, leaky_relu, one_blas_thread, pixel_shuffle
 from .context import WavefrontCoder, coder_tables, padded_for_decoding
 from .rans import RansDecoder, RansEncoder
 
@@ -100,12 +100,14 @@ class EntropyPath:
 
         The encoder decodes its own z stream so that h_s sees exactly the decoder's z_hat.
         """
-        z_stream = self.z.encode(z)
-        z_hat = self.z.decode(z_stream, *z.shape[1:])
-        y_stream, y_hat, crc = self.y.encode(y, self.h_s(z_hat))
+        with one_blas_thread():
+            z_stream = self.z.encode(z)
+            z_hat = self.z.decode(z_stream, *z.shape[1:])
+            y_stream, y_hat, crc = self.y.encode(y, self.h_s(z_hat))
         return z_stream, y_stream, y_hat, crc
 
     def decode(self, z_stream: bytes, y_stream: bytes, h: int, w: int) -> tuple[np.ndarray, int]:
         """Streams of an (h, w) latent -> (y_hat (M, h, w) float64, symbol crc)."""
-        z_hat = self.z.decode(z_stream, h // 4, w // 4)
-        return self.y.decode(y_stream, self.h_s(z_hat), h, w)
+        with one_blas_thread():
+            z_hat = self.z.decode(z_stream, h // 4, w // 4)
+            return self.y.decode(y_stream, self.h_s(z_hat), h, w)
