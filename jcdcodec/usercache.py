@@ -18,12 +18,15 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from .outputs import atomic_write_bytes
 
 MAX_ENTRIES = 8
-SUFFIX = ".cache"
+SUFFIX = ".jcd-cache"
+#: What jcd's entries are named; pruning touches nothing else, whatever folder JCD_CACHE_DIR names.
+_ENTRY = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*-[0-9a-f]{32}" + re.escape(SUFFIX))
 _OFF = {"", "0", "off", "no", "none"}
 
 
@@ -79,6 +82,8 @@ def write(key: str, payload: bytes) -> bool:
 def _prune(folder: Path) -> None:
     entries = []
     for p in folder.glob("*" + SUFFIX):
+        if not _ENTRY.fullmatch(p.name):
+            continue
         with contextlib.suppress(OSError):
             entries.append((p.stat().st_mtime, p))
     entries.sort(reverse=True)

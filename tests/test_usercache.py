@@ -22,14 +22,15 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_entries_round_trip_and_damaged_ones_are_dropped(cache):
-    assert usercache.read("k") is None
-    assert usercache.write("k", b"payload")
-    assert usercache.read("k") == b"payload"
-    entry = cache / ("k" + usercache.SUFFIX)
+    key = usercache.make_key("k")
+    assert usercache.read(key) is None
+    assert usercache.write(key, b"payload")
+    assert usercache.read(key) == b"payload"
+    entry = cache / (key + usercache.SUFFIX)
     data = bytearray(entry.read_bytes())
     data[-1] ^= 1
     entry.write_bytes(bytes(data))
-    assert usercache.read("k") is None
+    assert usercache.read(key) is None
     assert not entry.exists()
 
 
@@ -40,16 +41,23 @@ def test_keys_depend_on_every_part():
     assert a != usercache.make_key("y", file="1", config={"threads": 1})
 
 
-def test_the_oldest_entries_are_pruned(cache):
-    for i in range(usercache.MAX_ENTRIES):
-        assert usercache.write(f"e{i}", b"x")
-        os.utime(cache / f"e{i}{usercache.SUFFIX}", (1000 + i, 1000 + i))
-    assert usercache.read("e0") == b"x"  # reading counts as a use: e0 becomes the newest
-    usercache.write("new1", b"x")
-    usercache.write("new2", b"x")
-    kept = {p.name.removesuffix(usercache.SUFFIX) for p in cache.iterdir()}
+def test_the_oldest_entries_are_pruned_and_nothing_else(cache):
+    keys = [usercache.make_key("e", i=i) for i in range(usercache.MAX_ENTRIES + 2)]
+    cache.mkdir()
+    theirs = [cache / "notes.jcd-cache", cache / "old.cache", cache / "photo.png"]  # someone else's files
+    for p in theirs:
+        p.write_bytes(b"keep me")
+        os.utime(p, (1, 1))
+    for i, key in enumerate(keys[: usercache.MAX_ENTRIES]):
+        assert usercache.write(key, b"x")
+        os.utime(cache / f"{key}{usercache.SUFFIX}", (1000 + i, 1000 + i))
+    assert usercache.read(keys[0]) == b"x"  # reading counts as a use: the first becomes the newest
+    usercache.write(keys[-2], b"x")
+    usercache.write(keys[-1], b"x")
+    kept = {p.name.removesuffix(usercache.SUFFIX) for p in cache.iterdir() if p not in theirs}
     assert len(kept) == usercache.MAX_ENTRIES
-    assert {"e0", "new1", "new2"} <= kept and not {"e1", "e2"} & kept
+    assert {keys[0], keys[-2], keys[-1]} <= kept and not {keys[1], keys[2]} & kept
+    assert all(p.read_bytes() == b"keep me" for p in theirs)
 
 
 def test_off_and_unwritable_caches_are_no_errors(tmp_path, monkeypatch):
