@@ -31,7 +31,7 @@ from .entropy.path import PREFIXES, EntropyPath
 from .errors import BitstreamError, JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .manifest import find_by_fingerprint
-from .retired import find_retired, retired_note
+from .retired import find_retired, retired_label, retired_note
 from .streaminfo import describe_fingerprint
 from .weightsfile import WeightsRef, read_tensors, resolve
 
@@ -141,13 +141,9 @@ class StreamDecoder:
             return None
         key = old["sha256"]
         if key not in self._others:
-            from .retired import base_synthesis, rebuilt_file
+            from .retired import rebuilt_weights
 
-            ref = resolve(rebuilt_file(old))
-            shared = base_synthesis(old)
-            if shared is not None:
-                ref.__dict__["_synthesis"], ref.synthesis_of = shared
-            self._others[key] = self._sibling(ref)
+            self._others[key] = self._sibling(rebuilt_weights(old))
         return self._others[key]
 
     def _clock(self) -> Clock:
@@ -162,8 +158,8 @@ class StreamDecoder:
                 return other.decode(data)
             old = find_retired(hd.fingerprint)
             if old is not None and old.get("delta"):
-                raise WeightsError(f"stream was made with {old['name']} weights [{hd.fingerprint.hex()}] of an "
-                                   "earlier jcd, which this jcd rebuilds: decode it without --weights")  # fmt: skip
+                raise WeightsError(f"stream was made with {retired_label(old)} [{hd.fingerprint.hex()}], which "
+                                   "this jcd rebuilds: decode it without --weights")  # fmt: skip
             if old is not None:
                 raise WeightsError(f"stream was made with {retired_note(old)}")
             made_with = describe_fingerprint(hd.fingerprint)
@@ -230,7 +226,8 @@ class OnnxDecoder(StreamDecoder):
         self._init_stream_decoder(ref, state, weights is None if follow_stream is None else follow_stream, settings)
         self._inv_gain = state.get("log_inv_gain")
         self._sibling_engine = sibling_engine
-        self._g_s = OnnxSynthesis(synthesis, ref.synthesis_of or ref.sha256, threads, precision)
+        self._g_s = OnnxSynthesis(synthesis, ref.synthesis_of or ref.sha256, threads, precision,
+                                  file_sha256=ref.synthesis_sha256())
         self.tile_side = tiling.tile_side(max_memory, ref.config.N)
 
     @property

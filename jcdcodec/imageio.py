@@ -212,8 +212,8 @@ WRITE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", 
                  ".jpeg": "JPEG", ".ppm": "PPM", ".pgm": "PPM"}  # fmt: skip
 
 
-#: zlib level of written PNGs. Pillow's default (6) spent 0.15 s of a Kodak decode's 0.8 s of CPU on deflate;
-#: level 3 takes 0.04 s for a file 2.7 % larger (Pillow 13 with zlib-ng, a decoded Kodak picture: 556 -> 571 kB).
+#: zlib level of written PNGs. Pillow's default (6) spent about 0.15 s of a Kodak decode's 0.8 s of CPU on
+#: deflate; level 3 about 0.04 s, for a file 2.5 % larger (555,767 -> 569,704 bytes; benchmarks/decode_stages.py).
 #: A decoded picture is usually viewed or re-edited, not archived as is; oxipng and the like shrink it further.
 PNG_COMPRESS_LEVEL = 3
 

@@ -24,9 +24,13 @@ import struct
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import WeightsError
 from .manifest import models_dir, read_manifest
+
+if TYPE_CHECKING:
+    from .weightsfile import WeightsRef
 
 #: Largest delta shipped; beyond it (a retrained network) only the record is kept.
 DELTA_LIMIT = 1 << 20
@@ -40,6 +44,11 @@ def find_retired(fingerprint: bytes) -> dict | None:
         if entry.get("sha256", "").startswith(fingerprint.hex()):
             return entry
     return None
+
+
+def retired_label(entry: dict) -> str:
+    """'NAME, replaced DATE': how jcd info and error messages name an earlier version."""
+    return f"{entry['name']}, replaced {entry.get('replaced', '(date unknown)')}"
 
 
 def retired_note(entry: dict) -> str:
@@ -208,7 +217,19 @@ def _base_bytes(sha256: str, directory: Path, depth: int) -> bytes:
 _TEMP: list[Path] = []
 
 
-def rebuilt_file(record: dict) -> Path:
+def rebuilt_weights(record: dict) -> WeightsRef:
+    """The earlier version shipped as a delta, rebuilt and resolved like any weights file; it runs its base's
+    synthesis file when the delta leaves g_s as it was (no PyTorch needed)."""
+    from .weightsfile import resolve
+
+    ref = resolve(_rebuilt_file(record))
+    shared = _base_synthesis(record)
+    if shared is not None:
+        ref.share_synthesis(*shared)
+    return ref
+
+
+def _rebuilt_file(record: dict) -> Path:
     """The earlier version as a file (in a temporary folder of this process, removed at exit), with the
     g_s companion of its base beside it when the delta leaves g_s as it was."""
     folder = Path(tempfile.mkdtemp(prefix="jcd-retired-"))
@@ -220,7 +241,7 @@ def rebuilt_file(record: dict) -> Path:
     return file
 
 
-def base_synthesis(record: dict) -> tuple[Path, str] | None:
+def _base_synthesis(record: dict) -> tuple[Path, str] | None:
     """(g_s companion file, the sha256 it names) of the version a delta was stored against, when the delta
     holds no g_s tensor: the earlier version then runs the same synthesis network."""
     delta_rec = record.get("delta") or {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from . import bitstream
 from .bitstream import padded_size
 from .manifest import find_by_fingerprint
-from .retired import find_retired
+from .retired import find_retired, retired_label
 
 KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
 
@@ -20,9 +20,7 @@ def describe_fingerprint(fp: bytes) -> str:
     if found:
         return f"{found[0]} [{fp.hex()}]"
     old = find_retired(fp)
-    if old:
-        return f"{old['name']}, replaced {old.get('replaced', '(date unknown)')} [{fp.hex()}]"
-    return f"[{fp.hex()}]"
+    return f"{retired_label(old)} [{fp.hex()}]" if old else f"[{fp.hex()}]"
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
         trained = entry.get("trained", True)
         n = n or entry.get("config", {}).get("N")
     elif (old := find_retired(h.fingerprint)) is not None:
-        weights_name = describe_fingerprint(h.fingerprint).rsplit(" [", 1)[0]
+        weights_name = retired_label(old)
         n = n or old.get("config", {}).get("N")
     return StreamInfo(
         format=f"jcd v{h.version}",

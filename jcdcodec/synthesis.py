@@ -63,14 +63,15 @@ class OnnxSynthesis:
     """``x = g_s(y)`` for y (1, N, h, w) float32 -> x (1, 3, 16h, 16w) float32."""
 
     def __init__(self, path: Path, weights_sha256: str, threads: int = 0, precision: str = "auto",
-                 runtime: str | None = None) -> None:  # fmt: skip
-        """``threads`` 0: the runtime's default (one per core); ``precision`` "fp32" forbids bf16."""
+                 runtime: str | None = None, file_sha256: str | None = None) -> None:  # fmt: skip
+        """``threads`` 0: the runtime's default (one per core); ``precision`` "fp32" forbids bf16;
+        ``file_sha256``: the file's checksum when already verified (else it is computed if needed)."""
         self.runtime = runtime or choose_runtime()
         if self.runtime is None:
             raise JcdError("the onnx engine needs onnxruntime or openvino (pip install onnxruntime)")
         try:
             if self.runtime == "openvino":
-                self._run, found = _openvino(path, threads, precision, weights_sha256)
+                self._run, found = _openvino(path, threads, precision, weights_sha256, file_sha256)
             else:
                 self._run, found = _onnxruntime(path, threads)
         except (WeightsError, JcdError):
@@ -126,7 +127,7 @@ def _openvino_runtime() -> types.ModuleType:
             del sys.modules["openvino"]
 
 
-def _openvino(path: Path, threads: int, precision: str, weights_sha256: str):
+def _openvino(path: Path, threads: int, precision: str, weights_sha256: str, file_sha256: str | None = None):
     ov = _openvino_runtime()
     core = ov.Core()
     config: dict[str, object] = {}
@@ -134,7 +135,7 @@ def _openvino(path: Path, threads: int, precision: str, weights_sha256: str):
         config["INFERENCE_NUM_THREADS"] = threads
     if precision == "fp32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
-    key = _compiled_key(ov, core, path, config, weights_sha256)
+    key = _compiled_key(ov, core, path, config, weights_sha256, file_sha256)
     compiled, found, model = _import_compiled(core, key, config), weights_sha256, None
     if compiled is None:
         model = core.read_model(str(path))
@@ -175,7 +176,8 @@ def _openvino(path: Path, threads: int, precision: str, weights_sha256: str):
     return run, found
 
 
-def _compiled_key(ov: types.ModuleType, core: object, path: Path, config: dict, weights_sha256: str) -> str | None:
+def _compiled_key(ov: types.ModuleType, core: object, path: Path, config: dict, weights_sha256: str,
+                  file_sha256: str | None = None) -> str | None:  # fmt: skip
     """The user-cache key of g_s compiled for this CPU: everything the compiled network depends on.
 
     A network compiled for one CPU's instructions must never run on another (a home folder shared over
@@ -191,7 +193,7 @@ def _compiled_key(ov: types.ModuleType, core: object, path: Path, config: dict, 
                 flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
         return usercache.make_key(
             "openvino-g_s",
-            file=hashlib.sha256(path.read_bytes()).hexdigest(),
+            file=file_sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
             weights=weights_sha256,
             version=ov.get_version(),
             config=config,

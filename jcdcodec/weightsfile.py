@@ -59,6 +59,17 @@ class WeightsRef:
             self.__dict__["_synthesis"] = self._find_synthesis()
         return self.__dict__["_synthesis"]
 
+    def share_synthesis(self, path: Path, weights_sha256: str) -> None:
+        """Run another file's g_s companion, one that names ``weights_sha256``: an earlier version rebuilt from a
+        delta that left g_s as it was runs its base's (jcdcodec.retired)."""
+        self.__dict__["_synthesis"] = path
+        self.synthesis_of = weights_sha256
+
+    def synthesis_sha256(self) -> str | None:
+        """The companion's own sha256 when the manifest lists it (already checked by :meth:`synthesis_path`)."""
+        record = (self.entry or {}).get("synthesis")
+        return record["sha256"] if record and self.synthesis_of is None and self.synthesis_path() else None
+
     def _find_synthesis(self) -> Path | None:
         record = (self.entry or {}).get("synthesis")
         if record:

@@ -42,6 +42,7 @@ class EvalSettings:
     # one "level" is 0, BM3D's sigma is estimated from the noisy image, and the codec sweeps reach higher rates.
     pairs: bool = False
 
+
 def jcd_labels(weights: list[tuple[str, str]]) -> list[str]:
     """The method label of each evaluated weights (name, sha256): ``jcd:NAME``, with ``[SHA8]`` added where two
     share a name (a model and its recalibrated copy), so that their rows are never pooled."""
