@@ -119,6 +119,28 @@ def test_a_few_steps_reduce_the_loss(image_dir, tmp_path):
     assert eval_loss() < 0.7 * before
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_guidance_targets_carry_no_gradient(detach):
+    """--detach-guidance: the clean branch is a fixed target (teacher); the reference code's default moves it."""
+    from jcdcodec.nn.model import JointModel
+    from jcdcodec.train.loop import TrainingModule
+
+    torch.manual_seed(0)
+    tc = TrainConfig(detach_guidance=detach, contrastive=False, bf16=False)
+    module = TrainingModule(JointModel(ModelConfig(N=16, qualities=(3,))), tc)
+    noisy = torch.rand(1, 3, 64, 64)
+    clean = noisy.clone().requires_grad_()
+    terms = module(noisy, clean, None, 3)
+    (grad,) = torch.autograd.grad(terms["guidance"], clean, allow_unused=True)
+    moved = grad is not None and float(grad.abs().sum()) > 0
+    assert moved is not detach
+    # the guidance still trains the noisy branch's denoiser either way
+    first = next(module.model.d0.parameters())
+    terms = module(noisy, clean, None, 3)
+    (g_d0,) = torch.autograd.grad(terms["guidance"], first)
+    assert float(g_d0.abs().sum()) > 0
+
+
 def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "a", 6)
     straight = started(mc, tc, 6)

@@ -70,6 +70,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--multiscale/--no-multiscale", default=None, help="Dilated multi-scale front in the denoisers.")
 @click.option("--cbam/--no-cbam", default=None, help="CBAM attention in the denoiser trunks.")
 @click.option("--guidance/--no-guidance", default=True, show_default=True, help="Clean-feature guidance loss.")
+@click.option("--detach-guidance", is_flag=True,
+              help="Guidance targets without gradient: only the noisy branch moves toward the clean features "
+              "(the reference code lets the guidance move both).")
 @click.option("--patch", default=256, show_default=True,
               help="Crop size (128 is ~4x faster on a CPU). Given with --resume, replaces the run's.")
 @click.option("--batch", default=8, show_default=True, help="Crops per step. Given with --resume, replaces the run's.")
@@ -103,7 +106,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @quiet_option
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
-          cbam: bool | None, guidance: bool, patch: int, batch: int, steps: int, lr: float, lambda_g: float,
+          cbam: bool | None, guidance: bool, detach_guidance: bool, patch: int, batch: int, steps: int, lr: float,
+          lambda_g: float,
           lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, gate_init: float | None,
           clean_input: bool, ema: float,
           bf16: bool, threads: int, seed: int,
@@ -149,7 +153,8 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     mcfg = dataclasses.replace(base, **overrides)
     tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
                        batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
-                       guidance=guidance, contrastive=True if contrastive is None else contrastive,
+                       guidance=guidance, detach_guidance=detach_guidance,
+                       contrastive=True if contrastive is None else contrastive,
                        temperature=temperature, wide_noise=wide_noise, gamma=gamma, noise=noise_model,
                        gate_init=gate_init,
                        clean_input=clean_input,

@@ -58,6 +58,11 @@ class TrainConfig:
     lambda_g: float = 3.0
     lambda_c: float = 1.5
     guidance: bool = True
+    # Compute the guidance targets (the shared encoder on the clean crop) without gradient, so the guidance
+    # pulls only the noisy branch toward the clean features (teacher-student) instead of pulling both sides
+    # together as the reference code does. An open question of the paper's recipe, decided by measurement
+    # (docs/training.md).
+    detach_guidance: bool = False
     contrastive: bool = True
     temperature: float = 0.1
     wide_noise: bool = False
@@ -122,7 +127,11 @@ class TrainingModule(nn.Module):
         terms["mse"] = torch.mean((out["x_hat"].float() - clean) ** 2)
         loss = terms["bpp_y"] + terms["bpp_z"] + m.lmbda(quality) * 255**2 * terms["mse"]
         if t.guidance and m.d0 is not None:
-            y0_gt, y1_gt = m.analysis_clean(clean)
+            if t.detach_guidance:
+                with torch.no_grad():
+                    y0_gt, y1_gt = m.analysis_clean(clean)
+            else:
+                y0_gt, y1_gt = m.analysis_clean(clean)
             terms["guidance"] = guidance_l1([(out["y0"], y0_gt), (out["y1"], y1_gt)])
             loss = loss + t.lambda_g * terms["guidance"]
         if self.head is not None and aug is not None:
