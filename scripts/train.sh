@@ -15,7 +15,7 @@
 #                                        # (denoisers added with their gates open, noisy input), jcd-n128
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
-# STEPS (default 200000), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
+# STEPS (default 200000), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
 # resuming a run begun on a CPU), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
@@ -48,9 +48,12 @@ case "$which" in
   joint128)
     RUN=runs/joint128 NAME=jcd-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=() PURPOSE=()
     NOTE="wide noise range; stage two, from the stage-one codec cheng-n128"
-    INIT_FROM=${INIT:-models/cheng-n128.safetensors}
+    # Continues its own exported weights when the run folder is gone (a new machine), else starts stage two
+    # from the stage-one codec.
+    INIT_FROM=${INIT:-models/jcd-n128.safetensors}
+    [ -f "$INIT_FROM" ] || INIT_FROM=models/cheng-n128.safetensors
     [ -f "$INIT_FROM" ] || [ -f "$RUN/last.ckpt" ] || { echo "joint128 starts from $INIT_FROM: train base128 first" >&2; exit 1; }
-    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2) ;;
+    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 ${DETACH:+--detach-guidance}) ;;
   *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128 [export]" >&2; exit 2 ;;
 esac
 if [ "${GPU:-0}" = 1 ]; then

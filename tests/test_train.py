@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -669,3 +670,28 @@ def test_a_killed_checkpoint_save_leaves_a_temporary_the_next_save_removes(image
     (ckpt.parent / f".last.ckpt{TMP_TAG}{dead.pid}-0badf00d.ckpt").write_bytes(b"\0" * 10)  # kill -9 mid-save
     assert tr.save_checkpoint() == ckpt
     assert [p.name for p in ckpt.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_compare_runs_pairs_equal_steps(tmp_path):
+    """scripts/compare_runs.py: the paired difference at equal steps, and a refusal of incomparable runs."""
+    lambdas = list(ModelConfig().lambdas)
+    for name, shift in (("a", 0.0), ("b", 0.5)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"model": {"lambdas": lambdas}, "train": {"seed": 0}}))
+        rows = [{"step": s, "quality": 1 + s // 50 % 6, "bpp": 0.1 * (s // 50), "mse": 1e-3, "psnr": 30.0 + shift}
+                for s in range(50, 1050, 50)]  # fmt: skip
+        rows.append({"step": 1000, "val": {"L1q1_psnr": 25.0 + shift, "L1q1_bpp": 0.2}})
+        (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    script = str(Path(__file__).resolve().parent.parent / "scripts" / "compare_runs.py")
+    out = subprocess.run([sys.executable, script, str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "paired on 20 logged steps" in out
+    assert "| 1-500 | 10 | +0.0000 +- 0.0000 | +0.5000 +- 0.0000 | +0.0000 +- 0.0000 |" in out
+    assert "L1q1 25.00 @ 0.200 / 25.50 @ 0.200" in out
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    config["model"]["lambdas"] = lambdas[::-1]
+    (tmp_path / "b" / "config.json").write_text(json.dumps(config))
+    bad = subprocess.run([sys.executable, script, str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True,
+                         text=True)  # fmt: skip
+    assert bad.returncode != 0 and "different lambdas" in bad.stderr
