@@ -37,9 +37,10 @@ def read_manifest(directory: Path | None = None) -> dict:
         raise WeightsError(f"{path}: manifest is not valid JSON ({e})") from None
 
 
-def find_by_fingerprint(fingerprint: bytes) -> tuple[str, dict] | None:
-    """The manifest entry whose sha256 starts with a stream's 4-byte fingerprint."""
-    for name, entry in read_manifest().get("models", {}).items():
+def find_by_fingerprint(fingerprint: bytes, manifest: dict | None = None) -> tuple[str, dict] | None:
+    """The manifest entry whose sha256 starts with a stream's 4-byte fingerprint (``manifest``: one already
+    read, so that a caller looking in several places reads the file once)."""
+    for name, entry in (manifest or read_manifest()).get("models", {}).items():
         if entry.get("sha256", "").startswith(fingerprint.hex()):
             return name, entry
     return None

@@ -38,9 +38,9 @@ DELTA_DIR = "retired"
 _MAX_CHAIN = 16
 
 
-def find_retired(fingerprint: bytes) -> dict | None:
+def find_retired(fingerprint: bytes, manifest: dict | None = None) -> dict | None:
     """The record of an earlier version of a shipped model with this fingerprint, or None."""
-    for entry in read_manifest().get("retired", []):
+    for entry in (manifest or read_manifest()).get("retired", []):
         if entry.get("sha256", "").startswith(fingerprint.hex()):
             return entry
     return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import bitstream
 from .bitstream import padded_size
-from .manifest import find_by_fingerprint
+from .manifest import find_by_fingerprint, read_manifest
 from .retired import find_retired, retired_label
 
 KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
@@ -16,10 +16,11 @@ KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
 def describe_fingerprint(fp: bytes) -> str:
     """'name [hex]' when the manifest knows the weights (an earlier version: 'name, replaced DATE [hex]'),
     else just the hex fingerprint."""
-    found = find_by_fingerprint(fp)
+    manifest = read_manifest()
+    found = find_by_fingerprint(fp, manifest)
     if found:
         return f"{found[0]} [{fp.hex()}]"
-    old = find_retired(fp)
+    old = find_retired(fp, manifest)
     return f"{retired_label(old)} [{fp.hex()}]" if old else f"[{fp.hex()}]"
 
 
@@ -59,12 +60,13 @@ def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
     h = s.header
     hp, wp = padded_size(h.height, h.width)
     weights_name, trained, n = None, None, n_channels
-    found = find_by_fingerprint(h.fingerprint)
+    manifest = read_manifest()
+    found = find_by_fingerprint(h.fingerprint, manifest)
     if found:
         weights_name, entry = found
         trained = entry.get("trained", True)
         n = n or entry.get("config", {}).get("N")
-    elif (old := find_retired(h.fingerprint)) is not None:
+    elif (old := find_retired(h.fingerprint, manifest)) is not None:
         weights_name = retired_label(old)
         n = n or old.get("config", {}).get("N")
     return StreamInfo(
