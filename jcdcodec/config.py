@@ -28,6 +28,10 @@ class ModelConfig:
     multiscale: bool = True  # dilated multi-scale front in both denoisers
     cbam: bool = True  # CBAM attention in the denoiser trunks
     onn_q: int = 3  # order of the generative neurons
+    # A learned per-channel scale on each denoiser's output (LayerScale). Denoisers added to a trained codec
+    # start with it at zero, so the codec starts unchanged and the denoisers grow in as far as they help;
+    # without it their first, random corrections hurt and training closes their mask gates for good.
+    denoiser_scale: bool = False
     lambdas: tuple[float, ...] = field(default=LAMBDAS)
 
     def __post_init__(self) -> None:

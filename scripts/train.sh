@@ -53,7 +53,7 @@ case "$which" in
     INIT_FROM=${INIT:-models/jcd-n128.safetensors}
     [ -f "$INIT_FROM" ] || INIT_FROM=models/cheng-n128.safetensors
     [ -f "$INIT_FROM" ] || [ -f "$RUN/last.ckpt" ] || { echo "joint128 starts from $INIT_FROM: train base128 first" >&2; exit 1; }
-    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 ${DETACH:+--detach-guidance}) ;;
+    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 --denoiser-scale ${DETACH:+--detach-guidance}) ;;
   *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128 [export]" >&2; exit 2 ;;
 esac
 if [ "${GPU:-0}" = 1 ]; then

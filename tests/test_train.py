@@ -658,6 +658,36 @@ def test_stage_two_starts_from_a_plain_codec_with_open_gates_and_logs_them(image
     assert torch.equal(s1.module.model.state_dict()[key], started(mc, tc).module.model.state_dict()[key])
 
 
+def test_denoisers_with_a_scale_join_a_plain_codec_silently_and_grow_in(image_dir, tmp_path):
+    """--denoiser-scale with --gate-init: the stage-two model starts as exactly the stage-one codec (the
+    denoisers add nothing), and the scales move away from zero in the first steps."""
+    from conftest import run_jcd
+
+    mc, tc = tiny_run(image_dir, tmp_path / "s1", 1, model={"denoise": False})
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    plain = tmp_path / "models" / "plain.safetensors"
+    assert run_jcd("export", str(ckpt), "-o", str(plain), "--name", "plain").returncode == 0
+    mc, tc = tiny_run(image_dir, tmp_path / "s2", 3, init=str(plain), gate_init=2.0, lr=1e-3,
+                      model={"denoiser_scale": True})  # fmt: skip
+    tr = started(mc, tc)
+    s1 = started(*tiny_run(image_dir, tmp_path / "s1b", 1, init=str(plain), model={"denoise": False}))
+    x = torch.rand(1, 3, 64, 64)
+    for m in (tr.module.model, s1.module.model):
+        m.eval()
+    with torch.no_grad():
+        assert torch.equal(tr.module.model.analysis(x, 3), s1.module.model.analysis(x, 3))
+    for d in (tr.module.model.d0, tr.module.model.d1):
+        assert float(d.scale.abs().max()) == 0.0 and float(d.mask[-1].bias.mean()) == pytest.approx(2.0)
+    tr.module.train()
+    rec = tr.train_step()
+    assert rec["d0_corr"] == 0.0 and rec["d1_corr"] == 0.0  # the first step still adds nothing
+    for _ in range(2):
+        rec = tr.train_step()
+    assert float(tr.module.model.d0.scale.abs().max()) > 0 and rec["d0_corr"] > 0
+    # without the switch, the weights and their config are as before (no scale tensor)
+    assert started(*tiny_run(image_dir, tmp_path / "s3", 1)).module.model.d0.scale is None
+
+
 def test_a_killed_checkpoint_save_leaves_a_temporary_the_next_save_removes(image_dir, tmp_path):
     from jcdcodec.outputs import TMP_TAG
 

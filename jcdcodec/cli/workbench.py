@@ -69,6 +69,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--selfonn/--no-selfonn", default=None, help="Self-ONN units in d1 (else conv units).")
 @click.option("--multiscale/--no-multiscale", default=None, help="Dilated multi-scale front in the denoisers.")
 @click.option("--cbam/--no-cbam", default=None, help="CBAM attention in the denoiser trunks.")
+@click.option("--denoiser-scale", is_flag=True,
+              help="A learned per-channel scale on each denoiser's output; with --gate-init it starts at zero, so "
+              "denoisers added to a trained codec start by changing nothing.")
 @click.option("--guidance/--no-guidance", default=True, show_default=True, help="Clean-feature guidance loss.")
 @click.option("--detach-guidance", is_flag=True,
               help="Guidance targets without gradient: only the noisy branch moves toward the clean features "
@@ -106,7 +109,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @quiet_option
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
-          cbam: bool | None, guidance: bool, detach_guidance: bool, patch: int, batch: int, steps: int, lr: float,
+          cbam: bool | None, denoiser_scale: bool, guidance: bool, detach_guidance: bool, patch: int, batch: int,
+          steps: int, lr: float,
           lambda_g: float,
           lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, gate_init: float | None,
           clean_input: bool, ema: float,
@@ -148,8 +152,9 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
         contrastive = False if contrastive is None else contrastive
     else:
         base = ModelConfig(qualities=qs)
-    overrides = {k: v for k, v in {"N": n, "selfonn": selfonn, "multiscale": multiscale, "cbam": cbam}.items()
-                 if v is not None}  # fmt: skip
+    switches = {"N": n, "selfonn": selfonn, "multiscale": multiscale, "cbam": cbam,
+                "denoiser_scale": denoiser_scale or None}  # fmt: skip
+    overrides = {k: v for k, v in switches.items() if v is not None}
     mcfg = dataclasses.replace(base, **overrides)
     tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
                        batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,

@@ -5,9 +5,12 @@ Both are the attention-block shape of CompressAI's ``AttentionBlock`` grown by t
     f      = front(x)                      multi-scale: 4 dilated 3x3 convs (d=1..4), N/4 each
     trunk  = Unit, CBAM, Unit, CBAM, Unit  (conv units in d0, Self-ONN units in d1)
     mask   = 3 conv units + 1x1 conv
-    d(x)   = trunk(f) * sigmoid(mask(f))
+    d(x)   = trunk(f) * sigmoid(mask(f))   (times a per-channel scale s, with ModelConfig.denoiser_scale)
 
-The model adds the input back (y = f + d(f)), so ``d`` returns only the residual. With
+The model adds the input back (y = f + d(f)), so ``d`` returns only the residual. The trunk's units are
+residual, so trunk(f) is far from zero at initialisation: a denoiser added to a trained codec starts by adding
+a random correction. With the scale, started at zero (``start_silent``), it adds nothing until training finds a
+correction that helps. With
 multi-scale, CBAM and Self-ONN switched off this is exactly the simplified attention
 block of Cheng et al. 2022, the baseline.
 """
@@ -82,6 +85,7 @@ class Denoiser(nn.Module):
         multiscale: bool = True,
         cbam: bool = True,
         q: int = 3,
+        scale: bool = False,
     ) -> None:
         super().__init__()
         self.front = MultiScaleFront(channels) if multiscale else nn.Identity()
@@ -98,11 +102,14 @@ class Denoiser(nn.Module):
         self.mask = nn.Sequential(
             ConvUnit(channels), ConvUnit(channels), ConvUnit(channels), nn.Conv2d(channels, channels, 1)
         )
+        self.scale = nn.Parameter(torch.ones(1, channels, 1, 1)) if scale else None
 
     def forward(self, x: Tensor) -> Tensor:
         f = self.front(x)
         gate = torch.sigmoid(self.mask(f))
         out = self.trunk(f) * gate
+        if self.scale is not None:
+            out = out * self.scale
         if self.training:  # how much the denoiser does: its mean gate, and its correction relative to its input
             with torch.no_grad():
                 self.stats = {"gate": float(gate.float().mean()),
@@ -116,3 +123,12 @@ class Denoiser(nn.Module):
         with torch.no_grad():
             last.weight.mul_(0.1)
             last.bias.fill_(bias)
+
+    def start_silent(self) -> None:
+        """Zero the output scale: the denoiser adds nothing until training grows its scale. The scale's
+        gradient is the correction's agreement with the loss gradient, so it grows only where the (open-gated)
+        correction helps; the trunk and gate train once it is non-zero."""
+        if self.scale is None:
+            raise ValueError("start_silent needs a denoiser built with scale=True")
+        with torch.no_grad():
+            self.scale.zero_()

@@ -86,9 +86,10 @@ class JointModel(nn.Module):
             conv3x3(n, n, stride=2),
         )
         if config.denoise:
-            self.d0: nn.Module | None = Denoiser(n, False, config.multiscale, config.cbam)
+            self.d0: nn.Module | None = Denoiser(n, False, config.multiscale, config.cbam,
+                                                 scale=config.denoiser_scale)  # fmt: skip
             self.d1: nn.Module | None = Denoiser(
-                n, config.selfonn, config.multiscale, config.cbam, config.onn_q
+                n, config.selfonn, config.multiscale, config.cbam, config.onn_q, scale=config.denoiser_scale
             )
         else:
             self.d0 = self.d1 = None

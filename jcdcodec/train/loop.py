@@ -78,7 +78,8 @@ class TrainConfig:
     # ships (train/ema.py); 0 switches it off.
     ema: float = 0.999
     # With --init from weights without denoisers (stage two of the paper's recipe): the new denoisers' mask
-    # gates start at sigmoid(gate_init) (Denoiser.open_gate); None leaves the constructor's initialisation.
+    # gates start at sigmoid(gate_init) (Denoiser.open_gate), and their output scales at zero where the model
+    # has them (ModelConfig.denoiser_scale); None leaves the constructor's initialisation.
     gate_init: float | None = None
     bf16: bool = True
     threads: int = 0  # 0: leave torch's default
@@ -197,6 +198,8 @@ class Trainer:
                 for d in (model.d0, model.d1):
                     if d is not None:
                         d.open_gate(tcfg.gate_init)
+                        if d.scale is not None:
+                            d.start_silent()
         self.module = TrainingModule(model, tcfg).to(self.device)
         if tcfg.bf16:  # bf16 convolutions are fastest in channels_last, on CPUs and on GPUs
             self.module.to(memory_format=torch.channels_last)
