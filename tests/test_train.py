@@ -684,6 +684,14 @@ def test_denoisers_with_a_scale_join_a_plain_codec_silently_and_grow_in(image_di
     for _ in range(2):
         rec = tr.train_step()
     assert float(tr.module.model.d0.scale.abs().max()) > 0 and rec["d0_corr"] > 0
+    # the scale travels with the exported weights (their config says the model has it)
+    from jcdcodec.weights import load_model_file
+
+    grown = tmp_path / "models" / "grown.safetensors"
+    assert run_jcd("export", str(tr.save_checkpoint()), "-o", str(grown), "--raw").returncode == 0
+    loaded, _ = load_model_file(grown)
+    assert loaded.config.denoiser_scale
+    assert torch.allclose(loaded.d1.scale.float(), tr.module.model.d1.scale.detach().float(), atol=1e-3)
     # without the switch, the weights and their config are as before (no scale tensor)
     assert started(*tiny_run(image_dir, tmp_path / "s3", 1)).module.model.d0.scale is None
 
