@@ -142,6 +142,14 @@ def test_detached_guidance_targets_carry_no_gradient(detach):
     assert float(g_d0.abs().sum()) > 0
 
 
+def test_the_contrastive_switch_leaves_the_batches_alone(image_dir, tmp_path):
+    """Runs that differ only in --no-contrastive draw the same crops, noise and quality at every step, so
+    scripts/compare_runs.py can pair their steps."""
+    with_cl = started(*tiny_run(image_dir, tmp_path / "a", 2), 2)
+    without = started(*tiny_run(image_dir, tmp_path / "b", 2, contrastive=False), 2)
+    assert torch.equal(with_cl.gen.get_state(), without.gen.get_state())
+
+
 def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "a", 6)
     straight = started(mc, tc, 6)

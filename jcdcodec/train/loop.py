@@ -276,7 +276,10 @@ class Trainer:
         qualities = self.mcfg.qualities
         quality = qualities[int(torch.randint(len(qualities), (1,), generator=self.gen))]
         b = self.sampler.sample(self.gen, self.device)
-        aug = augment_clean(b.clean, self.gen) if t.contrastive else None
+        # Drawn even without the contrastive branch, so that runs differing only in that switch see the same
+        # batches at every step (scripts/compare_runs.py pairs them).
+        aug = augment_clean(b.clean, self.gen)
+        aug = aug if t.contrastive else None
         fmt = torch.channels_last if t.bf16 else torch.contiguous_format
         noisy = b.noisy.contiguous(memory_format=fmt)
         clean = b.clean.contiguous(memory_format=fmt)
