@@ -10,9 +10,8 @@ Both are the attention-block shape of CompressAI's ``AttentionBlock`` grown by t
 The model adds the input back (y = f + d(f)), so ``d`` returns only the residual. The trunk's units are
 residual, so trunk(f) is far from zero at initialisation: a denoiser added to a trained codec starts by adding
 a random correction. With the scale, started at zero (``start_silent``), it adds nothing until training finds a
-correction that helps. With
-multi-scale, CBAM and Self-ONN switched off this is exactly the simplified attention
-block of Cheng et al. 2022, the baseline.
+correction that helps. With multi-scale, CBAM and Self-ONN switched off this is exactly the simplified
+attention block of Cheng et al. 2022, the baseline.
 """
 
 from __future__ import annotations

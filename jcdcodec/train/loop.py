@@ -128,10 +128,7 @@ class TrainingModule(nn.Module):
         terms["mse"] = torch.mean((out["x_hat"].float() - clean) ** 2)
         loss = terms["bpp_y"] + terms["bpp_z"] + m.lmbda(quality) * 255**2 * terms["mse"]
         if t.guidance and m.d0 is not None:
-            if t.detach_guidance:
-                with torch.no_grad():
-                    y0_gt, y1_gt = m.analysis_clean(clean)
-            else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not t.detach_guidance):
                 y0_gt, y1_gt = m.analysis_clean(clean)
             terms["guidance"] = guidance_l1([(out["y0"], y0_gt), (out["y1"], y1_gt)])
             loss = loss + t.lambda_g * terms["guidance"]
