@@ -163,6 +163,34 @@ def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
 
 
+def test_a_resumed_run_can_switch_the_contrastive_branch_off(image_dir, tmp_path):
+    """--no-contrastive with --resume: the run goes on without the branch (no contrastive term, the head's
+    weights untouched) and its checkpoint resumes again; the branch can come back, but not to a run that never
+    had its projection head."""
+    from jcdcodec.errors import JcdError
+
+    mc, tc = tiny_run(image_dir, tmp_path / "cl", 6)
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    off = dataclasses.replace(tc, contrastive=False)
+    resumed = started(mc, off, resume=ckpt, also_override=frozenset({"contrastive"}))
+    assert resumed.tcfg.contrastive is False and resumed.module.head is not None
+    head = {k: v.clone() for k, v in resumed.module.head.state_dict().items()}
+    model = {k: v.clone() for k, v in resumed.module.model.state_dict().items()}
+    terms = resumed.train_step()
+    assert "contrastive" not in terms
+    assert all(torch.equal(head[k], v) for k, v in resumed.module.head.state_dict().items())
+    assert any(not torch.equal(model[k], v) for k, v in resumed.module.model.state_dict().items())
+    again = started(mc, off, resume=resumed.save_checkpoint())
+    assert again.tcfg.contrastive is False and again.step == 2
+    again.train_step()
+    back = started(mc, tc, resume=again.save_checkpoint(), also_override=frozenset({"contrastive"}))
+    assert "contrastive" in back.train_step()  # the rested head takes up the branch again
+    mc, tc = tiny_run(image_dir, tmp_path / "never", 2, contrastive=False)
+    with pytest.raises(JcdError, match="contrastive"):
+        Trainer(mc, dataclasses.replace(tc, contrastive=True), resume=started(mc, tc, 1).save_checkpoint(),
+                also_override=frozenset({"contrastive"}))
+
+
 @pytest.mark.parametrize("ema", [0.999, 0.0])
 def test_resume_with_a_new_learning_rate(image_dir, tmp_path, ema):
     mc, tc = tiny_run(image_dir, tmp_path / "lr", 4, ema=ema)

@@ -65,7 +65,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("-N", "--channels", "n", type=int, default=None, help="Channels N [default: 128, paper: 128/192].")
 @click.option("--quality", "qualities", default="1-6", show_default=True,
               help="Qualities trained: '1-6' (variable rate, one lambda drawn per batch) or one, e.g. '4'.")
-@click.option("--contrastive/--no-contrastive", default=None, help="Contrastive branch (ablation switch).")
+@click.option("--contrastive/--no-contrastive", default=None,
+              help="Contrastive branch (ablation switch); --no-contrastive with --resume turns it off from there on.")
 @click.option("--selfonn/--no-selfonn", default=None, help="Self-ONN units in d1 (else conv units).")
 @click.option("--multiscale/--no-multiscale", default=None, help="Dilated multi-scale front in the denoisers.")
 @click.option("--cbam/--no-cbam", default=None, help="CBAM attention in the denoiser trunks.")
@@ -177,7 +178,8 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    given = {k for k in ("lr", "patch", "batch") if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    given = {k for k in ("lr", "patch", "batch", "contrastive")
+             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and "lr" in given else None,
                       also_override=frozenset(given - {"lr"}))  # fmt: skip
     trainer.run(progress=not quiet and err.is_terminal, heartbeat=0 if quiet or err.is_terminal else 60)

@@ -109,13 +109,16 @@ class TrainConfig:
 
 
 class TrainingModule(nn.Module):
-    """Model + projection head; forward returns every loss term of one batch."""
+    """Model + projection head; forward returns every loss term of one batch.
 
-    def __init__(self, model: JointModel, tcfg: TrainConfig) -> None:
+    ``head`` (default: whether the contrastive branch is on) keeps the projection head of a run that was resumed
+    with the branch switched off, so that its optimiser state still lines up; the head then rests."""
+
+    def __init__(self, model: JointModel, tcfg: TrainConfig, head: bool | None = None) -> None:
         super().__init__()
         self.model = model
         self.tcfg = tcfg
-        self.head = ProjectionHead(model.config.N) if tcfg.contrastive else None
+        self.head = ProjectionHead(model.config.N) if (tcfg.contrastive if head is None else head) else None
 
     def forward(self, noisy: Tensor, clean: Tensor, aug: Tensor | None, quality: int) -> dict[str, Tensor]:
         t = self.tcfg
@@ -132,7 +135,7 @@ class TrainingModule(nn.Module):
                 y0_gt, y1_gt = m.analysis_clean(clean)
             terms["guidance"] = guidance_l1([(out["y0"], y0_gt), (out["y1"], y1_gt)])
             loss = loss + t.lambda_g * terms["guidance"]
-        if self.head is not None and aug is not None:
+        if t.contrastive and self.head is not None and aug is not None:
             terms["contrastive"] = nt_xent(self.head(out["y0"]), self.head(m.g_a0(aug)), t.temperature)
             loss = loss + t.lambda_c * terms["contrastive"]
         terms["loss"] = loss
@@ -156,8 +159,9 @@ class Trainer:
         also_override: frozenset[str] = frozenset(),
     ) -> None:
         """``new_lr`` (with ``resume``) replaces the run's base learning rate from the resumed step on;
-        ``also_override`` names further fields to take from ``tcfg`` on resume (e.g. ``patch`` and ``batch``
-        when a run begun on a CPU continues on a GPU)."""
+        ``also_override`` names further fields to take from ``tcfg`` on resume: ``patch`` and ``batch`` (a run
+        begun on a CPU continues on a GPU) and ``contrastive`` (switched off when measurement says the branch
+        does not pay: the run goes on without losing its steps)."""
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -168,14 +172,19 @@ class Trainer:
         self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}") if torch.cuda.is_available() \
             else torch.device("cpu")  # fmt: skip
         ckpt = None
+        head = None  # whether the projection head exists: the contrastive switch, or what a resumed run holds
         if resume is not None:
             ckpt = load_checkpoint(resume)
             mcfg = ModelConfig.from_json(ckpt["model_config"])
             saved = ckpt["train_config"]
             saved["decay_at"] = tuple(saved["decay_at"])
             # The run's identity comes from the checkpoint; how long and how often may change.
-            keep = self.RESUME_OVERRIDES | (also_override & {"patch", "batch"})
+            keep = self.RESUME_OVERRIDES | (also_override & {"patch", "batch", "contrastive"})
             tcfg = dataclasses.replace(TrainConfig(**saved), **{k: getattr(tcfg, k) for k in keep})
+            head = any(k.startswith("head.") for k in ckpt["module"])
+            if tcfg.contrastive and not head:
+                raise JcdError("--contrastive: this run trained without the contrastive branch, and its projection "
+                               "head cannot join on resume; start a run with --init instead")
             if new_lr is not None:
                 tcfg = dataclasses.replace(tcfg, lr=new_lr)
         self.mcfg, self.tcfg = mcfg, tcfg
@@ -197,7 +206,7 @@ class Trainer:
                         d.open_gate(tcfg.gate_init)
                         if d.scale is not None:
                             d.start_silent()
-        self.module = TrainingModule(model, tcfg).to(self.device)
+        self.module = TrainingModule(model, tcfg, head=head).to(self.device)
         if tcfg.bf16:  # bf16 convolutions are fastest in channels_last, on CPUs and on GPUs
             self.module.to(memory_format=torch.channels_last)
         aux_names = {n for n, _ in self.module.named_parameters() if n.endswith(".quantiles")}
@@ -226,8 +235,10 @@ class Trainer:
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # A resting projection head (contrastive switched off on resume) gets no gradient: DDP must not wait.
+            resting = {n for n, _ in self.module.named_parameters() if n.startswith("head.") and not tcfg.contrastive}
             nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-                self.module, sorted(aux_names)
+                self.module, sorted(aux_names | resting)
             )
             self.ddp = DDP(self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.sampler: PatchSampler | None = None
