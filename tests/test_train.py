@@ -356,6 +356,27 @@ def test_the_exported_history_reports_the_learning_rates_the_run_used(tmp_path):
     assert lr_schedule(tmp_path / "missing.jsonl", 100) is None
 
 
+def test_the_exported_history_says_how_far_the_contrastive_branch_trained(image_dir, tmp_path):
+    from jcdcodec.train.loop import contrastive_until
+
+    mc, tc = tiny_run(image_dir, tmp_path / "h", 2, contrastive=False)
+    ckpt = started(mc, tc, 1).save_checkpoint()
+    state = torch.load(ckpt, weights_only=False)  # the test's own file: pretend the run began from weights
+    state["train_config"].update(init="init.safetensors", init_steps=100)
+    torch.save(state, ckpt)
+    rows = [{"step": s, "lr": 1e-4, "contrastive": 0.5} for s in (50, 100, 150)]
+    rows += [{"step": 150, "lr": 1e-4}, {"step": 200, "lr": 1e-4}]  # resumed at 100 with --no-contrastive
+    rows += [{"step": 200, "val": {"contrastive": 1}}]
+    log = ckpt.parent / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert contrastive_until(log) == 100
+    _, record = export_checkpoint(ckpt, tmp_path / "w.safetensors", synthesis=False)
+    assert record["history"].endswith(", with the contrastive branch to step 100 and without it after")
+    log.write_text(json.dumps({"step": 50, "lr": 1e-4}) + "\n")  # never had the branch
+    assert contrastive_until(log) is None
+    assert "contrastive" not in export_checkpoint(ckpt, tmp_path / "w.safetensors", synthesis=False)[1]["history"]
+
+
 def test_parameter_ema_follows_the_formula_with_its_warm_up():
     from jcdcodec.train.ema import ParameterEMA
 

@@ -586,6 +586,29 @@ def _learned(state: dict, into: nn.Module) -> dict:
     return {k: v for k, v in state.items() if k in names}
 
 
+def _training_rows(log_path: Path) -> dict[int, dict]:
+    """The logged training steps of a run by step (a resumed run re-logs steps: the later line wins)."""
+    rows: dict[int, dict] = {}
+    for line in log_path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed run
+        if isinstance(row, dict) and "step" in row and "val" not in row:
+            rows[int(row["step"])] = row
+    return rows
+
+
+def contrastive_until(log_path: Path) -> int | None:
+    """The last logged step that trained the contrastive branch (None if none did or there is no log).
+
+    Why: a run may switch the branch off on resume (``--no-contrastive``); its config then says off, and
+    only the log tells how far the shipped weights were trained with it."""
+    if not log_path.is_file():
+        return None
+    return max((step for step, row in _training_rows(log_path).items() if "contrastive" in row), default=None)
+
+
 def lr_schedule(log_path: Path, warmup: int) -> str | None:
     """The learning rates a run actually used, read back from its log.jsonl (None without a log).
 
@@ -596,14 +619,7 @@ def lr_schedule(log_path: Path, warmup: int) -> str | None:
     """
     if not log_path.is_file():
         return None
-    lrs: dict[int, float] = {}
-    for line in log_path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a killed run
-        if isinstance(row, dict) and "lr" in row and "step" in row:
-            lrs[int(row["step"])] = float(row["lr"])
+    lrs = {step: float(row["lr"]) for step, row in _training_rows(log_path).items() if "lr" in row}
     starts: list[tuple[float, int]] = []  # (lr, first logged step with it)
     for step in sorted(s for s in lrs if s > warmup):
         lr = float(f"{lrs[step]:.3g}")
@@ -654,6 +670,9 @@ def export_checkpoint(
             f"; then {int(ckpt['step'])} steps from those weights at {schedule}"
             + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else "")
             + {"camera": ", camera-like noise", "mix": ", half the batches camera-like noise"}.get(tc.get("noise"), ""))
+        until = None if tc.get("contrastive", True) else contrastive_until(ckpt_path.parent / "log.jsonl")
+        if until is not None:
+            record["history"] += f", with the contrastive branch to step {until} and without it after"
     meta = {"name": name, "trained": "true", "steps": str(record["steps"]),
             "train_seconds": str(record["train_seconds"])}
     if "history" in record:  # so a run started with --init from this file (shipped or not) keeps the story
