@@ -49,7 +49,7 @@ case "$which" in
   joint128)
     # Until it beats the N=64 models it ships as a training stage: no synthesis file, a purpose that says so.
     RUN=runs/joint128 NAME=jcd-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=()
-    PURPOSE=(--purpose "training only: stage two of the N=128 model in progress (benchmark noise); jcd-n64 is better so far"
+    PURPOSE=(--purpose "training only: stage two of the N=128 model in progress (benchmark noise); jcd-n64 is better at low rates so far"
              --no-synthesis)
     NOTE="wide noise range; stage two, from the stage-one codec cheng-n128"
     # Continues its own exported weights when the run folder is gone (a new machine), else starts stage two
