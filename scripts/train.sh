@@ -21,7 +21,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-}
-RESUME_ARGS=()
 case "$which" in
   main)
     RUN=runs/main NAME=jcd-n64 EVERY=(--ckpt-every 500 --val-every 2000) DEFAULT=() PURPOSE=()
@@ -58,10 +57,10 @@ case "$which" in
     [ -f "$INIT_FROM" ] || INIT_FROM=models/cheng-n128.safetensors
     [ -f "$INIT_FROM" ] || [ -f "$RUN/last.ckpt" ] || { echo "joint128 starts from $INIT_FROM: train base128 first" >&2; exit 1; }
     # Without the contrastive branch since step 4,093: at equal steps it trained better without it, 10 % faster
-    # (docs/training.md); a run begun with it drops it on resume.
+    # (docs/training.md). runs/joint128 was switched with `jcd train --resume --no-contrastive`; its checkpoint
+    # keeps the switch, so resuming needs nothing more.
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 --denoiser-scale --no-contrastive
-          ${DETACH:+--detach-guidance})
-    RESUME_ARGS=(--no-contrastive) ;;
+          ${DETACH:+--detach-guidance}) ;;
   *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128 [export]" >&2; exit 2 ;;
 esac
 if [ "${GPU:-0}" = 1 ]; then
@@ -79,7 +78,7 @@ if [ "${2:-}" = "export" ]; then
 fi
 common=(--out "$RUN" --steps "${STEPS:-200000}" --threads "${THREADS:-1}" "${SIZE[@]}" "${EVERY[@]}")
 if [ -f "$RUN/last.ckpt" ]; then
-  run .venv/bin/jcd train --resume "${common[@]}" "${RESUME_ARGS[@]}" ${LR:+--lr "$LR"}
+  run .venv/bin/jcd train --resume "${common[@]}" ${LR:+--lr "$LR"}
   exit
 fi
 init=(--lr "${LR:-3e-4}")  # from scratch
