@@ -58,7 +58,8 @@ case "$which" in
     [ -f "$INIT_FROM" ] || [ -f "$RUN/last.ckpt" ] || { echo "joint128 starts from $INIT_FROM: train base128 first" >&2; exit 1; }
     # Without the contrastive branch since step 4,093: at equal steps it trained better without it, 10 % faster
     # (docs/training.md). runs/joint128 was switched with `jcd train --resume --no-contrastive`; its checkpoint
-    # keeps the switch, so resuming needs nothing more.
+    # keeps the switch, so resuming needs nothing more. Likewise lr 1e-4 since step 6,349 (`--resume --lr 1e-4`;
+    # starting from the exported weights uses 1e-4 by default).
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 --denoiser-scale --no-contrastive
           ${DETACH:+--detach-guidance}) ;;
   *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128 [export]" >&2; exit 2 ;;
