@@ -10,6 +10,10 @@ J = bpp + lambda_q * 255^2 * MSE (the part of the loss both runs share: guidance
 out, since a switch may change them by design), of PSNR and of bpp; then every real-bitstream validation both
 runs logged (raw weights and their moving average), side by side. It reads only ``log.jsonl`` and
 ``config.json``: a comparison can run while both are still training.
+
+Two branches of one checkpoint (``jcd train --resume`` of a copy with one switch changed) share the log up to
+the branch point; those records are the same run, not a comparison, so pairing and the windows start after
+the last step the two logs record identically.
 """
 
 from __future__ import annotations
@@ -75,10 +79,20 @@ def main() -> None:
     same_q = [s for s in steps if ta[s]["quality"] == tb[s]["quality"]]
     if len(same_q) < len(steps):
         print(f"warning: {len(steps) - len(same_q)} common steps drew different qualities: not the same batches")
+    shared = 0  # the common history of two branches: the leading steps both logs record identically
+    for s in same_q:
+        if any(ta[s][k] != tb[s][k] for k in ("bpp", "mse", "psnr")):
+            break
+        shared = s
+    same_q = [s for s in same_q if s > shared]
+    if not same_q:
+        sys.exit("compare_runs: the two runs have not parted yet (identical records at every common step)")
+    if shared:
+        print(f"branches of one run: identical to step {shared}, paired after it")
     print(f"{args.second.name} minus {args.first.name}, paired on {len(same_q)} logged steps (mean +- s.e.)")
     print("| steps | pairs | J (lower is better) | PSNR dB | bpp |")
     print("|---|---|---|---|---|")
-    start = 0
+    start = shared
     while start < same_q[-1]:
         win = [s for s in same_q if start < s <= start + args.window]
         if win:

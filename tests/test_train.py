@@ -784,6 +784,18 @@ def test_compare_runs_pairs_equal_steps(tmp_path):
     assert "paired on 20 logged steps" in out
     assert "| 1-500 | 10 | +0.0000 +- 0.0000 | +0.5000 +- 0.0000 | +0.0000 +- 0.0000 |" in out
     assert "L1q1 25.00 @ 0.200 / 25.50 @ 0.200" in out
+    assert "branches of one run" not in out
+    # A branch of run a from its step 300: the shared history is not a comparison; the windows start at the fork.
+    branch = tmp_path / "branch"
+    branch.mkdir()
+    (branch / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    rows = [dict(r, mse=2e-3) if "mse" in r and r["step"] > 300 else r for r in rows]
+    (branch / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = subprocess.run([sys.executable, script, str(tmp_path / "a"), str(branch), "--window", "700"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "identical to step 300, paired after it" in out and "paired on 14 logged steps" in out
+    assert "| 301-1000 | 14 | " in out and "| +0.0000 +- 0.0000 | +0.0000 +- 0.0000 |" in out
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     config["model"]["lambdas"] = lambdas[::-1]
     (tmp_path / "b" / "config.json").write_text(json.dumps(config))
