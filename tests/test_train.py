@@ -241,6 +241,30 @@ def test_cli_export_writes_a_manifest_entry(image_dir, tmp_path):
     assert "synthesis" not in json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["x"]
 
 
+def test_weights_trained_elsewhere_are_listed_with_their_record(image_dir, tmp_path):
+    """A GPU machine sends back only the fp16 export and its run's config.json: export lists them here."""
+    from conftest import run_jcd
+    from safetensors.torch import load_file
+
+    mc, tc = tiny_run(image_dir, tmp_path / "g", 2, gamma="srgb")
+    tr = started(mc, tc, 2)
+    sent = tmp_path / "sent" / "w.safetensors"
+    export_checkpoint(tr.save_checkpoint(), sent, synthesis=False)
+    (sent.parent / "config.json").write_text(json.dumps({"train": tc.to_dict()}))  # as `jcd train` writes it
+    out = tmp_path / "models" / "x.safetensors"
+    r = run_jcd("export", str(sent), "-o", str(out), "--name", "x")
+    assert r.returncode == 0, r.stderr
+    e = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["x"]
+    assert e["steps"] == 2 and e["train_config"]["gamma"] == "srgb" and e["batch"] == tc.batch
+    assert (tmp_path / "models" / "x.synthesis.onnx").is_file() and "synthesis" in e
+    a, b = load_file(str(sent)), load_file(str(out))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same weights and tables
+    r = run_jcd("models", env={"JCD_MODELS": str(out.parent)})
+    assert "photos" in r.stdout, r.stdout  # what they are for, from the training configuration
+    r = run_jcd("export", str(sent), "-o", str(out), "--raw")
+    assert r.returncode != 0 and "--raw" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_non_finite_batch_is_skipped_and_training_goes_on(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "nan", 4)
     tr = started(mc, tc, 1)  # one step first: MaskedConv2d zeroes its masked taps on its first forward
@@ -612,6 +636,26 @@ def test_the_gpu_profile_of_the_training_script(tmp_path):
                        env=env, cwd=REPO)  # fmt: skip
     cmd = r.stdout.split()
     assert cmd[cmd.index("--patch") + 1] == "128" and cmd[cmd.index("--batch") + 1] == "8"
+
+
+def test_the_gpu_machine_script_runs_the_profile_on_the_packed_data(tmp_path):
+    """scripts/gpu_run.sh: the profile's own switches, pointed at what scripts/gpu_pack.sh packs; resumes."""
+    from conftest import REPO
+
+    env = dict(os.environ, DRY_RUN="1", PY=sys.executable, OUT=str(tmp_path), RUN=str(tmp_path / "run"))
+    r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh"), "camera128", "60"], capture_output=True,
+                       text=True, env=env, cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cmd = r.stdout.split()
+    last = {flag: cmd[len(cmd) - 1 - cmd[::-1].index(flag) + 1] for flag in ("--patch", "--batch", "--data", "--out")}
+    assert last == {"--patch": "256", "--batch": "16", "--data": ".gpu/train", "--out": str(tmp_path / "run")}
+    assert cmd[cmd.index("--init") + 1] == ".gpu/start.safetensors" and "--resume" not in cmd
+    assert {"--noise", "mix", "--gamma", "srgb", "-N", "128"} <= set(cmd)  # camera128's switches
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.ckpt").write_bytes(b"")
+    r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh"), "camera128", "60"], capture_output=True,
+                       text=True, env=env, cwd=REPO)  # fmt: skip
+    assert r.returncode == 0 and "--resume" in r.stdout.split() and "--init" not in r.stdout.split(), r.stdout
 
 
 def test_calibration_moves_only_the_gains_and_lowers_the_rd_cost(image_dir, tmp_path):

@@ -215,18 +215,26 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
            purpose: str | None, synthesis: bool) -> None:
     """Export a training checkpoint to inference weights (fp16 safetensors) and list them in the manifest.
 
-    The manifest entry goes to manifest.json beside the output file.
+    The manifest entry goes to manifest.json beside the output file. CHECKPOINT may also be weights exported
+    elsewhere (a .safetensors file, e.g. what a GPU machine sent back): they are listed here with their
+    tables rebuilt and a synthesis file, their training configuration read from the config.json beside them.
     """
-    from ..train.loop import export_checkpoint
+    from ..train.loop import export_checkpoint, export_weights
 
     if not checkpoint.is_file():
         raise JcdError(f"{checkpoint}: no such checkpoint")
+    weights = checkpoint.suffix == ".safetensors"
+    if weights and raw:
+        raise JcdError(f"{checkpoint}: exported weights hold one set of parameters; --raw is for checkpoints")
     if not synthesis:  # an old companion would belong to other weights
         from ..weightsfile import synthesis_path_for
 
         synthesis_path_for(output).unlink(missing_ok=True)
     previous = _bytes_if_file(output)
-    digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw, synthesis=synthesis)
+    if weights:
+        digest, record = export_weights(checkpoint, output, name, data_note, synthesis=synthesis)
+    else:
+        digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw, synthesis=synthesis)
     if purpose:
         record["purpose"] = purpose
     _list_in_manifest(output, digest, record, make_default, previous)

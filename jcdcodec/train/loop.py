@@ -682,4 +682,43 @@ def export_checkpoint(
     return digest, record
 
 
-__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "load_checkpoint", "lr_schedule"]
+def export_weights(weights: Path, out: Path, name: str | None = None, data_note: str = "",
+                   synthesis: bool = True) -> tuple[str, dict]:
+    """Weights exported elsewhere -> inference weights here, with the record a checkpoint export gives.
+
+    Why: a run on a borrowed GPU machine can bring back only its fp16 export (the checkpoint, with the
+    optimiser, is several times larger). Steps, seconds and history come from the file's metadata; the
+    training configuration from the run's ``config.json`` when it lies beside the file. The parameters are
+    kept as they are (already fp16) and the entropy tables are rebuilt here, as every export does.
+    """
+    from ..weights import load_model_file, save_weights
+
+    model, meta = load_model_file(Path(weights))
+    run_config = Path(weights).parent / "config.json"
+    tc = {}
+    if run_config.is_file():
+        try:
+            tc = json.loads(run_config.read_text())["train"]
+        except (ValueError, KeyError, TypeError):
+            raise JcdError(f"{run_config}: not a run configuration (config.json of `jcd train`)") from None
+    name = name or out.stem
+    record = {
+        "name": name,
+        "trained": meta.get("trained") == "true",
+        "steps": int(meta.get("steps", 0)),
+        "train_seconds": round(float(meta.get("train_seconds", 0.0))),
+        "data": data_note or tc.get("data"),
+        "patch": tc.get("patch"),
+        "batch": tc.get("batch"),
+        "train_config": tc,
+    }
+    keep = {k: meta[k] for k in ("trained", "steps", "train_seconds", "history") if k in meta}
+    if "history" in meta:
+        record["history"] = meta["history"]
+    digest = save_weights(model, out, {**keep, "name": name}, synthesis=synthesis)
+    record["config"] = json.loads(model.config.to_json())
+    return digest, record
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainingModule", "export_checkpoint", "export_weights", "load_checkpoint",
+           "lr_schedule"]
