@@ -13,10 +13,13 @@
 #                                        # clean crops (no denoisers, no extra branches), cheng-n128
 #   bash scripts/train.sh joint128       # stage two: the full joint model at N=128 from the stage-one codec
 #                                        # (denoisers added with their gates open, noisy input), jcd-n128
+#   bash scripts/train.sh camera128      # jcd-n128-camera: the N=128 model fine-tuned like the camera model (sRGB
+#                                        # gamma, half the batches camera-like noise), 2,500 steps with the lr
+#                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
-# STEPS (default 200000), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
-# resuming a run begun on a CPU), DRY_RUN=1 (print the training command instead of running it).
+# STEPS (default 200000; camera128 2500), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
+# resuming a run begun on a CPU), RUN_DIR (instead of runs/MODEL), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,10 +49,8 @@ case "$which" in
     INIT_FROM=${INIT:-models/cheng-n128.safetensors}
     ARGS=(--preset cheng2020 --clean-input -N 128 --quality 1-6) ;;
   joint128)
-    # Until it beats the N=64 models it ships as a training stage: no synthesis file, a purpose that says so.
-    RUN=runs/joint128 NAME=jcd-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=()
-    PURPOSE=(--purpose "training only: stage two of the N=128 model in progress (benchmark noise); jcd-n64 is better at low rates so far"
-             --no-synthesis)
+    # A full model (with its synthesis file) since it beat jcd-n64 at every level (session 12, docs/training.md).
+    RUN=runs/joint128 NAME=jcd-n128 EVERY=(--ckpt-every 250 --val-every 2000) DEFAULT=() PURPOSE=()
     NOTE="wide noise range; stage two, from the stage-one codec cheng-n128"
     # Continues its own exported weights when the run folder is gone (a new machine), else starts stage two
     # from the stage-one codec.
@@ -62,8 +63,14 @@ case "$which" in
     # starting from the exported weights uses 1e-4 by default).
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 --denoiser-scale --no-contrastive
           ${DETACH:+--detach-guidance}) ;;
-  *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128 [export]" >&2; exit 2 ;;
+  camera128)
+    RUN=runs/camera128 NAME=jcd-n128-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=() PURPOSE=()
+    NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those); fine-tuned from jcd-n128"
+    INIT_FROM=${INIT:-models/jcd-n128.safetensors} STEPS=${STEPS:-2500}
+    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma srgb --noise mix --denoiser-scale --no-contrastive) ;;
+  *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128|camera128 [export]" >&2; exit 2 ;;
 esac
+RUN=${RUN_DIR:-$RUN}  # another run folder (scripts/gpu_run.sh: the machine's own)
 if [ "${GPU:-0}" = 1 ]; then
   SIZE=(--patch 256 --batch 16) THREADS=${THREADS:-4}
 else
