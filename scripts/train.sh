@@ -7,18 +7,18 @@
 #                                        # only on it darkens real photos; benchmarks/tone.py measures it).
 #                                        # Resumes runs/photo, else starts from models/jcd-n64-srgb, or from
 #                                        # INIT=models/jcd-n64.safetensors to refresh it from the newest benchmark
-#   bash scripts/train.sh camera         # jcd-n64-camera, the default: the photo model fine-tuned on camera-like
+#   bash scripts/train.sh camera         # jcd-n64-camera (the default until 2026-11-26): the photo model fine-tuned on camera-like
 #                                        # noise mixed with its sRGB read+shot noise, half the batches each
 #   bash scripts/train.sh base128        # stage one of the paper's recipe at N=128: a plain Cheng2020 codec on
 #                                        # clean crops (no denoisers, no extra branches), cheng-n128
 #   bash scripts/train.sh joint128       # stage two: the full joint model at N=128 from the stage-one codec
 #                                        # (denoisers added with their gates open, noisy input), jcd-n128
-#   bash scripts/train.sh camera128      # jcd-n128-camera: the N=128 model fine-tuned like the camera model (sRGB
-#                                        # gamma, half the batches camera-like noise), 2,500 steps with the lr
+#   bash scripts/train.sh camera128      # jcd-n128-camera, the default: the N=128 model fine-tuned like the camera model (sRGB
+#                                        # gamma, half the batches camera-like noise), 2,000 steps with the lr
 #                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
-# STEPS (default 200000; camera128 2500), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
+# STEPS (default 200000; camera128 2000), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
 # resuming a run begun on a CPU), RUN_DIR (instead of runs/MODEL), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
@@ -37,7 +37,7 @@ case "$which" in
     [ -f "$INIT_FROM" ] || INIT_FROM=models/jcd-n64.safetensors
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb) ;;
   camera)
-    RUN=runs/camera NAME=jcd-n64-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
+    RUN=runs/camera NAME=jcd-n64-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=() PURPOSE=()
     NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those)"
     INIT_FROM=${INIT:-models/jcd-n64-srgb.safetensors}
     ARGS=(-N 64 --quality 1-6 --wide-noise --gamma srgb --noise mix) ;;
@@ -64,9 +64,9 @@ case "$which" in
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma reference --gate-init 2 --denoiser-scale --no-contrastive
           ${DETACH:+--detach-guidance}) ;;
   camera128)
-    RUN=runs/camera128 NAME=jcd-n128-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=() PURPOSE=()
+    RUN=runs/camera128 NAME=jcd-n128-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
     NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those); fine-tuned from jcd-n128"
-    INIT_FROM=${INIT:-models/jcd-n128.safetensors} STEPS=${STEPS:-2500}
+    INIT_FROM=${INIT:-models/jcd-n128.safetensors} STEPS=${STEPS:-2000}
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma srgb --noise mix --denoiser-scale --no-contrastive) ;;
   *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128|camera128 [export]" >&2; exit 2 ;;
 esac
