@@ -6,7 +6,8 @@
 # leaves in $OUT what may come back (8 files of at most 16 MiB): the fp16 export in 15 MiB parts, the run's
 # config.json and log.jsonl. Back here: `cat DIR/w.part.* > runs/gpu/NAME.safetensors`, copy config.json
 # beside it, and `jcd export runs/gpu/NAME.safetensors -o models/NAME.safetensors` lists it in the manifest.
-# Environment: PY (a Python with torch and jcd's needs: skips the wheels), RUN (default /tmp/run), DRY_RUN=1.
+# Environment: PY (a Python with torch and jcd's needs: skips the wheels), RUN (default /tmp/run), PACKED (the
+# packed folder, default .gpu), DRY_RUN=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 which=${1:?usage: bash scripts/gpu_run.sh MODEL SECONDS}
@@ -20,12 +21,15 @@ if [ -z "${PY:-}" ]; then
 fi
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 run=${RUN:-/tmp/run}
+packed=${PACKED:-.gpu}
 if [ -f "$run/last.ckpt" ]; then
-  cmd=("$py" -m jcdcodec train --resume --out "$run" --data .gpu/train --patch 256 --batch 16 --threads 8)
+  cmd=("$py" -m jcdcodec train --resume --out "$run" --data "$packed/train" --patch 256 --batch 16 --threads 8)
 else
+  [ -f "$packed/start.safetensors" ] && [ -d "$packed/train" ] \
+    || { echo "gpu_run: $packed/start.safetensors and $packed/train missing: run scripts/gpu_pack.sh and carry $packed" >&2; exit 1; }
   # The profile's own command line (its model and noise switches), pointed at the packed data and weights.
-  read -r -a line < <(DRY_RUN=1 GPU=1 THREADS=8 INIT=.gpu/start.safetensors RUN_DIR="$run" bash scripts/train.sh "$which")
-  cmd=("$py" -m jcdcodec "${line[@]:1}" --data .gpu/train --val-count 1 --val-every 0 --ckpt-every 1000)
+  read -r -a line < <(DRY_RUN=1 GPU=1 THREADS=8 INIT="$packed/start.safetensors" RUN_DIR="$run" bash scripts/train.sh "$which")
+  cmd=("$py" -m jcdcodec "${line[@]:1}" --data "$packed/train" --val-count 1 --val-every 0 --ckpt-every 1000)
 fi
 echo "${cmd[*]}"
 [ "${DRY_RUN:-0}" = 1 ] && exit 0

@@ -642,14 +642,21 @@ def test_the_gpu_machine_script_runs_the_profile_on_the_packed_data(tmp_path):
     """scripts/gpu_run.sh: the profile's own switches, pointed at what scripts/gpu_pack.sh packs; resumes."""
     from conftest import REPO
 
-    env = dict(os.environ, DRY_RUN="1", PY=sys.executable, OUT=str(tmp_path), RUN=str(tmp_path / "run"))
+    packed = tmp_path / "gpu"
+    env = dict(os.environ, DRY_RUN="1", PY=sys.executable, OUT=str(tmp_path), RUN=str(tmp_path / "run"),
+               PACKED=str(packed))  # fmt: skip
+    r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh"), "camera128", "60"], capture_output=True,
+                       text=True, env=env, cwd=REPO)  # fmt: skip
+    assert r.returncode != 0 and "gpu_pack.sh" in r.stderr  # nothing packed: says so instead of training from scratch
+    (packed / "train").mkdir(parents=True)
+    (packed / "start.safetensors").write_bytes(b"")
     r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh"), "camera128", "60"], capture_output=True,
                        text=True, env=env, cwd=REPO)  # fmt: skip
     assert r.returncode == 0, r.stderr
     cmd = r.stdout.split()
     last = {flag: cmd[len(cmd) - 1 - cmd[::-1].index(flag) + 1] for flag in ("--patch", "--batch", "--data", "--out")}
-    assert last == {"--patch": "256", "--batch": "16", "--data": ".gpu/train", "--out": str(tmp_path / "run")}
-    assert cmd[cmd.index("--init") + 1] == ".gpu/start.safetensors" and "--resume" not in cmd
+    assert last == {"--patch": "256", "--batch": "16", "--data": str(packed / "train"), "--out": str(tmp_path / "run")}
+    assert cmd[cmd.index("--init") + 1] == str(packed / "start.safetensors") and "--resume" not in cmd
     assert {"--noise", "mix", "--gamma", "srgb", "-N", "128"} <= set(cmd)  # camera128's switches
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.ckpt").write_bytes(b"")
