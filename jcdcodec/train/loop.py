@@ -673,13 +673,19 @@ def export_checkpoint(
         until = None if tc.get("contrastive", True) else contrastive_until(ckpt_path.parent / "log.jsonl")
         if until is not None:
             record["history"] += f", with the contrastive branch to step {until} and without it after"
-    meta = {"name": name, "trained": "true", "steps": str(record["steps"]),
-            "train_seconds": str(record["train_seconds"])}
-    if "history" in record:  # so a run started with --init from this file (shipped or not) keeps the story
-        meta["history"] = record["history"]
-    digest = save_weights(model, out, meta, synthesis=synthesis)
+    digest = save_weights(model, out, _file_metadata(record), synthesis=synthesis)
     record["config"] = json.loads(mcfg.to_json())
     return digest, record
+
+
+def _file_metadata(record: dict) -> dict[str, str]:
+    """What the weights file carries of its record, so that a run started with --init from it, or an export of
+    it on another machine (:func:`export_weights`), keeps the story."""
+    meta = {"name": record["name"], "trained": "true" if record["trained"] else "false",
+            "steps": str(record["steps"]), "train_seconds": str(record["train_seconds"])}  # fmt: skip
+    if "history" in record:
+        meta["history"] = record["history"]
+    return meta
 
 
 def export_weights(weights: Path, out: Path, name: str | None = None, data_note: str = "",
@@ -712,10 +718,9 @@ def export_weights(weights: Path, out: Path, name: str | None = None, data_note:
         "batch": tc.get("batch"),
         "train_config": tc,
     }
-    keep = {k: meta[k] for k in ("trained", "steps", "train_seconds", "history") if k in meta}
     if "history" in meta:
         record["history"] = meta["history"]
-    digest = save_weights(model, out, {**keep, "name": name}, synthesis=synthesis)
+    digest = save_weights(model, out, _file_metadata(record), synthesis=synthesis)
     record["config"] = json.loads(model.config.to_json())
     return digest, record
 
