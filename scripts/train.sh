@@ -18,7 +18,7 @@
 #                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
-# STEPS (default 200000; camera128 2000), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
+# STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
 # resuming a run begun on a CPU), RUN_DIR (instead of runs/MODEL), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
@@ -67,7 +67,8 @@ case "$which" in
     RUN=runs/camera128 NAME=jcd-n128-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
     NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those); fine-tuned from jcd-n128"
     INIT_FROM=${INIT:-models/jcd-n128.safetensors} STEPS=${STEPS:-2000}
-    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma srgb --noise mix --denoiser-scale --no-contrastive) ;;
+    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma srgb --noise mix --denoiser-scale --no-contrastive
+          ${UPSCALE:+--upscale "$UPSCALE"}) ;;
   *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128|camera128 [export]" >&2; exit 2 ;;
 esac
 RUN=${RUN_DIR:-$RUN}  # another run folder (scripts/gpu_run.sh: the machine's own)

@@ -611,6 +611,33 @@ def test_batches_are_made_on_the_training_device_and_reproducible(image_dir):
     assert not torch.equal(a.noisy, c.noisy)
 
 
+def test_enlarged_crops_are_smoother_and_reproducible(image_dir):
+    from jcdcodec.errors import JcdError
+    from jcdcodec.train.data import PatchSampler, enlarge, load_uint8
+
+    ims = [load_uint8(p) for p in sorted(image_dir.iterdir())]
+
+    def roughness(x: torch.Tensor) -> float:  # mean absolute difference of horizontal neighbours
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+    plain, grown = PatchSampler(ims, 64, 8), PatchSampler(ims, 64, 8, upscale=1.0)
+    a = [plain.sample(torch.Generator().manual_seed(k)).clean for k in range(4)]
+    b = [grown.sample(torch.Generator().manual_seed(k)).clean for k in range(4)]
+    assert all(x.shape == (8, 3, 64, 64) for x in b)
+    assert sum(map(roughness, b)) < 0.8 * sum(map(roughness, a))
+    again = grown.sample(torch.Generator().manual_seed(0))
+    twice = grown.sample(torch.Generator().manual_seed(0))
+    assert torch.equal(again.clean, b[0]) and torch.equal(again.noisy, twice.noisy)
+    # the noise comes after the enlargement: pixel-sized (uncorrelated between neighbours), not enlarged with it
+    r = again.noisy - again.clean
+    r = r - r.mean(dim=(2, 3), keepdim=True)  # the reference gamma pair shifts the mean
+    assert float((r[..., 1:] * r[..., :-1]).mean() / (r * r).mean()) < 0.1
+    flat = torch.full((3, 16, 16), 77, dtype=torch.uint8)
+    assert torch.equal(enlarge(flat, 64), torch.full((3, 64, 64), 77, dtype=torch.uint8))
+    with pytest.raises(JcdError, match="upscale"):
+        PatchSampler(ims, 64, 8, upscale=1.5)
+
+
 def test_resume_may_grow_crops_and_batches_when_asked(image_dir, tmp_path):
     mc, tc = tiny_run(image_dir, tmp_path / "grow", 2)
     ckpt = started(mc, tc, 1).save_checkpoint()

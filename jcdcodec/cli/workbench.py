@@ -92,6 +92,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--noise", "noise_model", type=click.Choice(["readshot", "camera", "mix"]), default="readshot",
               show_default=True, help="Training noise: read+shot in sRGB (the benchmark's), camera-like (raw "
               "sensor noise developed through demosaicking, colour, tone and sometimes JPEG), or half of each.")
+@click.option("--upscale", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Fraction of crops cut 1-4x smaller and enlarged to the patch: smooth content like crops of "
+              "camera photos (the training photos are small and dense in texture).")
 @click.option("--gate-init", type=float, default=None,
               help="With --init from weights without denoisers: start the new denoisers' mask gates at "
               "sigmoid(GATE_INIT), e.g. 2 (0.88), so they start working.")
@@ -113,7 +116,8 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
           cbam: bool | None, denoiser_scale: bool, guidance: bool, detach_guidance: bool, patch: int, batch: int,
           steps: int, lr: float,
           lambda_g: float,
-          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, gate_init: float | None,
+          lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, upscale: float,
+          gate_init: float | None,
           clean_input: bool, ema: float,
           bf16: bool, threads: int, seed: int,
           ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
@@ -162,7 +166,7 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
                        guidance=guidance, detach_guidance=detach_guidance,
                        contrastive=True if contrastive is None else contrastive,
                        temperature=temperature, wide_noise=wide_noise, gamma=gamma, noise=noise_model,
-                       gate_init=gate_init,
+                       upscale=upscale, gate_init=gate_init,
                        clean_input=clean_input,
                        ema=ema, bf16=bf16, threads=threads,
                        seed=seed, ckpt_every=ckpt_every, val_every=val_every, max_images=max_images,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -57,8 +58,27 @@ class Batch:
     shot_std: Tensor
 
 
+#: Largest enlargement of an ``upscale`` crop: a crop of patch/4 blown up to the patch.
+MAX_UPSCALE = 4.0
+
+
+def enlarge(crop: Tensor, size: int) -> Tensor:
+    """A (3, h, w) uint8 crop resized (bicubic) to (3, size, size), still uint8.
+
+    Why: the training photos are small (about 0.15 MP: downscaled, dense in texture per pixel) while users'
+    photos and the PolyU pairs are crops of 12-20 MP camera frames, smooth at pixel level; enlarged crops show
+    the codec such smooth content. The noise is added afterwards, so it stays pixel-sized as in a real camera.
+    """
+    x = F.interpolate(crop[None].float(), size=(size, size), mode="bicubic", align_corners=False)
+    return x[0].round().clamp(0, 255).to(torch.uint8)
+
+
 class PatchSampler:
-    """Random crops with flips, and on-the-fly read+shot noise (one draw per image; none if ``clean_input``)."""
+    """Random crops with flips, and on-the-fly read+shot noise (one draw per image; none if ``clean_input``).
+
+    ``upscale``: the fraction of crops cut smaller (1/1 to 1/MAX_UPSCALE of the patch, log-uniform) and
+    enlarged to the patch (``enlarge``); 0 draws nothing extra, so older runs resume with the same batches.
+    """
 
     def __init__(
         self,
@@ -69,14 +89,18 @@ class PatchSampler:
         gamma: str = "reference",
         clean_input: bool = False,
         noise: str = "readshot",
+        upscale: float = 0.0,
     ) -> None:
         check_noise_model(noise)
+        if not 0.0 <= upscale <= 1.0:
+            raise JcdError(f"upscale must be a fraction in [0, 1], got {upscale}")
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise JcdError(f"no training image is at least {patch}x{patch}")
         self.patch, self.batch, self.wide_noise, self.gamma = patch, batch, wide_noise, gamma
         self.clean_input = clean_input
         self.noise = noise
+        self.upscale = upscale
 
     def sample(self, g: torch.Generator, device: torch.device | str = "cpu") -> Batch:
         """One batch on ``device``: crops are cut on the CPU, then the noise is made on the device.
@@ -91,9 +115,14 @@ class PatchSampler:
         crops = []
         for i in idx:
             im = self.images[i]
-            top = int(torch.randint(im.shape[1] - p + 1, (1,), generator=g))
-            left = int(torch.randint(im.shape[2] - p + 1, (1,), generator=g))
-            c = im[:, top : top + p, left : left + p]
+            side = p
+            if self.upscale and float(torch.rand(1, generator=g)) < self.upscale:
+                side = round(p / MAX_UPSCALE ** float(torch.rand(1, generator=g)))
+            top = int(torch.randint(im.shape[1] - side + 1, (1,), generator=g))
+            left = int(torch.randint(im.shape[2] - side + 1, (1,), generator=g))
+            c = im[:, top : top + side, left : left + side]
+            if side != p:
+                c = enlarge(c, p)
             flips = torch.rand(2, generator=g)
             if flips[0] < 0.5:
                 c = c.flip(2)

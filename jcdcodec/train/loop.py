@@ -74,6 +74,8 @@ class TrainConfig:
     # Noise model of the training crops (train/data.NOISE_MODELS): "readshot" (the benchmark's, in sRGB),
     # "camera" (unprocess, raw sensor noise, develop, sometimes JPEG) or "mix" (half the batches each).
     noise: str = "readshot"
+    # Fraction of crops enlarged from a smaller region (train/data.PatchSampler): smooth, camera-like content.
+    upscale: float = 0.0
     # Decay of the parameter moving average that validation reports beside the raw weights and export
     # ships (train/ema.py); 0 switches it off.
     ema: float = 0.999
@@ -101,6 +103,8 @@ class TrainConfig:
         if self.ema and not 0.0 < self.ema < 1.0:
             raise JcdError(f"EMA decay must lie in (0, 1) (0 switches it off), got {self.ema}")
         check_noise_model(self.noise)
+        if not 0.0 <= self.upscale <= 1.0:
+            raise JcdError(f"upscale must be a fraction in [0, 1], got {self.upscale}")
         if self.gamma not in GAMMAS:
             raise JcdError(f"gamma must be one of {', '.join(GAMMAS)}, got {self.gamma!r}")
 
@@ -272,7 +276,8 @@ class Trainer:
             im = readable_uint8(f, t.patch)
             if im is not None:
                 images.append(im)
-        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma, t.clean_input, t.noise)
+        self.sampler = PatchSampler(images, t.patch, t.batch, t.wide_noise, t.gamma, t.clean_input, t.noise,
+                                    t.upscale)
         self.val_images = [center_crop(im, 256) for im in map(readable_uint8, val_files) if im is not None]
         self.n_train = len(images)
 
@@ -669,7 +674,8 @@ def export_checkpoint(
         record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before") + (
             f"; then {int(ckpt['step'])} steps from those weights at {schedule}"
             + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else "")
-            + {"camera": ", camera-like noise", "mix": ", half the batches camera-like noise"}.get(tc.get("noise"), ""))
+            + {"camera": ", camera-like noise", "mix": ", half the batches camera-like noise"}.get(tc.get("noise"), "")
+            + (f", {tc['upscale']:.0%} of the crops enlarged" if tc.get("upscale") else ""))
         until = None if tc.get("contrastive", True) else contrastive_until(ckpt_path.parent / "log.jsonl")
         if until is not None:
             record["history"] += f", with the contrastive branch to step {until} and without it after"
