@@ -66,7 +66,7 @@ def enlarge(crop: Tensor, size: int) -> Tensor:
     """A (3, h, w) uint8 crop resized (bicubic) to (3, size, size), still uint8.
 
     Why: the training photos are small (about 0.15 MP: downscaled, dense in texture per pixel) while users'
-    photos and the PolyU pairs are crops of 12-20 MP camera frames, smooth at pixel level; enlarged crops show
+    photos and the PolyU pairs are crops of 18-24 MP camera frames, smooth at pixel level; enlarged crops show
     the codec such smooth content. The noise is added afterwards, so it stays pixel-sized as in a real camera.
     """
     x = F.interpolate(crop[None].float(), size=(size, size), mode="bicubic", align_corners=False)
