@@ -30,6 +30,11 @@ def check_noise_model(noise: str) -> None:
         raise JcdError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
 
 
+def check_upscale(upscale: float) -> None:
+    if not 0.0 <= upscale <= 1.0:
+        raise JcdError(f"upscale must be a fraction in [0, 1], got {upscale}")
+
+
 def load_uint8(path: Path, min_side: int = 0) -> Tensor | None:
     """(3, H, W) uint8, or None when smaller than ``min_side``."""
     with Image.open(path) as im:
@@ -92,8 +97,7 @@ class PatchSampler:
         upscale: float = 0.0,
     ) -> None:
         check_noise_model(noise)
-        if not 0.0 <= upscale <= 1.0:
-            raise JcdError(f"upscale must be a fraction in [0, 1], got {upscale}")
+        check_upscale(upscale)
         self.images = [im for im in images if min(im.shape[1:]) >= patch]
         if not self.images:
             raise JcdError(f"no training image is at least {patch}x{patch}")

@@ -34,7 +34,7 @@ from ..imageio import list_images
 from ..nn.model import JointModel, ModelConfig
 from ..noise import GAMMAS
 from ..outputs import atomic_target, atomic_write_bytes
-from .data import PatchSampler, center_crop, check_noise_model, readable_uint8
+from .data import PatchSampler, center_crop, check_noise_model, check_upscale, readable_uint8
 from .ema import ParameterEMA
 from .losses import ProjectionHead, augment_clean, bpp, guidance_l1, nt_xent
 
@@ -103,8 +103,7 @@ class TrainConfig:
         if self.ema and not 0.0 < self.ema < 1.0:
             raise JcdError(f"EMA decay must lie in (0, 1) (0 switches it off), got {self.ema}")
         check_noise_model(self.noise)
-        if not 0.0 <= self.upscale <= 1.0:
-            raise JcdError(f"upscale must be a fraction in [0, 1], got {self.upscale}")
+        check_upscale(self.upscale)
         if self.gamma not in GAMMAS:
             raise JcdError(f"gamma must be one of {', '.join(GAMMAS)}, got {self.gamma!r}")
 
