@@ -9,17 +9,19 @@ sha256, training record and measured figures; the default file is checked agains
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import WeightsError
 from .manifest import sha256_file
 from .nn.model import JointModel
-from .outputs import atomic_target
+from .outputs import atomic_write_bytes
 from .weightsfile import MAX_N, WeightsRef, parse_config, read_metadata, resolve, synthesis_path_for
 
 __all__ = ["MAX_N", "LoadedWeights", "load_model_file", "load_weights", "save_weights", "write_synthesis"]
@@ -68,12 +70,27 @@ def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] |
     meta.update(extra_metadata or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(path) as tmp:
-        save_file(out, str(tmp), metadata=meta)
+    atomic_write_bytes(path, canonical_header(save(out, metadata=meta)))
     digest = sha256_file(path)
     if synthesis:
         write_synthesis(model, path, digest)
     return digest
+
+
+def canonical_header(blob: bytes) -> bytes:
+    """``blob`` (a safetensors file) with its metadata keys sorted, so an export is byte-reproducible.
+
+    safetensors writes ``__metadata__`` in the order of a per-process random hash, so the same tensors
+    and metadata gave another sha256 on every export (and every eval cache keyed by it missed). Only the
+    JSON header changes; tensor entries keep their order and offsets, the data buffer is untouched.
+    """
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the data buffer stays 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(text)) + text + blob[8 + n :]
 
 
 def write_synthesis(model: JointModel, weights_file: Path, digest: str) -> Path | None:

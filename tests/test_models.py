@@ -272,3 +272,31 @@ def test_a_damaged_delta_is_one_line_error_not_a_wrong_picture(recalibrated, tmp
     stream.write_bytes(old.data)
     r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old.png"), env={"JCD_MODELS": str(models)})
     assert r.returncode == 1 and "checksum mismatch" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_export_is_byte_reproducible_across_processes(tmp_path, weights_file):
+    """The same weights exported by three processes give one sha256 (safetensors alone orders the metadata
+    keys by a per-process random hash, so each export had another checksum and every eval cache missed)."""
+    import subprocess
+    import sys
+
+    from jcdcodec.manifest import sha256_file
+    from jcdcodec.weightsfile import read_metadata
+
+    script = (
+        "import sys; from jcdcodec.weights import load_weights, save_weights\n"
+        "lw = load_weights(sys.argv[1])\n"
+        "meta = {k: str(i) for i, k in enumerate('zyxwvutsrq')} | {'name': 'm', 'trained': 'false'}\n"
+        "save_weights(lw.model, sys.argv[2], meta, synthesis=False)\n"
+    )
+    outs = [tmp_path / f"e{i}.safetensors" for i in range(3)]
+    for out in outs:
+        subprocess.run([sys.executable, "-c", script, str(weights_file), str(out)], check=True)
+    assert len({sha256_file(o) for o in outs}) == 1
+    raw = outs[0].read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    keys = list(header["__metadata__"])
+    assert keys == sorted(keys) and "jcd_config" in keys
+    assert n % 8 == 0
+    assert read_metadata(outs[0])["z"] == "0"  # and the file still reads as weights
