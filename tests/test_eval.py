@@ -111,24 +111,46 @@ def test_the_report_says_plainly_where_jcd_does_not_pay_off():
     assert pays_off(summary, 1, "jcd:m") is None
 
 
-def test_anchor_rows_file_is_reused_without_the_per_item_cache(tmp_path, monkeypatch):
+def test_rows_file_regenerates_a_report_without_coding_again(tmp_path, monkeypatch, weights_file,
+                                                                other_weights_file):  # fmt: skip
+    """Anchors and jcd rows come back from the rows file in a fresh output folder (a fresh clone); jcd rows of
+    weights a later run does not evaluate leave the file."""
+    from jcdcodec.codec import Codec
     from jcdcodec.eval.runner import EvalSettings, evaluate
+    from jcdcodec.manifest import sha256_file
 
     d = tmp_path / "imgs"
     d.mkdir()
     Image.fromarray((textured(40, 48) * 255).astype(np.uint8)).save(d / "a.png")
-    rows_file = tmp_path / "anchors.jsonl"
-    s = EvalSettings(levels=(2,), qualities=(), anchors=("jpeg",))
-    first = evaluate(d, s, tmp_path / "r1", anchor_rows=rows_file)
-    assert rows_file.is_file() and len(rows_file.read_text().splitlines()) == len(first)
+    rows_file = tmp_path / "rows.jsonl"
+    s = EvalSettings(levels=(2,), qualities=(2,), anchors=("jpeg",), weights=(str(weights_file),))
+    first = evaluate(d, s, tmp_path / "r1", rows_file=rows_file)
+    entries = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert len(entries) == len(first)
+    assert {e.get("weights") for e in entries} == {None, sha256_file(weights_file)}
 
     def boom(*a, **k):
-        raise AssertionError("recomputed an anchor from the rows file")
+        raise AssertionError("recomputed a row that the rows file holds")
 
     monkeypatch.setattr(anchors, "code", boom)
-    again = evaluate(d, s, tmp_path / "r2", anchor_rows=rows_file)  # fresh cache folder
-    key = lambda r: (r["method"], r["setting"], r["psnr"])  # noqa: E731
+    monkeypatch.setattr(Codec, "encode", boom)
+    again = evaluate(d, s, tmp_path / "r2", rows_file=rows_file)  # fresh cache folder
+    key = lambda r: (r["method"], r["setting"], r["psnr"], repr(r["bytes"]))  # noqa: E731
     assert [key(r) for r in again] == [key(r) for r in first]
+
+    monkeypatch.undo()
+    other = EvalSettings(levels=(2,), qualities=(2,), anchors=("jpeg",), weights=(str(other_weights_file),))
+    evaluate(d, other, tmp_path / "r3", rows_file=rows_file)
+    kept = {e.get("weights") for e in map(json.loads, rows_file.read_text().splitlines())}
+    assert kept == {None, sha256_file(other_weights_file)}  # the replaced weights' rows are gone, anchors stay
+
+    shipped = tmp_path / "models"  # rows of a shipped model stay although this run did not evaluate it
+    shipped.mkdir()
+    (shipped / "manifest.json").write_text(json.dumps({"models": {"m": {"sha256": sha256_file(other_weights_file)}}}))
+    monkeypatch.setenv("JCD_MODELS", str(shipped))
+    evaluate(d, s, tmp_path / "r4", rows_file=rows_file)
+    kept = {e.get("weights") for e in map(json.loads, rows_file.read_text().splitlines())}
+    assert kept == {None, sha256_file(weights_file), sha256_file(other_weights_file)}
 
 
 def test_bench_prints_and_writes_json(tmp_path, weights_file):

@@ -423,15 +423,16 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
               help="Also write a markdown report here (plots go to a 'plots' folder beside it, named after it).")
 @click.option("--update-manifest", is_flag=True,
               help="Record the measured figures of the evaluated weights in models/manifest.json.")
-@click.option("--anchor-rows", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSONL file of anchor results to reuse and extend (they do not depend on jcd's weights; "
-              "BM3D costs minutes per image).")
+@click.option("--rows", "--anchor-rows", "rows", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSONL file of measured rows to reuse and extend: the anchors (BM3D costs minutes per image) "
+              "and jcd's rows of the weights evaluated, keyed by their checksum, so a report regenerates in a "
+              "fresh clone by coding only what changed. jcd rows of weights neither evaluated nor shipped are dropped.")
 @device_option
 @quiet_option
 def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...], anchors: str, float_input: bool,
           gamma: str, pairs: bool, seed: int, max_images: int, output: Path, report: Path | None,
           update_manifest: bool,
-          anchor_rows: Path | None, device: str, quiet: bool) -> None:  # fmt: skip
+          rows: Path | None, device: str, quiet: bool) -> None:  # fmt: skip
     """Rate-distortion of jcd and classical anchors on DIRECTORY with the reference noise.
 
     Real encoder and decoder, real file sizes. Writes per_image.csv, summary.csv, summary.json, an RD plot per
@@ -469,9 +470,9 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
     total = (min(n_images, max_images) if max_images else n_images) * len(lv)
     with Progress(disable=quiet or not err.is_terminal, console=err) as bar:
         task = bar.add_task("evaluating", total=total)
-        rows = evaluate(directory, settings, output, progress=lambda msg: bar.advance(task), anchor_rows=anchor_rows)
-    summary = summarize(rows)
-    write_tables(rows, summary, output, settings)
+        measured = evaluate(directory, settings, output, progress=lambda msg: bar.advance(task), rows_file=rows)
+    summary = summarize(measured)
+    write_tables(measured, summary, output, settings)
     plot_dir = (report.parent / "plots") if report else output
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = {}
@@ -508,7 +509,7 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
             out.print(table)
             for note in notes:
                 out.print(f"  {note}", soft_wrap=True)
-    say(f"{len(rows)} results -> {output}" + (f", report {report}" if report else ""))
+    say(f"{len(measured)} results -> {output}" + (f", report {report}" if report else ""))
 
 
 def _record_figures(summary: list[dict], settings, directory: Path, command: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bitstream import VERSION as BITSTREAM_VERSION
 from ..imageio import Picture
 from ..noise import add_level_noise
 from . import anchors as anc
@@ -83,56 +84,66 @@ def _load_clean(path: Path) -> np.ndarray:
 
 
 class _Cache:
-    """Per-item results: one JSON file each under ``root``, plus an optional shared JSONL of anchor rows.
+    """Per-item results: one JSON file each under ``root``, plus an optional shared JSONL of measured rows.
 
-    Anchor results do not depend on jcd's weights, and BM3D makes them expensive (minutes per
-    image); ``anchor_rows`` lets them be kept in the repository and reused by every later run.
+    Every result is a pure function of its key (image content, noise, method, setting; for jcd also the
+    weights' sha256 and the bitstream version), so it can be kept in the repository: ``rows`` holds the
+    anchors (BM3D costs minutes per image) and the jcd rows of the weights this run evaluates, and a report
+    regenerates in a fresh clone by coding only what changed. When the file is written, jcd rows are kept for
+    the weights this run evaluates and the shipped ones; those of a replaced version or a candidate measured
+    once leave it.
     """
 
-    def __init__(self, root: Path, anchor_rows: Path | None = None) -> None:
+    def __init__(self, root: Path, rows: Path | None = None, weights: tuple[str, ...] = ()) -> None:
+        from ..manifest import read_manifest
+
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.anchor_rows = anchor_rows
-        self.shared: dict[str, dict] = {}
-        if anchor_rows and anchor_rows.is_file():
-            for line in anchor_rows.read_text().splitlines():
+        self.rows = rows
+        shipped = {e.get("sha256") for e in read_manifest().get("models", {}).values() if isinstance(e, dict)}
+        self.weights = set(weights) | shipped  # sha256 of the weights whose jcd rows the file keeps
+        self.shared: dict[str, dict] = {}  # key -> {"row": ..., "weights": sha256 (jcd rows only)}
+        if rows and rows.is_file():
+            for line in rows.read_text().splitlines():
                 if line.strip():
                     entry = json.loads(line)
-                    self.shared[entry["key"]] = entry["row"]
+                    self.shared[entry.pop("key")] = entry
 
     @staticmethod
     def _hash(parts: tuple) -> str:
         return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
-    def get(self, *parts: object) -> dict | None:
+    def get(self, *parts: object, weights: str | None = None) -> dict | None:
         h = self._hash(parts)
         if h in self.shared:
-            return self.shared[h]
+            return self.shared[h]["row"]
         p = self.root / f"{h}.json"
         if not p.is_file():
             return None
         row = json.loads(p.read_text())
-        if not str(row["method"]).startswith("jcd:"):
-            self.shared[h] = row  # so save_anchor_rows() exports what earlier runs cached
+        self._share(h, row, weights)  # so save_rows() exports what earlier runs cached
         return row
 
-    def put(self, row: dict, *parts: object) -> dict:
+    def put(self, row: dict, *parts: object, weights: str | None = None) -> dict:
         h = self._hash(parts)
         p = self.root / f"{h}.json"
         tmp = p.with_suffix(".tmp")
         tmp.write_text(json.dumps(row))
         tmp.replace(p)
-        if not str(row["method"]).startswith("jcd:"):
-            self.shared[h] = row
+        self._share(h, row, weights)
         return row
 
-    def save_anchor_rows(self) -> None:
-        if self.anchor_rows is None:
+    def _share(self, h: str, row: dict, weights: str | None) -> None:
+        self.shared[h] = {"row": row} if weights is None else {"row": row, "weights": weights}
+
+    def save_rows(self) -> None:
+        if self.rows is None:
             return
-        lines = [json.dumps({"key": k, "row": v}, sort_keys=True) for k, v in sorted(self.shared.items())]
-        tmp = self.anchor_rows.with_suffix(".tmp")
+        kept = {k: e for k, e in self.shared.items() if e.get("weights") in (None, *self.weights)}
+        lines = [json.dumps({"key": k, **e}, sort_keys=True) for k, e in sorted(kept.items())]
+        tmp = self.rows.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(self.anchor_rows)
+        tmp.replace(self.rows)
 
 
 def evaluate(
@@ -140,9 +151,10 @@ def evaluate(
     settings: EvalSettings,
     out_dir: Path,
     progress: Callable[[str], None] | None = None,
-    anchor_rows: Path | None = None,
+    rows_file: Path | None = None,
 ) -> list[dict]:
-    """Run every (image, level, method, setting); returns per-image rows (cached under out_dir/cache)."""
+    """Run every (image, level, method, setting); returns per-image rows (cached under out_dir/cache, and in
+    ``rows_file`` when given: see :class:`_Cache`)."""
     from ..codec import Codec
     from ..imageio import list_images
 
@@ -156,8 +168,8 @@ def evaluate(
     if settings.max_images:
         files = files[: settings.max_images]
     sweeps = anc.REAL_SWEEPS if settings.pairs else anc.SWEEPS
-    cache = _Cache(out_dir / "cache", anchor_rows)
     codecs = [Codec(w, device=settings.device) for w in settings.weights] if settings.qualities else []
+    cache = _Cache(out_dir / "cache", rows_file, tuple(c.weights.sha256 for c in codecs))
     labels = jcd_labels([(c.weights.name, c.weights.sha256) for c in codecs])
     rows: list[dict] = []
     want_bm3d = any(a.startswith("bm3d") for a in settings.anchors)
@@ -193,14 +205,15 @@ def evaluate(
             jcd_input = noisy if settings.float_input else noisy8.astype(np.float32) / 255.0
             for codec, label in zip(codecs, labels, strict=True):
                 for q in settings.qualities:
-                    parts = (*common, "jcd", codec.weights.sha256, q, settings.float_input)
-                    row = cache.get(*parts)
+                    sha = codec.weights.sha256
+                    parts = (*common, "jcd", sha, BITSTREAM_VERSION, q, settings.float_input)
+                    row = cache.get(*parts, weights=sha)
                     if row is None:
                         enc = codec.encode(Picture.from_array(jcd_input), q)
                         out8 = to_uint8(codec.decode(enc.data).picture.rgb)
                         row = cache.put({**base, "method": label, "setting": q,
                                          "bytes": len(enc.data), "psnr": psnr(out8, clean8),
-                                         "msssim": ms_ssim(out8, clean8)}, *parts)  # fmt: skip
+                                         "msssim": ms_ssim(out8, clean8)}, *parts, weights=sha)  # fmt: skip
                     rows.append({**row, "method": label})  # the cache is by checksum; the label is this run's
             for c in pillow:
                 rows.extend(_codec_rows(cache, common, base, noisy8, clean8, c, "", sweeps[c]))
@@ -225,7 +238,7 @@ def evaluate(
                     rows.extend(_codec_rows(cache, common, base, denoised, clean8, c, "bm3d+", sweeps[c]))
             if progress:
                 progress(f"{path.name} L{level}")
-        cache.save_anchor_rows()
+        cache.save_rows()
     for r in rows:
         r["bpp"] = r["bytes"] * 8 / r["pixels"] if isinstance(r["bytes"], (int, float)) else float("nan")
     return rows
