@@ -111,6 +111,17 @@ def test_the_report_says_plainly_where_jcd_does_not_pay_off():
     assert pays_off(summary, 1, "jcd:m") is None
 
 
+def test_gap_rows_say_where_jcd_wins_and_loses():
+    """A jcd curve crossing AVIF's: behind at the low rate, ahead at the high one, '-' below AVIF's rates."""
+    from jcdcodec.eval.report import gap_rows
+
+    pt = lambda m, q, b, p: {"method": m, "level": 0, "setting": q, "bpp": b, "psnr": p, "msssim": 0.9}  # noqa: E731
+    summary = [pt("avif", 20, 0.1, 30.0), pt("avif", 40, 0.4, 32.0),
+               pt("jcd:m", 1, 0.05, 28.0), pt("jcd:m", 2, 0.1, 29.5), pt("jcd:m", 6, 0.4, 33.0)]  # fmt: skip
+    rows = gap_rows(summary, 0, "jcd:m", ["avif"])
+    assert rows == [["1", "0.0500", "28.00", "-"], ["2", "0.1000", "29.50", "-0.50"], ["6", "0.4000", "33.00", "+1.00"]]
+
+
 def test_rows_file_regenerates_a_report_without_coding_again(tmp_path, monkeypatch, weights_file,
                                                                 other_weights_file):  # fmt: skip
     """Anchors and jcd rows come back from the rows file in a fresh output folder (a fresh clone); jcd rows of

@@ -144,6 +144,14 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
                 bm = bd_rate(*cm[a], *cm[jcd[0]]) if a in cm and jcd[0] in cm else float("nan")
                 lines.append(f"| {a} | {_f(bp, 1)}% | {_f(bm, 1)}% |".replace("-%", "-"))
             lines.append("")
+            gap_anchors = [a for a in ("best codec on noisy", "bm3d+best", "avif") if a in c]
+            if gap_anchors:
+                lines += [f"Where {jcd[0]} wins and where it loses: its PSNR minus each anchor's best PSNR at the same "
+                          "rate (dB; upper envelope, linear in log-bpp; '-': below the anchor's lowest rate):", "",
+                          "| q | bpp | PSNR | " + " | ".join(gap_anchors) + " |",
+                          "|---|---|---|" + "---|" * len(gap_anchors)]  # fmt: skip
+                lines += ["| " + " | ".join(row) + " |" for row in gap_rows(summary, level, jcd[0], gap_anchors)]
+                lines.append("")
         if level in plots:
             lines += [f"![RD at {level_name(level)}]({plots[level]})", ""]
     if show_published and jcd:
@@ -168,6 +176,23 @@ def pays_off(summary: list[dict], level: int, method: str) -> str | None:
     return (f"{method} does not pay off {where}: its best picture ({best['psnr']:.2f} dB at "
             f"{best['bpp']:.3f} bpp) is not better than the noisy input itself ({noisy['psnr']:.2f} dB): keep such "
             "photos as they are, or code them with a classical codec at a high rate.")
+
+
+def gap_rows(summary: list[dict], level: int, method: str, anchors: list[str]) -> list[list[str]]:
+    """[q, bpp, PSNR, PSNR minus each anchor's best at that bpp] per quality of ``method``.
+
+    Why: a BD-rate averages over the overlap and hides where a curve crosses; a reader deciding whether jcd
+    pays off at their rate needs the difference at that rate.
+    """
+    c = curves(summary, level)
+    own = sorted((s for s in summary if s["method"] == method and s["level"] == level and math.isfinite(s["bpp"])),
+                 key=lambda s: s["bpp"])  # fmt: skip
+    rows = []
+    for s in own:
+        diffs = [s["psnr"] - best_at(*c[a], s["bpp"]) for a in anchors]
+        rows.append([f"{s['setting']:g}", _f(s["bpp"], 4), _f(s["psnr"]),
+                     *("-" if not math.isfinite(d) else f"{d:+.2f}" for d in diffs)])  # fmt: skip
+    return rows
 
 
 def envelope_rows(summary: list[dict], level: int, anchors: tuple[str, ...]) -> list[list[str]]:

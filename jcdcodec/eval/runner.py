@@ -23,6 +23,7 @@ import torch
 from ..bitstream import VERSION as BITSTREAM_VERSION
 from ..imageio import Picture
 from ..noise import add_level_noise
+from ..outputs import atomic_write_bytes
 from . import anchors as anc
 from .metrics import ms_ssim, psnr, to_uint8
 
@@ -141,9 +142,7 @@ class _Cache:
             return
         kept = {k: e for k, e in self.shared.items() if e.get("weights") in (None, *self.weights)}
         lines = [json.dumps({"key": k, **e}, sort_keys=True) for k, e in sorted(kept.items())]
-        tmp = self.rows.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(self.rows)
+        atomic_write_bytes(self.rows, ("\n".join(lines) + "\n").encode())
 
 
 def evaluate(
