@@ -16,9 +16,10 @@
 #   bash scripts/train.sh camera128      # jcd-n128-camera, the default: the N=128 model fine-tuned like the camera model (sRGB
 #                                        # gamma, half the batches camera-like noise), 2,000 steps with the lr
 #                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...). The
-#                                        # shipped default is that run plus 1,600 steps with half the crops
-#                                        # enlarged: RUN_DIR=runs/cam128b INIT=models/jcd-n128-camera.safetensors
-#                                        # STEPS=1600 LR=5e-5 UPSCALE=0.5 (docs/training.md, session 13)
+#                                        # shipped default is that run plus 11,600 steps with half the crops
+#                                        # enlarged, in three legs, e.g. RUN_DIR=runs/cam128c INIT=models/
+#                                        # jcd-n128-camera.safetensors STEPS=4000 LR=5e-5 UPSCALE=0.5, resumed
+#                                        # with STEPS=10000 LR=5e-5 (docs/training.md, sessions 13-15)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
