@@ -198,7 +198,10 @@ def _fuzz(strategy, examples: int, attempt, report: str | None) -> tuple[Counter
     messages: Counter = Counter()
     failures: list[str] = []
 
-    @settings(max_examples=examples, deadline=10_000, derandomize=not REPORT, database=None,
+    # No per-example deadline: tests do not assert on wall time (a 10 s deadline failed one CI run where two
+    # suites and a training run shared two cores: 14.8 s, then 3.3 s on the retry). Memory is what an input
+    # could exhaust, and the peak RSS below is checked; a real hang still stops CI.
+    @settings(max_examples=examples, deadline=None, derandomize=not REPORT, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(strategy)
     def one(case: tuple[str, bytes]) -> None:
