@@ -20,11 +20,13 @@ from .streaminfo import StreamInfo, stream_info
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .choose import AutoCodec
     from .codec import Codec
     from .decoder import StreamDecoder
 
 _CODECS: dict[tuple[str | None, str], Codec] = {}
 _DECODERS: dict[tuple[str | None, str, str], StreamDecoder] = {}
+_AUTO: dict[str, AutoCodec] = {}
 
 
 def codec_for(weights: str | os.PathLike | None = None, device: str = "auto") -> Codec:
@@ -97,8 +99,18 @@ def encode(
     device: str = "auto",
     weights: str | os.PathLike | None = None,
 ) -> bytes:
-    """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed)."""
-    return codec_for(weights, device).encode(to_picture(image), quality).data
+    """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed).
+
+    Without ``weights``, the shipped model made for the image's noise codes it (:mod:`jcdcodec.choose`).
+    """
+    picture = to_picture(image)
+    if weights is None or str(weights) == "auto" and not Path(weights).is_file():
+        from .choose import AutoCodec
+
+        if device not in _AUTO:
+            _AUTO[device] = AutoCodec(device=device)
+        return _AUTO[device].encode(picture, quality).data
+    return codec_for(weights, device).encode(picture, quality).data
 
 
 def decode(

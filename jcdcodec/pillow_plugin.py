@@ -3,7 +3,8 @@
 Registered when :mod:`jcdcodec` is imported. Opening reads and validates the header only (size and mode
 are known at once); the pixels are decoded on first access, by the torch-free decoder when the weights
 have its synthesis file (so a program that only reads .jcd files never loads PyTorch); saving loads the
-full codec. Weights other than the shipped default: ``jcdcodec.pillow_plugin.use_codec(Codec(...))``.
+full codec of the shipped model chosen for the image's noise, as ``jcd encode`` does. Other weights:
+``jcdcodec.pillow_plugin.use_codec(Codec(...))``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def use_codec(codec) -> None:
 
 def _codec():
     global _CODEC
-    if _CODEC is None:
-        from .codec import Codec
+    if _CODEC is None:  # as `jcd encode` without --weights: the shipped model chosen for each image's noise
+        from .choose import AutoCodec
 
-        _CODEC = Codec()
+        _CODEC = AutoCodec()
     return _CODEC
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -82,3 +84,21 @@ def run_jcd(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "jcdcodec", *args], capture_output=True, text=True, env=e,
                           cwd=cwd)  # fmt: skip
+
+
+@pytest.fixture()
+def two_models(tmp_path, monkeypatch, weights_file, other_weights_file):
+    """A models folder with a default ('tiny-test') and a second model ('other-test', sRGB-trained)."""
+    from jcdcodec.manifest import sha256_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    entries = {}
+    for name, src, gamma in (("tiny-test", weights_file, "reference"), ("other-test", other_weights_file, "srgb")):
+        shutil.copy(src, models / src.name)
+        entries[name] = {"name": name, "file": src.name, "sha256": sha256_file(src), "steps": 0,
+                         "config": {"N": 16, "qualities": [1, 2, 3, 4, 5, 6]},
+                         "train_config": {"gamma": gamma}}  # fmt: skip
+    (models / "manifest.json").write_text(json.dumps({"default": "tiny-test", "models": entries}))
+    monkeypatch.setenv("JCD_MODELS", str(models))
+    return models

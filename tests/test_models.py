@@ -11,24 +11,6 @@ from conftest import run_jcd, textured
 from jcdcodec.errors import WeightsError
 
 
-@pytest.fixture()
-def two_models(tmp_path, monkeypatch, weights_file, other_weights_file):
-    """A models folder with a default ('tiny-test') and a second model ('other-test', sRGB-trained)."""
-    from jcdcodec.manifest import sha256_file
-
-    models = tmp_path / "models"
-    models.mkdir()
-    entries = {}
-    for name, src, gamma in (("tiny-test", weights_file, "reference"), ("other-test", other_weights_file, "srgb")):
-        shutil.copy(src, models / src.name)
-        entries[name] = {"name": name, "file": src.name, "sha256": sha256_file(src), "steps": 0,
-                         "config": {"N": 16, "qualities": [1, 2, 3, 4, 5, 6]},
-                         "train_config": {"gamma": gamma}}  # fmt: skip
-    (models / "manifest.json").write_text(json.dumps({"default": "tiny-test", "models": entries}))
-    monkeypatch.setenv("JCD_MODELS", str(models))
-    return models
-
-
 def test_weights_by_name(two_models):
     from jcdcodec.weights import load_weights
 

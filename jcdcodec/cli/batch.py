@@ -157,14 +157,20 @@ def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tup
 
 
 def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: bool, no_clobber: bool = False,
-           any_name: bool = False, engine: str | None = None, **codec_options):
+           any_name: bool = False, engine: str | None = None, auto: bool = False, **codec_options):
     """What encode and decode share: the targets, where messages go, one coder for all of them.
 
     ``engine`` (decoding only): the decoder engine, see :func:`jcdcodec.decoder.open_decoder`; None: a Codec.
+    ``auto`` (encoding only): each image gets the shipped model chosen for its noise (:mod:`jcdcodec.choose`).
     """
     _Ctx.quiet = quiet
     todo = targets(inputs, output, suffix, no_clobber, any_name)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
+    if auto:
+        from ..choose import AutoCodec
+
+        codec_options.pop("weights", None)
+        return todo, AutoCodec(**codec_options)  # loads a model when an image first chooses it
     with status("loading weights"):
         if engine is not None:
             from ..decoder import open_decoder

@@ -51,6 +51,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
     alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image. Several inputs (or a
     directory) share one weights load; a file that fails is reported and the rest are still coded.
+    Without --weights, each image is coded by the shipped model made for its noise: mildly noisy photos (most
+    camera shots) by the mild-noise model, noisier ones by the default (`jcd models` lists both).
     An output name jcd makes up (NAME.jcd beside the input or in the -o directory) never replaces a file:
     when it exists, NAME-1.jcd is written instead, and jcd says so.
 
@@ -59,11 +61,13 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
       jcd encode photos/ -q 3 -o coded/      every file of a directory
       cat noisy.png | jcd encode - -q 2 -o - > out.jcd
     """
+    from ..choose import AUTO
     from ..imageio import load_image
 
     target = _rate_target(ctx, size, bpp)
+    auto = weights is None or (str(weights) == AUTO and not weights.is_file())
     todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, weights=weights, device=device,
-                         max_pixels=max_pixels, precision=precision, max_memory=max_memory)  # fmt: skip
+                         max_pixels=max_pixels, precision=precision, max_memory=max_memory, auto=auto)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
@@ -77,8 +81,9 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
             enc = codec.encode_to_size(picture, limit)
         _write_output(dst, enc.data, t.clobber)
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
+        chosen = f", {codec.last_codec.weights.name} ({codec.last.describe()})" if auto else ""
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
-            f"q{enc.header.quality:g}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
+            f"q{enc.header.quality:g}{chosen}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
 
     _each(todo, "encoding", work)
 
@@ -168,7 +173,8 @@ def info(input: Path, as_json: bool) -> None:
 def models(as_json: bool) -> None:
     """List the shipped models (models/manifest.json) and what each was trained for.
 
-    Pick one with --weights NAME. Streams record their model, so decoding needs no choice.
+    Pick one with --weights NAME; without it, `jcd encode` picks for each image by how noisy it looks.
+    Streams record their model, so decoding needs no choice.
     """
     from rich.markup import escape
 
@@ -193,6 +199,10 @@ def models(as_json: bool) -> None:
         out.print(f"  model     N={cfg.get('N')}, qualities {qs[0] if qs else '?'}-{qs[-1] if qs else '?'}"
                   f", {e.get('steps', '?')} training steps", soft_wrap=True)  # fmt: skip
         out.print(f"  made for  {intended_use(e)}", soft_wrap=True)
+        bound = (e.get("auto") or {}).get("below_noise")
+        if bound:
+            out.print(f"  encodes   images whose estimated noise is below {bound:g}/255 when no --weights is "
+                      "given (the default codes the rest)", soft_wrap=True)  # fmt: skip
     retired = manifest.get("retired", [])
     if retired:
         out.print(f"\n{len(retired)} earlier versions of these models are no longer shipped; streams they made name "

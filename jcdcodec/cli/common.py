@@ -102,8 +102,9 @@ weights_option = click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Weights file (.safetensors) or a shipped model's name (see `jcd models`) instead of the default. "
-    "Without it, decoding uses whichever shipped model made the stream.",
+    help="Weights file (.safetensors) or a shipped model's name (see `jcd models`). Without it, encoding "
+    "picks a shipped model for each image by how noisy it looks (`jcd models` says which), and decoding uses "
+    "whichever shipped model made the stream.",
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")

@@ -215,8 +215,11 @@ def _parse_qualities(text: str) -> tuple[int, ...]:
               help="What the weights are for, shown by `jcd models` [default: from the noise they were trained on].")
 @click.option("--synthesis/--no-synthesis", default=True, show_default=True,
               help="Also write NAME.synthesis.onnx, g_s for the decoder without PyTorch (needs the onnx package).")
+@click.option("--auto-below", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="`jcd encode` without --weights picks these weights for images whose estimated noise std is "
+              "below this many 8-bit levels (jcdcodec/choose.py) [default: the entry's earlier rule, if any].")
 def export(checkpoint: Path, output: Path, name: str | None, make_default: bool, data_note: str, raw: bool,
-           purpose: str | None, synthesis: bool) -> None:
+           purpose: str | None, synthesis: bool, auto_below: float | None) -> None:
     """Export a training checkpoint to inference weights (fp16 safetensors) and list them in the manifest.
 
     The manifest entry goes to manifest.json beside the output file. CHECKPOINT may also be weights exported
@@ -241,6 +244,8 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
         digest, record = export_checkpoint(checkpoint, output, name, data_note, ema=not raw, synthesis=synthesis)
     if purpose:
         record["purpose"] = purpose
+    if auto_below is not None:
+        record["auto"] = {"below_noise": auto_below}
     _list_in_manifest(output, digest, record, make_default, previous)
     say(f"{checkpoint} -> {output} ({record['steps']} steps, sha256 {digest[:12]})")
 
@@ -297,6 +302,8 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
     old = manifest.setdefault("models", {}).get(record["name"], {})
     if old.get("sha256") not in (None, digest):
         retire(manifest, old, output.parent, previous, output.read_bytes())
+    if "auto" in old and "auto" not in record:  # a new version keeps the noise it is chosen for
+        record["auto"] = old["auto"]
     if "figures" in old:
         record["figures_previous"] = old["figures"]
     record.pop("figures", None)  # figures belong to the weights they were measured with
@@ -407,7 +414,8 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @click.option("--qualities", default="1-6", show_default=True,
               help="jcd qualities, e.g. '1-6' or '1,2.5,6'; 'none' runs only the anchors.")
 @click.option("--weights", "weights", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Weights to evaluate (repeatable; the first is compared with the others) [default: shipped].")
+              help="Weights to evaluate (repeatable; the first is compared with the others), or 'auto': each "
+              "image coded by the model `jcd encode` picks for its noise [default: the shipped default].")
 @click.option("--anchors", default="jpeg,webp,avif,bm3d+best", show_default=True,
               help="Classical anchors on the same noisy images: jpeg, webp, avif, bm3d+best (BM3D then each "
               "codec), or 'none'.")

@@ -12,6 +12,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..noise.estimate import estimate_sigma
+
+__all__ = ["CODECS", "REAL_SWEEPS", "SWEEPS", "bm3d_denoise", "code", "estimate_sigma"]
+
 #: Quality sweeps of the Pillow codecs.
 SWEEPS = {
     "jpeg": [5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
@@ -26,19 +30,6 @@ REAL_SWEEPS = {
     "webp": [*SWEEPS["webp"], 95, 100],
     "avif": [*SWEEPS["avif"], 95, 100],
 }
-
-
-def estimate_sigma(rgb8: np.ndarray) -> float:
-    """Noise std of an image from its finest diagonal Haar detail (Donoho's MAD rule), in [0, 1] units.
-
-    Why this estimator: real noise has no oracle sigma; the diagonal detail of natural images is mostly
-    noise, and the median absolute value is robust to the edges that are not. Averaged over channels.
-    """
-    x = rgb8.astype(np.float64) / 255.0
-    h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
-    x = x[:h, :w]
-    hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2.0
-    return float(np.mean([np.median(np.abs(hh[..., c])) / 0.6745 for c in range(hh.shape[2])]))
 
 
 def code(rgb8: np.ndarray, codec: str, quality: int) -> tuple[int, np.ndarray]:

@@ -154,6 +154,7 @@ def evaluate(
 ) -> list[dict]:
     """Run every (image, level, method, setting); returns per-image rows (cached under out_dir/cache, and in
     ``rows_file`` when given: see :class:`_Cache`)."""
+    from ..choose import AUTO, AutoCodec
     from ..codec import Codec
     from ..imageio import list_images
 
@@ -167,9 +168,13 @@ def evaluate(
     if settings.max_images:
         files = files[: settings.max_images]
     sweeps = anc.REAL_SWEEPS if settings.pairs else anc.SWEEPS
-    codecs = [Codec(w, device=settings.device) for w in settings.weights] if settings.qualities else []
-    cache = _Cache(out_dir / "cache", rows_file, tuple(c.weights.sha256 for c in codecs))
-    labels = jcd_labels([(c.weights.name, c.weights.sha256) for c in codecs])
+    # "auto": what `jcd encode` does without --weights, each image coded by the model chosen for its noise; its
+    # rows are that model's (same cache key), labelled jcd:auto.
+    codecs = [AutoCodec(device=settings.device) if w == AUTO else Codec(w, device=settings.device)
+              for w in settings.weights] if settings.qualities else []  # fmt: skip
+    cache = _Cache(out_dir / "cache", rows_file, tuple(c.weights.sha256 for c in codecs if isinstance(c, Codec)))
+    labels = jcd_labels([(AUTO, AUTO) if isinstance(c, AutoCodec) else (c.weights.name, c.weights.sha256)
+                         for c in codecs])  # fmt: skip
     rows: list[dict] = []
     want_bm3d = any(a.startswith("bm3d") for a in settings.anchors)
     pillow = [a for a in settings.anchors if a in anc.CODECS]
@@ -202,7 +207,8 @@ def evaluate(
                                  "psnr": psnr(noisy8, clean8), "msssim": ms_ssim(noisy8, clean8)}, *common, "noisy")
             rows.append(row)
             jcd_input = noisy if settings.float_input else noisy8.astype(np.float32) / 255.0
-            for codec, label in zip(codecs, labels, strict=True):
+            for chooser, label in zip(codecs, labels, strict=True):
+                codec = chooser.codec(Picture.from_array(jcd_input)) if isinstance(chooser, AutoCodec) else chooser
                 for q in settings.qualities:
                     sha = codec.weights.sha256
                     parts = (*common, "jcd", sha, BITSTREAM_VERSION, q, settings.float_input)

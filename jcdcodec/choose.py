@@ -1,0 +1,85 @@
+"""Which shipped model codes an image when the user names none: chosen by how noisy the image looks.
+
+Why two models: fine-tuning one network further on mild camera noise wins on real photos but loses on very
+noisy ones (docs/training.md, "A mild-noise model"). So the encoder measures the image's noise
+(:func:`jcdcodec.noise.estimate.noise_level`, from the image alone) and codes it with the model made for that
+noise. A manifest entry says where its model takes over: ``"auto": {"below_noise": 3.0}`` (8-bit levels of
+the estimate); images at or above every such bound go to the manifest's default. The stream names the model
+it was made with, so decoding needs no choice, and naming weights (``--weights``) turns the choice off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .imageio import Picture
+from .manifest import read_manifest
+from .noise.estimate import noise_level
+
+#: What ``--weights`` (and ``jcd eval --weights``) accepts for the automatic choice.
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A model picked for one image, and why."""
+
+    name: str | None  # a shipped model's name; None: the manifest's default
+    noise: float  # the image's estimated noise std, in 8-bit levels
+    rule: float | None  # the ``below_noise`` bound that picked it; None: the default
+
+    def describe(self) -> str:
+        bound = f" < {self.rule:g}" if self.rule is not None else ""
+        return f"estimated noise {self.noise:.2f}/255{bound}"
+
+
+def rules(manifest: dict | None = None) -> list[tuple[float, str]]:
+    """(bound, model name) of every shipped model with an ``auto`` rule, lowest bound first."""
+    manifest = read_manifest() if manifest is None else manifest
+    out = []
+    for name, entry in manifest.get("models", {}).items():
+        bound = (entry.get("auto") or {}).get("below_noise") if isinstance(entry, dict) else None
+        if isinstance(bound, (int, float)) and bound > 0:
+            out.append((float(bound), name))
+    return sorted(out)
+
+
+def choose(picture: Picture, manifest: dict | None = None) -> Choice:
+    """The model for ``picture``: the one with the lowest bound above its noise, else the default."""
+    table = rules(manifest)
+    noise = noise_level(picture.rgb) if table else 0.0
+    for bound, name in table:
+        if noise < bound:
+            return Choice(name, noise, bound)
+    return Choice(None, noise, None)
+
+
+class AutoCodec:
+    """Encodes like :class:`~jcdcodec.codec.Codec`, each image with the model :func:`choose` picks.
+
+    A model loads the first time it is chosen (an N=128 model holds about 1 GB while coding), so a batch of
+    noisy photos never loads the mild-noise model. ``last`` is the choice of the latest image, ``last_codec``
+    the codec that coded it.
+    """
+
+    def __init__(self, **codec_options) -> None:
+        self.options = codec_options
+        self._codecs: dict[str | None, object] = {}
+        self.last: Choice | None = None
+        self.last_codec = None
+
+    def codec(self, picture: Picture):
+        """The :class:`Codec` of the model chosen for ``picture`` (loaded once, then kept)."""
+        from .codec import Codec
+
+        self.last = choice = choose(picture)
+        if choice.name not in self._codecs:
+            self._codecs[choice.name] = Codec(choice.name, **self.options)
+        self.last_codec = self._codecs[choice.name]
+        return self.last_codec
+
+    def encode(self, picture: Picture, quality: float):
+        return self.codec(picture).encode(picture, quality)
+
+    def encode_to_size(self, picture: Picture, max_bytes: int):
+        return self.codec(picture).encode_to_size(picture, max_bytes)
