@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import run_jcd
+import pytest
+from conftest import KODAK, needs_kodak, run_jcd
 
 from jcdcodec.imageio import Picture
 from jcdcodec.noise.estimate import estimate_sigma, noise_level
@@ -96,6 +97,11 @@ def test_encode_without_weights_picks_by_noise_and_decodes_in_another_process(tw
         # The same image coded here with the named model gives the same bytes: the choice changed nothing else.
         pic = Picture.from_array(np.asarray(Image.open(paths[tag]), np.float32) / 255)
         assert Codec(name, device="cpu").encode(pic, 3).data == stream.read_bytes()
+    # A size target codes with the chosen model too.
+    r = run_jcd("encode", str(paths["mild"]), "--size", "600", "-o", str(tmp_path / "s.jcd"), env=env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run_jcd("info", str(tmp_path / "s.jcd"), "--json", env=env).stdout)
+    assert info["weights_name"] == "other-test" and (tmp_path / "s.jcd").stat().st_size <= 600
     # --weights turns the choice off.
     r = run_jcd("encode", str(paths["mild"]), "-q", "3", "--weights", "tiny-test", "-o", str(tmp_path / "w.jcd"),
                 env=env)  # fmt: skip
@@ -132,3 +138,33 @@ def test_api_encode_and_eval_auto_use_the_choice(two_models, tmp_path):
     # Level 4 noise is far above the rule's bound: the default codes it.
     assert by[("jcd:auto", 4)]["bytes"] == by[("jcd:tiny-test", 4)]["bytes"]
     assert by[("jcd:auto", 4)]["psnr"] == by[("jcd:tiny-test", 4)]["psnr"]
+
+
+POLYU = KODAK.parent / "polyu"
+
+
+@needs_kodak
+@pytest.mark.skipif(not POLYU.is_dir(), reason=f"{POLYU} not present (shared data sets absent)")
+def test_the_shipped_rule_splits_real_shots_from_benchmark_noise():
+    """What the reports rely on: every PolyU shot is coded by the mild-noise model (docs/results-real.md), every
+    Kodak image with the benchmark's noise, at every level and in both gammas, by the default (results.md and
+    results-srgb.md are the default's figures)."""
+    import torch
+    from PIL import Image
+
+    from jcdcodec.choose import choose, rules
+    from jcdcodec.noise import add_level_noise
+
+    assert [name for _, name in rules()] == ["jcd-n128-mild"]
+    shots = sorted(POLYU.glob("*_real.*"))
+    assert len(shots) == 55
+    for p in shots:
+        c = choose(Picture.from_array(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255))
+        assert c.name == "jcd-n128-mild", (p.name, c.noise)
+    for p in sorted(KODAK.glob("*.png")):
+        clean = torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+        for gamma in ("reference", "srgb"):
+            for level in (1, 2, 3, 4):
+                noisy8 = np.round(add_level_noise(clean, level, gamma=gamma).permute(1, 2, 0).numpy() * 255) / 255
+                c = choose(Picture.from_array(noisy8.astype(np.float32)))
+                assert c.name is None, (p.name, gamma, level, c.noise)
