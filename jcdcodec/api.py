@@ -104,7 +104,7 @@ def encode(
     Without ``weights``, the shipped model made for the image's noise codes it (:mod:`jcdcodec.choose`).
     """
     picture = to_picture(image)
-    if weights is None or str(weights) == "auto" and not Path(weights).is_file():
+    if weights is None or (str(weights) == "auto" and not Path(weights).is_file()):
         from .choose import AutoCodec
 
         if device not in _AUTO:

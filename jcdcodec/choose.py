@@ -1,7 +1,7 @@
 """Which shipped model codes an image when the user names none: chosen by how noisy the image looks.
 
 Why two models: fine-tuning one network further on mild camera noise wins on real photos but loses on very
-noisy ones (docs/training.md, "A mild-noise model"). So the encoder measures the image's noise
+noisy ones (docs/training.md, "The fifth leg ships as jcd-n128-mild"). So the encoder measures the image's noise
 (:func:`jcdcodec.noise.estimate.noise_level`, from the image alone) and codes it with the model made for that
 noise. A manifest entry says where its model takes over: ``"auto": {"below_noise": 3.0}`` (8-bit levels of
 the estimate); images at or above every such bound go to the manifest's default. The stream names the model
@@ -11,10 +11,14 @@ it was made with, so decoding needs no choice, and naming weights (``--weights``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .imageio import Picture
 from .manifest import read_manifest
 from .noise.estimate import noise_level
+
+if TYPE_CHECKING:
+    from .codec import Codec, Encoded
 
 #: What ``--weights`` (and ``jcd eval --weights``) accepts for the automatic choice.
 AUTO = "auto"
@@ -62,13 +66,13 @@ class AutoCodec:
     the codec that coded it.
     """
 
-    def __init__(self, **codec_options) -> None:
+    def __init__(self, **codec_options: object) -> None:
         self.options = codec_options
-        self._codecs: dict[str | None, object] = {}
+        self._codecs: dict[str | None, Codec] = {}
         self.last: Choice | None = None
-        self.last_codec = None
+        self.last_codec: Codec | None = None
 
-    def codec(self, picture: Picture):
+    def codec(self, picture: Picture) -> Codec:
         """The :class:`Codec` of the model chosen for ``picture`` (loaded once, then kept)."""
         from .codec import Codec
 
@@ -78,8 +82,8 @@ class AutoCodec:
         self.last_codec = self._codecs[choice.name]
         return self.last_codec
 
-    def encode(self, picture: Picture, quality: float):
+    def encode(self, picture: Picture, quality: float) -> Encoded:
         return self.codec(picture).encode(picture, quality)
 
-    def encode_to_size(self, picture: Picture, max_bytes: int):
+    def encode_to_size(self, picture: Picture, max_bytes: int) -> Encoded:
         return self.codec(picture).encode_to_size(picture, max_bytes)
