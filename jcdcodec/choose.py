@@ -68,6 +68,7 @@ class AutoCodec:
 
     def __init__(self, **codec_options: object) -> None:
         self.options = codec_options
+        self.manifest = read_manifest()  # once, not per image: the rules cannot change while it codes
         self._codecs: dict[str | None, Codec] = {}
         self.last: Choice | None = None
         self.last_codec: Codec | None = None
@@ -76,7 +77,7 @@ class AutoCodec:
         """The :class:`Codec` of the model chosen for ``picture`` (loaded once, then kept)."""
         from .codec import Codec
 
-        self.last = choice = choose(picture)
+        self.last = choice = choose(picture, self.manifest)
         if choice.name not in self._codecs:
             self._codecs[choice.name] = Codec(choice.name, **self.options)
         self.last_codec = self._codecs[choice.name]

@@ -207,14 +207,15 @@ def evaluate(
                                  "psnr": psnr(noisy8, clean8), "msssim": ms_ssim(noisy8, clean8)}, *common, "noisy")
             rows.append(row)
             jcd_input = noisy if settings.float_input else noisy8.astype(np.float32) / 255.0
+            picture = Picture.from_array(jcd_input)
             for chooser, label in zip(codecs, labels, strict=True):
-                codec = chooser.codec(Picture.from_array(jcd_input)) if isinstance(chooser, AutoCodec) else chooser
+                codec = chooser.codec(picture) if isinstance(chooser, AutoCodec) else chooser
                 for q in settings.qualities:
                     sha = codec.weights.sha256
                     parts = (*common, "jcd", sha, BITSTREAM_VERSION, q, settings.float_input)
                     row = cache.get(*parts, weights=sha)
                     if row is None:
-                        enc = codec.encode(Picture.from_array(jcd_input), q)
+                        enc = codec.encode(picture, q)
                         out8 = to_uint8(codec.decode(enc.data).picture.rgb)
                         row = cache.put({**base, "method": label, "setting": q,
                                          "bytes": len(enc.data), "psnr": psnr(out8, clean8),
