@@ -663,6 +663,13 @@ def test_the_gpu_profile_of_the_training_script(tmp_path):
                        env=env, cwd=REPO)  # fmt: skip
     cmd = r.stdout.split()
     assert cmd[cmd.index("--patch") + 1] == "128" and cmd[cmd.index("--batch") + 1] == "8"
+    for which, extra, size in (("main", {"PATCH": "256", "BATCH": "4"}, ("256", "4")), ("joint128", {}, ("256", "4")),
+                               ("joint128", {"PATCH": "128", "BATCH": "8"}, ("128", "8"))):  # fmt: skip
+        r = subprocess.run(["bash", str(REPO / "scripts" / "train.sh"), which], capture_output=True, text=True,
+                           env=dict(env, **extra), cwd=REPO)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        cmd = r.stdout.split()  # the CPU crops: asked for, or the profile's own (joint128: larger crops)
+        assert (cmd[cmd.index("--patch") + 1], cmd[cmd.index("--batch") + 1]) == size, (which, extra)
 
 
 def test_the_gpu_machine_script_runs_the_profile_on_the_packed_data(tmp_path):
