@@ -887,3 +887,21 @@ def test_compare_runs_pairs_equal_steps(tmp_path):
     bad = subprocess.run([sys.executable, script, str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True,
                          text=True)  # fmt: skip
     assert bad.returncode != 0 and "different lambdas" in bad.stderr
+
+
+def test_bf16_follows_the_hardware_unless_asked_and_is_chosen_again_on_resume(image_dir, tmp_path, monkeypatch):
+    """Emulated bf16 (a CPU without AVX512-BF16/AMX) is slower than fp32, so the default picks it only
+    where the hardware has it; the choice belongs to the machine, so a resumed run makes it afresh."""
+    import jcdcodec.train.loop as loop
+
+    mc, tc = tiny_run(image_dir, tmp_path / "bf", 2)
+    assert tc.bf16 is None
+    for native in (False, True):
+        monkeypatch.setattr(loop, "native_bf16", lambda device, native=native: native)
+        tr = started(mc, tc, 1)
+        assert tr.bf16 is native
+        assert tr.train_step()["loss"] > 0
+    ckpt = tr.save_checkpoint()
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    assert Trainer(mc, tc, resume=ckpt).bf16 is False  # auto again, on this "machine"
+    assert Trainer(mc, dataclasses.replace(tc, bf16=True), resume=ckpt).bf16 is True  # asked for

@@ -102,7 +102,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
               help="Train on clean crops (no noise): stage one of the paper's recipe, a plain codec to --init from.")
 @click.option("--ema", default=0.999, show_default=True,
               help="Decay of the parameter moving average that validation reports and export ships (0: off).")
-@click.option("--bf16/--fp32", default=True, show_default=True, help="bf16 autocast (entropy models stay fp32).")
+@click.option("--bf16/--fp32", default=None,
+              help="bf16 autocast (entropy models stay fp32). Default: bf16 where the hardware has it (CUDA, CPUs "
+              "with AVX512-BF16 or AMX), else fp32, since emulated bf16 is slower than fp32.")
 @click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--ckpt-every", default=1000, show_default=True)
@@ -119,7 +121,7 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
           lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, upscale: float,
           gate_init: float | None,
           clean_input: bool, ema: float,
-          bf16: bool, threads: int, seed: int,
+          bf16: bool | None, threads: int, seed: int,
           ckpt_every: int, val_every: int, max_images: int, nproc: int, quiet: bool) -> None:  # fmt: skip
     """Train a model: noisy crops in, clean crops as target, three branches.
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..codec import native_bf16
 from ..nn.model import JointModel
 from .data import PatchSampler
 from .losses import bpp
@@ -38,10 +39,14 @@ def calibrate_gains(
     steps: int,
     lr: float = 3e-3,  # decayed linearly to a tenth over the steps
     seed: int = 0,
-    bf16: bool = True,
+    bf16: bool | None = None,
     progress: Callable[[int, dict[int, float]], None] | None = None,
 ) -> CalibrationResult:
-    """Train ``model.log_gain`` and ``model.log_inv_gain`` only, in place; everything else stays as it is."""
+    """Train ``model.log_gain`` and ``model.log_inv_gain`` only, in place; everything else stays as it is.
+
+    ``bf16``: autocast; None uses it where the CPU computes bf16 natively (emulated bf16 is slower than fp32)."""
+    if bf16 is None:
+        bf16 = native_bf16(torch.device("cpu"))
     if model.log_gain is None or model.log_inv_gain is None:
         raise ValueError("calibration needs a variable-rate model (one with per-quality gains)")
     before = model.log_gain.detach().clone()

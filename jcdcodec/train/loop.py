@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..codec import native_bf16
 from ..errors import JcdError
 from ..imageio import list_images
 from ..nn.model import JointModel, ModelConfig
@@ -83,7 +84,9 @@ class TrainConfig:
     # gates start at sigmoid(gate_init) (Denoiser.open_gate), and their output scales at zero where the model
     # has them (ModelConfig.denoiser_scale); None leaves the constructor's initialisation.
     gate_init: float | None = None
-    bf16: bool = True
+    # bf16 autocast: None picks it where the hardware computes bf16 natively (CUDA, CPUs with AVX512-BF16 or
+    # AMX) and fp32 elsewhere, where bf16 is emulated and slower than fp32 (benchmarks/train_speed.py).
+    bf16: bool | None = None
     threads: int = 0  # 0: leave torch's default
     seed: int = 0
     ckpt_every: int = 1000
@@ -150,8 +153,9 @@ def _psnr(mse: float) -> float:
 
 
 class Trainer:
-    #: What a resumed run takes from the new TrainConfig rather than from its checkpoint: how long and how often.
-    RESUME_OVERRIDES = frozenset({"steps", "ckpt_every", "val_every", "log_every", "threads", "out"})
+    #: What a resumed run takes from the new TrainConfig rather than from its checkpoint: how long and how often,
+    #: and the arithmetic (bf16 or fp32: a property of the machine the run resumes on, not of the run).
+    RESUME_OVERRIDES = frozenset({"steps", "ckpt_every", "val_every", "log_every", "threads", "out", "bf16"})
 
     def __init__(
         self,
@@ -210,7 +214,9 @@ class Trainer:
                         if d.scale is not None:
                             d.start_silent()
         self.module = TrainingModule(model, tcfg, head=head).to(self.device)
-        if tcfg.bf16:  # bf16 convolutions are fastest in channels_last, on CPUs and on GPUs
+        # Resolved per process, not stored: a run begun on one machine may resume on another.
+        self.bf16 = native_bf16(self.device) if tcfg.bf16 is None else tcfg.bf16
+        if self.bf16:  # bf16 convolutions are fastest in channels_last, on CPUs and on GPUs
             self.module.to(memory_format=torch.channels_last)
         aux_names = {n for n, _ in self.module.named_parameters() if n.endswith(".quantiles")}
         main = [p for n, p in self.module.named_parameters() if n not in aux_names]
@@ -292,11 +298,11 @@ class Trainer:
         # batches at every step (scripts/compare_runs.py pairs them).
         aug = augment_clean(b.clean, self.gen)
         aug = aug if t.contrastive else None
-        fmt = torch.channels_last if t.bf16 else torch.contiguous_format
+        fmt = torch.channels_last if self.bf16 else torch.contiguous_format
         noisy = b.noisy.contiguous(memory_format=fmt)
         clean = b.clean.contiguous(memory_format=fmt)
         aug = None if aug is None else aug.contiguous(memory_format=fmt)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             terms = self.ddp(noisy, clean, aug, quality)
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].backward()

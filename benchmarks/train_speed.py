@@ -1,0 +1,59 @@
+"""Seconds per training step in bf16 autocast and in fp32 on this machine, to see what `jcd train`'s default picks.
+
+    .venv/bin/python benchmarks/train_speed.py --data ../shared/data/train -N 128 --patch 256 --batch 4 --threads 2
+
+bf16 pays only where the hardware computes it (CUDA, CPUs with AVX512-BF16 or AMX); elsewhere PyTorch emulates it
+and a step is slower than in fp32, so `jcd train` picks fp32 there unless told otherwise (--bf16/--fp32). Prints one
+line per arithmetic: the median of --steps timed steps after one untimed step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from jcdcodec.codec import native_bf16
+from jcdcodec.nn.model import ModelConfig
+from jcdcodec.train.loop import TrainConfig, Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="a folder of training photos (the first 8 are used)")
+    ap.add_argument("-N", type=int, default=128)
+    ap.add_argument("--patch", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per arithmetic")
+    ap.add_argument("--only", choices=["bf16", "fp32"], help="time one arithmetic only")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device {device}, {a.threads} threads, native bf16: {native_bf16(device)}; N={a.N}, crops of {a.patch} "
+          f"in batches of {a.batch}")  # fmt: skip
+    for bf16 in (True, False):
+        if a.only and a.only != ("bf16" if bf16 else "fp32"):
+            continue
+        with tempfile.TemporaryDirectory() as out:
+            tc = TrainConfig(data=a.data, out=out, patch=a.patch, batch=a.batch, max_images=8, val_every=0,
+                             bf16=bf16, threads=a.threads, contrastive=False)  # fmt: skip
+            tr = Trainer(ModelConfig(N=a.N), tc)
+            tr.load_data(progress=False)
+            tr.train_step()
+            times = []
+            for _ in range(a.steps):
+                t0 = time.perf_counter()
+                tr.train_step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+        print(f"{'bf16' if bf16 else 'fp32'}: {statistics.median(times):.2f} s/step "
+              f"(min {min(times):.2f}, max {max(times):.2f}, {a.steps} steps)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
