@@ -31,16 +31,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per arithmetic")
     ap.add_argument("--only", choices=["bf16", "fp32"], help="time one arithmetic only")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, {a.threads} threads, native bf16: {native_bf16(device)}; N={a.N}, crops of {a.patch} "
           f"in batches of {a.batch}")  # fmt: skip
-    for bf16 in (True, False):
-        if a.only and a.only != ("bf16" if bf16 else "fp32"):
-            continue
+    for arith in [a.only] if a.only else ["bf16", "fp32"]:
         with tempfile.TemporaryDirectory() as out:
             tc = TrainConfig(data=a.data, out=out, patch=a.patch, batch=a.batch, max_images=8, val_every=0,
-                             bf16=bf16, threads=a.threads, contrastive=False)  # fmt: skip
+                             bf16=arith == "bf16", threads=a.threads, contrastive=False)  # fmt: skip
             tr = Trainer(ModelConfig(N=a.N), tc)
             tr.load_data(progress=False)
             tr.train_step()
@@ -51,7 +48,7 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - t0)
-        print(f"{'bf16' if bf16 else 'fp32'}: {statistics.median(times):.2f} s/step "
+        print(f"{arith}: {statistics.median(times):.2f} s/step "
               f"(min {min(times):.2f}, max {max(times):.2f}, {a.steps} steps)")  # fmt: skip
 
 
