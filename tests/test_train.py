@@ -515,7 +515,7 @@ def test_resume_drops_the_log_lines_it_will_redo(image_dir, tmp_path):
     torch.save(state, ckpt)
     log.write_text(log.read_text() + '{"step": 5, "lo')
     tc = dataclasses.replace(tc, steps=5)
-    resumed = started(mc, tc, resume=ckpt)
+    resumed = started(mc, tc, resume=ckpt, also_override=frozenset({"steps"}))
     resumed.run(progress=False)
     steps = [json.loads(v)["step"] for v in log.read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
@@ -645,6 +645,26 @@ def test_resume_may_grow_crops_and_batches_when_asked(image_dir, tmp_path):
     assert Trainer(mc, bigger, resume=ckpt).tcfg.patch == 64  # the run's own unless asked
     grown = Trainer(mc, bigger, resume=ckpt, also_override=frozenset({"patch", "batch"}))
     assert (grown.tcfg.patch, grown.tcfg.batch) == (128, 4)
+
+
+def test_jcd_train_resume_keeps_the_runs_length_and_rhythm_unless_given(image_dir, tmp_path, monkeypatch):
+    """The command line's defaults (--steps 100000, --ckpt-every 1000, --val-every 2000) are not a request: a run
+    started with --steps 6 and resumed without --steps still ends at 6 (its lr decay stays at 80 % of 6)."""
+    from click.testing import CliRunner
+
+    from jcdcodec.cli import cli
+
+    mc, tc = tiny_run(image_dir, tmp_path / "keep", 6)
+    started(mc, tc, 1).save_checkpoint()
+    seen = []
+    monkeypatch.setattr(Trainer, "run", lambda self, **kw: seen.append(self.tcfg))
+    base = ["train", "--resume", "--out", str(tmp_path / "keep"), "--data", str(image_dir), "--quiet"]
+    for extra in ([], ["--steps", "9", "--val-every", "5"]):
+        res = CliRunner().invoke(cli, [*base, *extra], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+    kept, given = seen
+    assert (kept.steps, kept.ckpt_every, kept.val_every) == (6, 10_000, 0)
+    assert (given.steps, given.ckpt_every, given.val_every) == (9, 10_000, 5)
 
 
 def test_the_gpu_profile_of_the_training_script(tmp_path):

@@ -80,7 +80,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--patch", default=256, show_default=True,
               help="Crop size (128 is ~4x faster on a CPU). Given with --resume, replaces the run's.")
 @click.option("--batch", default=8, show_default=True, help="Crops per step. Given with --resume, replaces the run's.")
-@click.option("--steps", default=100_000, show_default=True, help="Total steps of the run (lr decays at 80%, 95%).")
+@click.option("--steps", default=100_000, show_default=True,
+              help="Total steps of the run (lr decays at 80%, 95%). Given with --resume, replaces the run's.")
 @click.option("--lr", default=1e-4, show_default=True, help="Learning rate; with --resume, replaces the run's.")
 @click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
 @click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
@@ -107,9 +108,10 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
               "with AVX512-BF16 or AMX), else fp32, since emulated bf16 is slower than fp32.")
 @click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--ckpt-every", default=1000, show_default=True)
+@click.option("--ckpt-every", default=1000, show_default=True,
+              help="Steps between checkpoints. Given with --resume, replaces the run's.")
 @click.option("--val-every", default=2000, show_default=True,
-              help="Steps between real-bitstream validations (0: never).")
+              help="Steps between real-bitstream validations (0: never). Given with --resume, replaces the run's.")
 @click.option("--max-images", default=0, help="Use only the first N images (0: all).")
 @click.option("--nproc", default=1, show_default=True, help="Launch N processes with torchrun (DDP: gloo/NCCL).")
 @quiet_option
@@ -184,8 +186,7 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    given = {k for k in ("lr", "patch", "batch", "contrastive")
-             if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    given = {k for k in ("lr", *Trainer.MAY_OVERRIDE) if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and "lr" in given else None,
                       also_override=frozenset(given - {"lr"}))  # fmt: skip
     trainer.run(progress=not quiet and err.is_terminal, heartbeat=0 if quiet or err.is_terminal else 60)

@@ -153,9 +153,13 @@ def _psnr(mse: float) -> float:
 
 
 class Trainer:
-    #: What a resumed run takes from the new TrainConfig rather than from its checkpoint: how long and how often,
-    #: and the arithmetic (bf16 or fp32: a property of the machine the run resumes on, not of the run).
-    RESUME_OVERRIDES = frozenset({"steps", "ckpt_every", "val_every", "log_every", "threads", "out", "bf16"})
+    #: What a resumed run always takes from the new TrainConfig rather than from its checkpoint: where it writes
+    #: and what the machine it resumes on offers (threads; bf16 or fp32, which the hardware decides unless asked).
+    RESUME_OVERRIDES = frozenset({"threads", "out", "bf16"})
+    #: What it takes from the new TrainConfig only when named in ``also_override`` (what the user asked for): the
+    #: run's length and rhythm, its crops and batches, the contrastive switch. Without asking, a resumed run keeps
+    #: its own: a default of the command line must not move a run's learning-rate decay (``decay_at`` x ``steps``).
+    MAY_OVERRIDE = frozenset({"steps", "ckpt_every", "val_every", "log_every", "patch", "batch", "contrastive"})
 
     def __init__(
         self,
@@ -166,9 +170,10 @@ class Trainer:
         also_override: frozenset[str] = frozenset(),
     ) -> None:
         """``new_lr`` (with ``resume``) replaces the run's base learning rate from the resumed step on;
-        ``also_override`` names further fields to take from ``tcfg`` on resume: ``patch`` and ``batch`` (a run
-        begun on a CPU continues on a GPU) and ``contrastive`` (switched off when measurement says the branch
-        does not pay: the run goes on without losing its steps)."""
+        ``also_override`` names further fields of ``MAY_OVERRIDE`` to take from ``tcfg`` on resume: ``steps``
+        and how often to checkpoint, validate and log; ``patch`` and ``batch`` (a run begun on a CPU continues on
+        a GPU) and ``contrastive`` (switched off when measurement says the branch does not pay: the run goes on
+        without losing its steps)."""
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -186,7 +191,7 @@ class Trainer:
             saved = ckpt["train_config"]
             saved["decay_at"] = tuple(saved["decay_at"])
             # The run's identity comes from the checkpoint; how long and how often may change.
-            keep = self.RESUME_OVERRIDES | (also_override & {"patch", "batch", "contrastive"})
+            keep = self.RESUME_OVERRIDES | (also_override & self.MAY_OVERRIDE)
             tcfg = dataclasses.replace(TrainConfig(**saved), **{k: getattr(tcfg, k) for k in keep})
             head = any(k.startswith("head.") for k in ckpt["module"])
             if tcfg.contrastive and not head:
