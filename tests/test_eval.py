@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_jcd, textured
 from PIL import Image
 
@@ -40,6 +41,20 @@ def test_upper_envelope_drops_dominated_points():
     assert math.isnan(best_at([0.1, 0.2, 0.4], [25, 26, 27], 0.05))
     assert best_at([0.1, 0.2, 0.4], [25, 26, 27], 1.0) == 27
     assert best_at([0.1, 0.4], [25, 27], 0.2) == pytest.approx(26.0)
+
+
+def test_the_arithmetic_of_kept_and_new_rows_is_reported_per_method():
+    from jcdcodec.eval.report import arithmetic_line
+    from jcdcodec.eval.runner import summarize
+
+    row = {"level": 1, "setting": 1, "bpp": 0.1, "psnr": 30.0, "msssim": 0.9}
+    rows = [{**row, "method": "jcd:a", "arithmetic": "fp32"}, {**row, "method": "jcd:a", "arithmetic": "bf16"},
+            {**row, "method": "jcd:b"}, {**row, "method": "jpeg"}]
+    summary = summarize(rows)
+    assert [s.get("arithmetic") for s in summary] == ["bf16 / fp32", "not recorded", None]
+    line = arithmetic_line(summary + [{**summary[0], "setting": 2, "arithmetic": "fp32"}])
+    assert line.endswith(": jcd:a bf16 / fp32; jcd:b not recorded.")
+    assert arithmetic_line(summary[2:]) == ""
 
 
 @pytest.mark.parametrize("codec", anchors.CODECS)
@@ -78,6 +93,14 @@ def test_tiny_end_to_end_eval_with_cache(tmp_path, weights_file, monkeypatch):
     assert "## Noise level 4" in text and "BD-rate" in text
     assert (tmp_path / "doc" / "plots" / "results-L1.png").is_file()
     assert "Xie 2024" in text  # published figures beside ours on the reference protocol
+    # Each jcd row says which arithmetic coded it (bf16 only where the hardware has it), and so does the report.
+    from jcdcodec.codec import native_bf16
+
+    arith = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert {r.get("arithmetic") for r in rows if r["method"] == "jcd:tiny-test"} == {arith}
+    assert all(s["arithmetic"] == arith for s in jcd)
+    assert "Arithmetic of jcd's rows (" in text and f"jcd:tiny-test {arith}." in text
     rows_csv = (out / "per_image.csv").read_text().splitlines()
     assert len(rows_csv) == 1 + len(json.loads((out / "summary.json").read_text())["rows"])
     # A rerun takes everything from the cache: the codecs must not be called again.

@@ -106,6 +106,9 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
              " orientation, not as a like-for-like comparison."
              if show_published else
              "Published figures use the reference gamma and are not shown for this noise convention.", ""]  # fmt: skip
+    coded = arithmetic_line(summary)
+    if coded:
+        lines[-1:-1] = [coded]
     for level in (0,) if pairs else settings["levels"]:
         lines += ["## Real camera noise" if level == 0 else f"## Noise level {level}", ""]
         jcd = list(dict.fromkeys(s["method"] for s in summary if s["method"].startswith("jcd:")))
@@ -157,6 +160,20 @@ def markdown(summary: list[dict], settings: dict, command: str, plots: dict[int,
     if show_published and jcd:
         lines += gap_to_published(summary, jcd[0], settings["levels"])
     return "\n".join(lines) + "\n"
+
+
+def arithmetic_line(summary: list[dict]) -> str:
+    """Which arithmetic coded each jcd method's rows: the codec uses bf16 autocast where the hardware computes it and
+    fp32 elsewhere, and a report's rows may come from different machines (the row cache keeps them by checksum)."""
+    per: dict[str, set[str]] = {}
+    for s in summary:
+        if s["method"].startswith("jcd:"):
+            per.setdefault(s["method"], set()).update((s.get("arithmetic") or "not recorded").split(" / "))
+    if not per:
+        return ""
+    said = "; ".join(f"{m} {' / '.join(sorted(v))}" for m, v in per.items())
+    return (f"Arithmetic of jcd's rows (bf16 autocast where the hardware has it, else fp32; files differ by about "
+            f"0.2 % in rate): {said}.")
 
 
 def pays_off(summary: list[dict], level: int, method: str) -> str | None:
