@@ -168,12 +168,11 @@ def arithmetic_line(summary: list[dict]) -> str:
     per: dict[str, set[str]] = {}
     for s in summary:
         if s["method"].startswith("jcd:"):
-            per.setdefault(s["method"], set()).update((s.get("arithmetic") or "not recorded").split(" / "))
+            per.setdefault(s["method"], set()).update(s["arithmetic"].split(" / "))  # as summarize() joined them
     if not per:
         return ""
     said = "; ".join(f"{m} {' / '.join(sorted(v))}" for m, v in per.items())
-    return (f"Arithmetic of jcd's rows (bf16 autocast where the hardware has it, else fp32; files differ by about "
-            f"0.2 % in rate): {said}.")
+    return f"Arithmetic of jcd's rows (bf16 autocast where the hardware has it, else fp32): {said}."
 
 
 def pays_off(summary: list[dict], level: int, method: str) -> str | None:

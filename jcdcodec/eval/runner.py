@@ -217,8 +217,8 @@ def evaluate(
                     if row is None:
                         enc = codec.encode(picture, q)
                         out8 = to_uint8(codec.decode(enc.data).picture.rgb)
-                        # The arithmetic is recorded, not keyed: bf16 and fp32 files differ by ~0.2 % in rate,
-                        # below every figure a report quotes, and keying on it would recode every kept row.
+                        # The arithmetic is recorded, not keyed: bf16 and fp32 code nearly the same files
+                        # (docs/speed.md: +0.02 % bytes on three Kodak images); keying would recode every kept row.
                         row = cache.put({**base, "method": label, "setting": q,
                                          "bytes": len(enc.data), "psnr": psnr(out8, clean8),
                                          "msssim": ms_ssim(out8, clean8),

@@ -190,7 +190,7 @@ class Trainer:
             mcfg = ModelConfig.from_json(ckpt["model_config"])
             saved = ckpt["train_config"]
             saved["decay_at"] = tuple(saved["decay_at"])
-            # The run's identity comes from the checkpoint; how long and how often may change.
+            # The run's identity comes from the checkpoint; from tcfg only the machine's settings and what was asked.
             keep = self.RESUME_OVERRIDES | (also_override & self.MAY_OVERRIDE)
             tcfg = dataclasses.replace(TrainConfig(**saved), **{k: getattr(tcfg, k) for k in keep})
             head = any(k.startswith("head.") for k in ckpt["module"])
