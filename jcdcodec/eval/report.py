@@ -168,7 +168,8 @@ def arithmetic_line(summary: list[dict]) -> str:
     per: dict[str, set[str]] = {}
     for s in summary:
         if s["method"].startswith("jcd:"):
-            per.setdefault(s["method"], set()).update(s["arithmetic"].split(" / "))  # as summarize() joined them
+            # As summarize() joined them; a summary made elsewhere may lack the field.
+            per.setdefault(s["method"], set()).update((s.get("arithmetic") or "not recorded").split(" / "))
     if not per:
         return ""
     said = "; ".join(f"{m} {' / '.join(sorted(v))}" for m, v in per.items())
