@@ -16,10 +16,9 @@
 #   bash scripts/train.sh camera128      # jcd-n128-camera, the default: the N=128 model fine-tuned like the camera model (sRGB
 #                                        # gamma, half the batches camera-like noise), 2,000 steps with the lr
 #                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...). The
-#                                        # shipped default is that run plus 11,600 steps with half the crops
-#                                        # enlarged, in three legs, e.g. RUN_DIR=runs/cam128c INIT=models/
-#                                        # jcd-n128-camera.safetensors STEPS=4000 LR=5e-5 UPSCALE=0.5, resumed
-#                                        # with STEPS=10000 LR=5e-5 (docs/training.md, sessions 13-15)
+#                                        # shipped default (fifth version) is STEPS=2400 UPSCALE=0.5 THREADS=2
+#                                        # from jcd-n128's eighth version (half the crops enlarged;
+#                                        # docs/training.md, session 26)
 #   bash scripts/train.sh mild128        # jcd-n128-mild: the camera128 run trained further (6,000 steps), for the
 #                                        # images the encoder finds mildly noisy (the default codes the rest)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
@@ -81,7 +80,7 @@ case "$which" in
           ${UPSCALE:+--upscale "$UPSCALE"}) ;;
   mild128)
     # jcd-n128-mild, the model `jcd encode` picks for mildly noisy images (jcdcodec/choose.py): the camera128
-    # recipe trained further, the run that made the default continued (runs/cam128c resumed with STEPS=16000
+    # recipe trained further, the run that made the fourth default continued (runs/cam128c resumed with STEPS=16000
     # LR=5e-5, 6,000 steps more; docs/training.md). More steps of it win on real camera noise and lose on the
     # strongest synthetic noise, which the default keeps. Without runs/cam128c it fine-tunes its own export.
     RUN=runs/cam128c NAME=jcd-n128-mild EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--auto-below 3)
