@@ -1,11 +1,14 @@
 """Which shipped model codes an image when the user names none: chosen by how noisy the image looks.
 
-Why two models: fine-tuning one network further on mild camera noise wins on real photos but loses on very
-noisy ones (docs/training.md, "The fifth leg ships as jcd-n128-mild"). So the encoder measures the image's noise
-(:func:`jcdcodec.noise.estimate.noise_level`, from the image alone) and codes it with the model made for that
-noise. A manifest entry says where its model takes over: ``"auto": {"below_noise": 3.0}`` (8-bit levels of
-the estimate); images at or above every such bound go to the manifest's default. The stream names the model
-it was made with, so decoding needs no choice, and naming weights (``--weights``) turns the choice off.
+Why: a network fine-tuned further on mild camera noise can win on real photos and lose on very noisy ones
+(docs/training.md, "The fifth leg ships as jcd-n128-mild"), and then two models serve better than one. So the
+encoder can measure the image's noise (:func:`jcdcodec.noise.estimate.noise_level`, from the image alone) and
+code it with the model made for that noise. A manifest entry says where its model takes over: ``"auto":
+{"below_noise": 3.0}`` (8-bit levels of the estimate); images at or above every such bound go to the
+manifest's default. The stream names the model it was made with, so decoding needs no choice, and naming
+weights (``--weights``) turns the choice off. No shipped model has a rule since 2026-12-02: the default then
+beat the mild-noise model on mild noise too (docs/models.md), so without a rule nothing is measured and the
+default codes every image.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@
 #   bash scripts/train.sh camera128      # jcd-n128-camera, the default: the N=128 model fine-tuned like the camera model (sRGB
 #                                        # gamma, half the batches camera-like noise), 2,000 steps with the lr
 #                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...). The
-#                                        # shipped default (fifth version) is STEPS=2400 UPSCALE=0.5 THREADS=2
-#                                        # from jcd-n128's eighth version (half the crops enlarged;
-#                                        # docs/training.md, session 26)
-#   bash scripts/train.sh mild128        # jcd-n128-mild: the camera128 run trained further (6,000 steps), for the
-#                                        # images the encoder finds mildly noisy (the default codes the rest)
+#                                        # shipped default (sixth version) is the fifth (STEPS=2400 UPSCALE=0.5
+#                                        # THREADS=2 from jcd-n128's eighth version) trained further:
+#                                        # RUN_DIR=runs/cam128f INIT=models/jcd-n128-camera.safetensors LR=5e-5
+#                                        # STEPS=2400 UPSCALE=0.5, then resumed with STEPS=3600 (docs/training.md,
+#                                        # session 27)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
@@ -78,17 +78,7 @@ case "$which" in
     INIT_FROM=${INIT:-models/jcd-n128.safetensors} STEPS=${STEPS:-2000}
     ARGS=(-N 128 --quality 1-6 --wide-noise --gamma srgb --noise mix --denoiser-scale --no-contrastive
           ${UPSCALE:+--upscale "$UPSCALE"}) ;;
-  mild128)
-    # jcd-n128-mild, the model `jcd encode` picks for mildly noisy images (jcdcodec/choose.py): the camera128
-    # recipe trained further, the run that made the fourth default continued (runs/cam128c resumed with STEPS=16000
-    # LR=5e-5, 6,000 steps more; docs/training.md). More steps of it win on real camera noise and lose on the
-    # strongest synthetic noise, which the default keeps. Without runs/cam128c it fine-tunes its own export.
-    RUN=runs/cam128c NAME=jcd-n128-mild EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--auto-below 3)
-    PURPOSE=(--purpose "mildly noisy photos (most camera shots): jcd encode picks it for images whose estimated noise is below 3/255")
-    NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those); fine-tuned from jcd-n128, half the crops enlarged"
-    INIT_FROM=${INIT:-models/jcd-n128-mild.safetensors} STEPS=${STEPS:-16000}
-    ARGS=(-N 128 --quality 1-6 --wide-noise --gamma srgb --noise mix --denoiser-scale --no-contrastive --upscale 0.5) ;;
-  *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128|camera128|mild128 [export]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/train.sh main|photo|camera|base128|joint128|camera128 [export]" >&2; exit 2 ;;
 esac
 RUN=${RUN_DIR:-$RUN}  # another run folder (scripts/gpu_run.sh: the machine's own)
 if [ "${GPU:-0}" = 1 ]; then

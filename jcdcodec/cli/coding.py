@@ -51,8 +51,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
     alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image. Several inputs (or a
     directory) share one weights load; a file that fails is reported and the rest are still coded.
-    Without --weights, each image is coded by the shipped model made for its noise: mildly noisy photos (most
-    camera shots) by the mild-noise model, noisier ones by the default (`jcd models` lists both).
+    Without --weights, each image is coded by the default model (`jcd models`), or by a model whose manifest
+    entry claims images that noisy (an `auto` rule; none of the shipped models has one).
     An output name jcd makes up (NAME.jcd beside the input or in the -o directory) never replaces a file:
     when it exists, NAME-1.jcd is written instead, and jcd says so.
 
