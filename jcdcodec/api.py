@@ -101,7 +101,8 @@ def encode(
 ) -> bytes:
     """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed).
 
-    Without ``weights``, the shipped model made for the image's noise codes it (:mod:`jcdcodec.choose`).
+    Without ``weights``, the default codes it, or a shipped model whose ``auto`` rule claims images that noisy
+    (:mod:`jcdcodec.choose`; none of the shipped models has one).
     """
     picture = to_picture(image)
     if weights is None or (str(weights) == "auto" and not Path(weights).is_file()):
