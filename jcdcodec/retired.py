@@ -106,6 +106,48 @@ def retire(manifest: dict, old: dict, directory: Path, old_bytes: bytes | None =
     manifest.setdefault("retired", []).append(record)
 
 
+
+def retire_model(name: str, directory: Path | None = None, force: bool = False) -> tuple[dict, list[Path]]:
+    """Stop shipping model ``name`` without a successor: record it under ``retired`` (with the commit that
+    holds its file, so streams it made can name it), drop its manifest entry, delete its files.
+
+    Returns (the record, the files removed). Refuses, changing nothing, what would strand a user's streams or
+    leave the manifest inconsistent: an unlisted name, the default model (another must be made the default
+    first), a model earlier versions are stored against as deltas, and (unless ``force``) weights that no
+    recent commit holds, whose streams could then never be decoded again. The manifest is replaced
+    atomically before any file is deleted, so an interruption leaves at worst a file nothing lists.
+    """
+    from .outputs import atomic_write_bytes
+
+    directory = directory or models_dir()
+    manifest = read_manifest(directory)
+    entry = manifest.get("models", {}).get(name)
+    if entry is None:
+        listed = ", ".join(sorted(manifest.get("models", {}))) or "none"
+        raise WeightsError(f"{name}: not a model listed in {directory / 'manifest.json'} (listed: {listed})")
+    if manifest.get("default") == name:
+        raise WeightsError(f"{name} is the default model: make another the default first (jcd export --default)")
+    based = [e for e in manifest.get("retired", []) if (e.get("delta") or {}).get("base_sha256") == entry.get("sha256")]
+    if based:
+        raise WeightsError(f"{name}: {len(based)} earlier versions are stored as deltas against it and would no "
+                           "longer decode")  # fmt: skip
+    before = len(manifest.get("retired", []))
+    retire(manifest, entry, directory)
+    record = next(e for e in manifest["retired"] if e.get("sha256") == entry.get("sha256"))
+    if len(manifest["retired"]) > before and not record.get("commit") and not force:
+        raise WeightsError(f"{name}: {entry.get('file')} is in none of the last 50 commits of {directory}, "
+                           "so streams it made could not be decoded once it is gone: commit it first, "
+                           "or pass --force")  # fmt: skip
+    del manifest["models"][name]
+    atomic_write_bytes(directory / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    removed = []
+    for file in (entry.get("file"), (entry.get("synthesis") or {}).get("file")):
+        path = directory / file if file else None
+        if path is not None and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return record, removed
+
 # --- safetensors at the byte level: a header (u64 length + JSON) and one data buffer -------------------------
 
 

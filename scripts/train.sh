@@ -25,7 +25,7 @@
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;
-# joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md), RUN_DIR (instead of runs/MODEL), DRY_RUN=1 (print the training command instead of running it).
+# joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,4 +101,4 @@ if [ -f "$RUN/last.ckpt" ]; then
 fi
 init=(--lr "${LR:-3e-4}")  # from scratch
 [ -f "$INIT_FROM" ] && init=(--init "$INIT_FROM" --lr "${LR:-1e-4}")
-run .venv/bin/jcd train "${common[@]}" "${init[@]}" "${ARGS[@]}"
+run .venv/bin/jcd train "${common[@]}" "${init[@]}" ${SEED:+--seed "$SEED"} "${ARGS[@]}"

@@ -136,6 +136,62 @@ def test_export_over_a_shipped_model_records_the_version_it_replaces(tmp_path, w
     assert len(read_manifest(models)["retired"]) == 1  # the same weights again retire nothing
 
 
+def _commit_all(root) -> str:
+    """Commit everything under ``root`` (a new git repository); the commit's short hash."""
+    import subprocess
+
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "ship"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout[:12]
+
+
+def test_jcd_retire_drops_a_model_and_its_streams_name_the_commit_holding_it(two_models, tmp_path):
+    """`jcd retire NAME`: the entry and its file go, the record stays, and a stream the model made says in
+    one line (in another process) which commit holds its weights."""
+    from jcdcodec import Codec, Picture
+    from jcdcodec.manifest import read_manifest, sha256_file
+
+    enc = Codec("other-test", device="cpu").encode(Picture.from_array(textured(40, 56)), 3)
+    stream = tmp_path / "old.jcd"
+    stream.write_bytes(enc.data)
+    sha = sha256_file(two_models / "other.safetensors")
+    head = _commit_all(tmp_path)
+    env = {"JCD_MODELS": str(two_models)}
+    r = run_jcd("retire", "other-test", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"commit {head}" in r.stdout + r.stderr
+    manifest = read_manifest(two_models)
+    assert set(manifest["models"]) == {"tiny-test"} and manifest["default"] == "tiny-test"
+    (record,) = manifest["retired"]
+    assert record["name"] == "other-test" and record["sha256"] == sha and record["commit"] == head
+    assert not (two_models / "other.safetensors").exists() and (two_models / "tiny.safetensors").exists()
+    r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old.png"), env=env)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"git show {head}:models/other.safetensors > other-test-{sha[:8]}.safetensors" in r.stderr
+    assert not (tmp_path / "old.png").exists()
+
+
+def test_jcd_retire_refuses_what_would_strand_streams_and_changes_nothing(two_models):
+    """The default, an unlisted name, and weights no commit holds (without --force) are refused in one line,
+    with the manifest and files as they were."""
+    before = (two_models / "manifest.json").read_bytes()
+    env = {"JCD_MODELS": str(two_models)}
+    for args, says in ((("tiny-test",), "is the default model"), (("no-such",), "not a model listed"),
+                       (("other-test",), "in none of the last 50 commits")):  # fmt: skip
+        r = run_jcd("retire", *args, env=env)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+        assert (two_models / "manifest.json").read_bytes() == before
+        assert (two_models / "other.safetensors").exists() and (two_models / "tiny.safetensors").exists()
+    r = run_jcd("retire", "other-test", "--force", env=env)
+    assert r.returncode == 0 and "no commit" in r.stdout + r.stderr
+    from jcdcodec.manifest import read_manifest
+
+    (record,) = read_manifest(two_models)["retired"]
+    assert record["commit"] is None and not (two_models / "other.safetensors").exists()
+
+
 def test_every_retired_version_is_in_the_repository_history():
     """The shipped manifest's retired records point at commits that hold exactly those weights."""
     import hashlib

@@ -2,7 +2,7 @@
 
 One module per group of commands, each a thin layer over the Python API:
 ``coding`` (encode, decode, info, models, compare) for users of the codec, ``workbench``
-(noise, train, export, eval, bench) for people who make and measure models. ``app`` holds
+(noise, train, export, retire, eval, bench) for people who make and measure models. ``app`` holds
 the group and the entry point, ``batch`` the many-files logic, ``common`` what all share.
 The workbench registers its commands when one of them is asked for (``app.WORKBENCH``).
 """

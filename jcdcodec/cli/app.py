@@ -17,7 +17,7 @@ from ..errors import JcdError  # noqa: E402
 from .common import err  # noqa: E402
 
 #: The commands of :mod:`.workbench`, for people who make and measure models.
-WORKBENCH = frozenset({"noise", "train", "export", "export-synthesis", "calibrate", "eval", "bench"})
+WORKBENCH = frozenset({"noise", "train", "export", "export-synthesis", "retire", "calibrate", "eval", "bench"})
 
 
 class _Group(click.Group):

@@ -1,4 +1,4 @@
-"""The workbench commands: noise, train, export, eval, bench (for people who make and measure models)."""
+"""The workbench commands: noise, train, export, retire, eval, bench (for people who make and measure models)."""
 
 from __future__ import annotations
 
@@ -277,6 +277,26 @@ def export_synthesis(weights: Path) -> None:
             atomic_write_bytes(lw.path.parent / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
             break
     say(f"{lw.path} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Retire weights that no recent commit holds (streams they made can then not be decoded).")
+def retire(name: str, force: bool) -> None:
+    """Stop shipping model NAME (in models/, or $JCD_MODELS) without a successor.
+
+    The manifest keeps a record of it under `retired` with the git commit that holds its file, so streams
+    it made still name where their weights are (`jcd decode` says so in one line); its entry and its files
+    go. The default model cannot be retired (make another the default first), nor weights no commit holds
+    unless --force. `jcd export` retires a model's previous version by itself when it replaces it.
+    """
+    from ..retired import retire_model
+
+    record, removed = retire_model(name, force=force)
+    where = f"commit {record['commit']}" if record.get("commit") else "no commit"
+    files = ", ".join(p.name for p in removed) or "none"
+    say(f"{name} retired: its record names {where}; removed {files}")
 
 
 def _bytes_if_file(path: Path) -> bytes | None:
