@@ -32,10 +32,13 @@ class Choice:
     """A model picked for one image, and why."""
 
     name: str | None  # a shipped model's name; None: the manifest's default
-    noise: float  # the image's estimated noise std, in 8-bit levels
+    noise: float | None  # the image's estimated noise std, in 8-bit levels; None: not measured (no rules)
     rule: float | None  # the ``below_noise`` bound that picked it; None: the default
 
     def describe(self) -> str:
+        """Why this model, for the encoder's report line: '' when nothing was measured to choose it."""
+        if self.noise is None:
+            return ""
         bound = f" < {self.rule:g}" if self.rule is not None else ""
         return f"estimated noise {self.noise:.2f}/255{bound}"
 
@@ -54,9 +57,9 @@ def rules(manifest: dict | None = None) -> list[tuple[float, str]]:
 def choose(picture: Picture, manifest: dict | None = None) -> Choice:
     """The model for ``picture``: the one with the lowest bound above its noise, else the default."""
     table = rules(manifest)
-    noise = noise_level(picture.rgb) if table else 0.0
+    noise = noise_level(picture.rgb) if table else None  # no rule: the default, without measuring
     for bound, name in table:
-        if noise < bound:
+        if noise is not None and noise < bound:
             return Choice(name, noise, bound)
     return Choice(None, noise, None)
 

@@ -69,7 +69,20 @@ def test_choose_follows_the_manifest_rules():
     c = choose(strong, manifest)
     assert c.name is None and c.rule is None and c.noise > 3.0
     assert c.describe() == f"estimated noise {c.noise:.2f}/255"
-    assert choose(strong, {"default": "big", "models": {"big": {}}}).noise == 0.0  # no rules: nothing measured
+    c = choose(strong, {"default": "big", "models": {"big": {}}})
+    assert c.name is None and c.noise is None and c.describe() == ""  # no rules: nothing measured, nothing claimed
+
+
+def test_encode_without_a_rule_names_the_default_and_claims_no_noise_estimate(two_models, tmp_path):
+    """With no auto rule nothing is measured, so the report line must not print an estimate (it once said
+    'estimated noise 0.00/255' for every image, noisy or not)."""
+    from PIL import Image
+
+    src = tmp_path / "strong.png"
+    Image.fromarray(np.round(noisy(40, 56, 15.0, seed=1) * 255).astype("uint8")).save(src)
+    r = run_jcd("encode", str(src), "-q", "3", "-o", str(tmp_path / "s.jcd"), env={"JCD_MODELS": str(two_models)})
+    assert r.returncode == 0, r.stderr
+    assert "q3, tiny-test, " in r.stdout and "estimated noise" not in r.stdout
 
 
 def test_encode_without_weights_picks_by_noise_and_decodes_in_another_process(two_models, tmp_path):

@@ -81,7 +81,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
             enc = codec.encode_to_size(picture, limit)
         _write_output(dst, enc.data, t.clobber)
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
-        chosen = f", {codec.last_codec.weights.name} ({codec.last.describe()})" if auto else ""
+        why = codec.last.describe() if auto else ""
+        chosen = f", {codec.last_codec.weights.name}" + (f" ({why})" if why else "") if auto else ""
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
             f"q{enc.header.quality:g}{chosen}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
 
