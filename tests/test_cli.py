@@ -94,6 +94,8 @@ def test_truncated_and_corrupted_streams(tmp_path, stream, weights_file):
     one_line_error(run_jcd("decode", str(c), "-o", str(tmp_path / "b.png"), "--weights", str(weights_file)),
                    "corrupted")  # fmt: skip
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+    for bad_stream in (t, c):  # info names the file it could not read, as decode does
+        one_line_error(run_jcd("info", str(bad_stream)), f"{bad_stream}: corrupted or truncated")
 
 
 def test_wrong_weights(tmp_path, stream, other_weights_file):

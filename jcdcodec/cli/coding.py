@@ -144,7 +144,10 @@ def info(input: Path, as_json: bool) -> None:
     from ..streaminfo import stream_info
 
     data = _read_input(input)
-    i = stream_info(data).to_dict()
+    try:
+        i = stream_info(data).to_dict()
+    except JcdError as e:  # say which file, as decode does
+        raise type(e)(f"{input}: {e}") from None
     if as_json:
         click.echo(json.dumps(i, indent=2))
         return
