@@ -103,8 +103,8 @@ weights_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Weights file (.safetensors) or a shipped model's name (see `jcd models`). Without it, encoding "
-    "picks a shipped model for each image by how noisy it looks (`jcd models` says which), and decoding uses "
-    "whichever shipped model made the stream.",
+    "uses the default model (or one whose auto rule claims images as noisy as this one; `jcd models` says "
+    "which, and none ships with a rule now), and decoding uses whichever shipped model made the stream.",
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
