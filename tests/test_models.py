@@ -192,6 +192,22 @@ def test_jcd_retire_refuses_what_would_strand_streams_and_changes_nothing(two_mo
     assert record["commit"] is None and not (two_models / "other.safetensors").exists()
 
 
+def test_retire_refuses_a_model_that_earlier_versions_are_stored_against(two_models):
+    """A delta rebuilds its version from the current file: retiring that file would strand their streams."""
+    from jcdcodec.manifest import read_manifest
+    from jcdcodec.retired import retire_model
+
+    manifest = read_manifest(two_models)
+    manifest["retired"] = [{"name": "other-test", "file": "other.safetensors", "sha256": "ab" * 32, "commit": None,
+                            "delta": {"file": "retired/x.delta.safetensors", "sha256": "cd" * 32,
+                                      "base_sha256": manifest["models"]["other-test"]["sha256"]}}]  # fmt: skip
+    (two_models / "manifest.json").write_text(json.dumps(manifest))
+    before = (two_models / "manifest.json").read_bytes()
+    with pytest.raises(WeightsError, match="stored as deltas against it"):
+        retire_model("other-test", force=True)
+    assert (two_models / "manifest.json").read_bytes() == before and (two_models / "other.safetensors").exists()
+
+
 def test_every_retired_version_is_in_the_repository_history():
     """The shipped manifest's retired records point at commits that hold exactly those weights."""
     import hashlib
