@@ -133,6 +133,27 @@ def test_unwritable_output_keeps_existing_file(tmp_path, noisy_png, stream, weig
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
 
 
+def test_decode_keeps_a_16_bit_source_16_bit_unless_told(tmp_path, stream, weights_file):
+    """--depth auto (the default): a 16-bit source decodes to a 16-bit PNG, an 8-bit one to 8 bits, and a
+    format without 16 bits gets 8 instead of an error; --depth 8 still narrows."""
+    import png
+
+    src = tmp_path / "s16.png"
+    rgb = np.round(textured(24, 32) * 65535).astype(np.uint16)
+    png.Writer(32, 24, greyscale=False, bitdepth=16).write(open(src, "wb"), rgb.reshape(24, -1))
+    s16 = tmp_path / "s16.jcd"
+    assert run_jcd("encode", str(src), "-q", "3", "-o", str(s16), "--weights", str(weights_file)).returncode == 0
+    cases = ((s16, "a.png", (), 16), (s16, "b.png", ("--depth", "8"), 8), (s16, "c.tif", (), 8),
+             (stream, "d.png", (), 8))  # fmt: skip
+    for jcd_file, name, extra, bits in cases:
+        r = run_jcd("decode", str(jcd_file), "-o", str(tmp_path / name), *extra, "--weights", str(weights_file))
+        assert r.returncode == 0 and f"{bits}-bit" in r.stdout + r.stderr, r.stderr
+        if name.endswith(".png"):
+            assert png.Reader(filename=str(tmp_path / name)).read()[3]["bitdepth"] == bits
+        else:
+            assert Image.open(tmp_path / name).mode == "RGB"
+
+
 def test_noise_command_is_deterministic(tmp_path, noisy_png):
     a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
     for out, seed in ((a, "0"), (b, "0"), (c, "1")):

@@ -95,8 +95,9 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               help="Output image (PNG, TIFF, BMP, WebP, JPEG by extension; replaced if it exists), or a directory "
               "for several inputs, created if missing [default: INPUT.png; never over an existing file].")
 @no_clobber_option
-@click.option("--depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
-              help="Bits per sample of the output (16 needs .png).")
+@click.option("--depth", type=click.Choice(["auto", "8", "16"]), default="auto", show_default=True,
+              help="Bits per sample of the output (16 needs .png). auto: the source image's depth when the output "
+              "is a PNG (a 16-bit source gives a 16-bit PNG), else 8.")
 @click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
               default="png", show_default=True, help="Image format written to stdout (-o -).")
 @engine_option
@@ -126,12 +127,13 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
         t0 = time.perf_counter()
         dec = codec.decode(_read_input(src))
         p = dec.picture
+        fmt = WRITE_FORMATS.get(f".{out_format}" if dst == STDIO else Path(dst).suffix.lower())
+        bits = int(depth) if depth != "auto" else (p.depth if fmt == "PNG" else 8)
         if dst == STDIO:
-            fmt = WRITE_FORMATS[f".{out_format}"]
-            _write_output(dst, encode_image(p.rgb, fmt, p.kind, int(depth), p.alpha, name="stdout"))
+            _write_output(dst, encode_image(p.rgb, fmt, p.kind, bits, p.alpha, name="stdout"))
         else:
-            save_image(dst, p.rgb, p.kind, int(depth), p.alpha, clobber=t.clobber)
-        say(f"{src} -> {dst} ({p.width}x{p.height}, {depth}-bit), {time.perf_counter() - t0:.2f} s")
+            save_image(dst, p.rgb, p.kind, bits, p.alpha, clobber=t.clobber)
+        say(f"{src} -> {dst} ({p.width}x{p.height}, {bits}-bit), {time.perf_counter() - t0:.2f} s")
 
     _each(todo, "decoding", work)
 
