@@ -7,7 +7,8 @@
 # config.json and log.jsonl. Back here: `cat DIR/w.part.* > runs/gpu/NAME.safetensors`, copy config.json
 # beside it, and `jcd export runs/gpu/NAME.safetensors -o models/NAME.safetensors` lists it in the manifest.
 # Environment: PY (a Python with torch and jcd's needs: skips the wheels), RUN (default /tmp/run), PACKED (the
-# packed folder, default .gpu), DRY_RUN=1.
+# packed folder, default .gpu), GPU_BATCH (crops of 256 per step, default 16; `benchmarks/train_speed.py --batch
+# 16,32,64 --only bf16 --steps 10` on the machine says whether more buy pixels per second), DRY_RUN=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 which=${1:?usage: bash scripts/gpu_run.sh MODEL SECONDS}
@@ -23,7 +24,8 @@ export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 run=${RUN:-/tmp/run}
 packed=${PACKED:-.gpu}
 if [ -f "$run/last.ckpt" ]; then
-  cmd=("$py" -m jcdcodec train --resume --out "$run" --data "$packed/train" --patch 256 --batch 16 --threads 8)
+  cmd=("$py" -m jcdcodec train --resume --out "$run" --data "$packed/train" --patch 256 --batch "${GPU_BATCH:-16}"
+       --threads 8)
 else
   [ -f "$packed/start.safetensors" ] && [ -d "$packed/train" ] \
     || { echo "gpu_run: $packed/start.safetensors and $packed/train missing: run scripts/gpu_pack.sh and carry $packed" >&2; exit 1; }

@@ -23,7 +23,7 @@
 #                                        # session 27)
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
-# STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16, noise made on the GPU; also when
+# STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16 or GPU_BATCH, noise made on the GPU; also when
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;
 # joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
@@ -82,7 +82,7 @@ case "$which" in
 esac
 RUN=${RUN_DIR:-$RUN}  # another run folder (scripts/gpu_run.sh: the machine's own)
 if [ "${GPU:-0}" = 1 ]; then
-  SIZE=(--patch 256 --batch 16) THREADS=${THREADS:-4}
+  SIZE=(--patch 256 --batch "${GPU_BATCH:-16}") THREADS=${THREADS:-4}
 else
   SIZE=(--patch "${PATCH:-128}" --batch "${BATCH:-8}")  # PATCH=256 BATCH=4: larger crops, twice the pixels a step
 fi

@@ -717,6 +717,14 @@ def test_the_gpu_machine_script_runs_the_profile_on_the_packed_data(tmp_path):
     r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh"), "camera128", "60"], capture_output=True,
                        text=True, env=env, cwd=REPO)  # fmt: skip
     assert r.returncode == 0 and "--resume" in r.stdout.split() and "--init" not in r.stdout.split(), r.stdout
+    for resume in (True, False):  # GPU_BATCH sets the batch, on resuming and on starting
+        if not resume:
+            (tmp_path / "run" / "last.ckpt").unlink()
+        r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_run.sh"), "camera128", "60"], capture_output=True,
+                           text=True, env={**env, "GPU_BATCH": "32"}, cwd=REPO)  # fmt: skip
+        cmd = r.stdout.split()
+        assert r.returncode == 0 and cmd[len(cmd) - 1 - cmd[::-1].index("--batch") + 1] == "32", r.stdout
+        assert ("--resume" in cmd) == resume
 
 
 def test_calibration_moves_only_the_gains_and_lowers_the_rd_cost(image_dir, tmp_path):
