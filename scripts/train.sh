@@ -16,11 +16,12 @@
 #   bash scripts/train.sh camera128      # jcd-n128-camera, the default: the N=128 model fine-tuned like the camera model (sRGB
 #                                        # gamma, half the batches camera-like noise), 2,000 steps with the lr
 #                                        # decayed at 80 % and 95 %; from models/jcd-n128 (or INIT=...). The
-#                                        # shipped default (sixth version) is the fifth (STEPS=2400 UPSCALE=0.5
-#                                        # THREADS=2 from jcd-n128's eighth version) trained further:
-#                                        # RUN_DIR=runs/cam128f INIT=models/jcd-n128-camera.safetensors LR=5e-5
-#                                        # STEPS=2400 UPSCALE=0.5, then resumed with STEPS=3600 (docs/training.md,
-#                                        # session 27)
+#                                        # shipped default (seventh version) is the fifth (STEPS=2400 UPSCALE=0.5
+#                                        # THREADS=2 from jcd-n128's eighth version) trained further, first with
+#                                        # INIT=models/jcd-n128-camera.safetensors LR=5e-5 STEPS=2400 UPSCALE=0.5,
+#                                        # resumed with STEPS=3600 (the sixth), then from the sixth with LR=5e-5
+#                                        # STEPS=1800 UPSCALE=0.5 PATCH=256 BATCH=4 SEED=28 (docs/training.md,
+#                                        # "Larger crops for the default")
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16 or GPU_BATCH, noise made on the GPU; also when
