@@ -57,9 +57,11 @@ def rules(manifest: dict | None = None) -> list[tuple[float, str]]:
 def choose(picture: Picture, manifest: dict | None = None) -> Choice:
     """The model for ``picture``: the one with the lowest bound above its noise, else the default."""
     table = rules(manifest)
-    noise = noise_level(picture.rgb) if table else None  # no rule: the default, without measuring
+    if not table:  # no rule: the default, without measuring
+        return Choice(None, None, None)
+    noise = noise_level(picture.rgb)
     for bound, name in table:
-        if noise is not None and noise < bound:
+        if noise < bound:
             return Choice(name, noise, bound)
     return Choice(None, noise, None)
 

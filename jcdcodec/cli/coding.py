@@ -81,8 +81,10 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
             enc = codec.encode_to_size(picture, limit)
         _write_output(dst, enc.data, t.clobber)
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
-        why = codec.last.describe() if auto else ""
-        chosen = f", {codec.last_codec.weights.name}" + (f" ({why})" if why else "") if auto else ""
+        chosen = ""
+        if auto:  # which model coded it, and why when something was measured to choose it
+            why = codec.last.describe()
+            chosen = f", {codec.last_codec.weights.name}" + (f" ({why})" if why else "")
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
             f"q{enc.header.quality:g}{chosen}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
 
