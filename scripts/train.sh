@@ -26,11 +26,15 @@
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16 or GPU_BATCH, noise made on the GPU; also when
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;
-# joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), DRY_RUN=1 (print the training command instead of running it).
+# joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md; a resumed run keeps its own
+# steps, crops and batch unless STEPS, PATCH, BATCH or GPU=1 say otherwise), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-}
+# What the caller asked for, before the profiles fill in their defaults: a resumed run keeps its own steps, crops
+# and batch (its checkpoint holds them) unless asked otherwise, so a plain resume continues the leg as begun.
+ASKED_STEPS=${STEPS:-} ASKED_PATCH=${PATCH:-} ASKED_BATCH=${BATCH:-}
 case "$which" in
   main)
     RUN=runs/main NAME=jcd-n64 EVERY=(--ckpt-every 500 --val-every 2000) DEFAULT=() PURPOSE=()
@@ -72,7 +76,8 @@ case "$which" in
           ${DETACH:+--detach-guidance})
     # Crops of 256 in batches of 4 on the CPU since session 18: more gain per CPU hour than 8 crops of 128
     # (docs/training.md, "Larger crops and a higher rate"); lr 5e-5 is in the run's checkpoint.
-    PATCH=${PATCH:-256} BATCH=${BATCH:-4} ;;
+    # A resume passes them too: a leg begun on a GPU (batches of 16) continues on a CPU at the CPU's size.
+    PATCH=${PATCH:-256} BATCH=${BATCH:-4}; ASKED_PATCH=$PATCH ASKED_BATCH=$BATCH ;;
   camera128)
     RUN=runs/camera128 NAME=jcd-n128-camera EVERY=(--ckpt-every 250 --val-every 1000) DEFAULT=(--default) PURPOSE=()
     NOTE="wide noise range, sRGB gamma; half the batches camera-like noise (raw sensor noise developed through demosaicking, colour, tone, and JPEG on half of those); fine-tuned from jcd-n128"
@@ -97,7 +102,10 @@ if [ "${2:-}" = "export" ]; then
 fi
 common=(--out "$RUN" --steps "${STEPS:-200000}" --threads "${THREADS:-1}" "${SIZE[@]}" "${EVERY[@]}")
 if [ -f "$RUN/last.ckpt" ]; then
-  run .venv/bin/jcd train --resume "${common[@]}" ${LR:+--lr "$LR"}
+  if [ "${GPU:-0}" = 1 ]; then asked=("${SIZE[@]}")  # the GPU profile's crops replace a CPU run's
+  else asked=(${ASKED_PATCH:+--patch "$ASKED_PATCH"} ${ASKED_BATCH:+--batch "$ASKED_BATCH"}); fi
+  run .venv/bin/jcd train --resume --out "$RUN" ${ASKED_STEPS:+--steps "$ASKED_STEPS"} --threads "${THREADS:-1}" \
+    ${asked[@]+"${asked[@]}"} "${EVERY[@]}" ${LR:+--lr "$LR"}
   exit
 fi
 init=(--lr "${LR:-3e-4}")  # from scratch

@@ -692,6 +692,39 @@ def test_the_gpu_profile_of_the_training_script(tmp_path):
         assert (cmd[cmd.index("--patch") + 1], cmd[cmd.index("--batch") + 1]) == size, (which, extra)
 
 
+def test_a_plain_resume_of_the_training_script_keeps_the_runs_own_length_and_crops(tmp_path):
+    """A leg begun with STEPS=1800 PATCH=256 BATCH=4 must not drop back to the profile's 2,000 steps of 8 x 128
+    when resumed without them (it did once: the resumed leg trained on other crops and another schedule)."""
+    from conftest import REPO
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.ckpt").write_bytes(b"")
+
+    def command(which: str, **extra: str) -> list[str]:
+        env = dict(os.environ, DRY_RUN="1", RUN_DIR=str(run), **extra)
+        for name in ("STEPS", "PATCH", "BATCH", "GPU", "GPU_BATCH"):
+            if name not in extra:
+                env.pop(name, None)
+        r = subprocess.run(["bash", str(REPO / "scripts" / "train.sh"), which], capture_output=True, text=True,
+                           env=env, cwd=REPO)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    cmd = command("camera128")
+    assert "--resume" in cmd and not {"--steps", "--patch", "--batch", "--init"} & set(cmd)
+    cmd = command("camera128", STEPS="2400", BATCH="2")
+    assert cmd[cmd.index("--steps") + 1] == "2400" and cmd[cmd.index("--batch") + 1] == "2" and "--patch" not in cmd
+    cmd = command("camera128", GPU="1")  # the GPU profile's size replaces a CPU run's
+    assert (cmd[cmd.index("--patch") + 1], cmd[cmd.index("--batch") + 1]) == ("256", "16")
+    cmd = command("joint128")  # its CPU size always: a GPU leg (16 a batch) continues at the CPU's 4
+    assert (cmd[cmd.index("--patch") + 1], cmd[cmd.index("--batch") + 1]) == ("256", "4")
+    assert "--steps" not in cmd
+    (run / "last.ckpt").unlink()
+    cmd = command("camera128")  # a new leg: the profile's own length and size
+    assert "--resume" not in cmd and cmd[cmd.index("--steps") + 1] == "2000" and cmd[cmd.index("--patch") + 1] == "128"
+
+
 def test_the_gpu_machine_script_runs_the_profile_on_the_packed_data(tmp_path):
     """scripts/gpu_run.sh: the profile's own switches, pointed at what scripts/gpu_pack.sh packs; resumes."""
     from conftest import REPO
