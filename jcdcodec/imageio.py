@@ -250,6 +250,34 @@ def encode_image(
     return buf.getvalue()
 
 
+def fitting_depth(source_depth: int, fmt: str) -> int:
+    """Bits per sample to write when none are asked: the source's where ``fmt`` holds them (16 bits: PNG only),
+    else 8. Why: a 16-bit scan should decode to 16 bits unasked, and a JPEG output should not be refused."""
+    return source_depth if fmt == "PNG" else 8
+
+
+def encode_picture(p: Picture, fmt: str, depth: int | None = None, name: str = "output") -> tuple[bytes, int]:
+    """``p`` as the bytes of an image file in Pillow format ``fmt``, and the bits per sample written
+    (``depth``, or :func:`fitting_depth` when None)."""
+    bits = depth if depth is not None else fitting_depth(p.depth, fmt)
+    return encode_image(p.rgb, fmt, p.kind, bits, p.alpha, name=name), bits
+
+
+def save_picture(path: str | os.PathLike, p: Picture, depth: int | None = None, clobber: bool = True) -> int:
+    """Write ``p`` atomically in the format the extension names; returns the bits per sample written
+    (``depth``, or :func:`fitting_depth` when None)."""
+    bits = depth if depth is not None else fitting_depth(p.depth, _write_format(Path(path)))
+    save_image(path, p.rgb, p.kind, bits, p.alpha, clobber=clobber)
+    return bits
+
+
+def _write_format(path: Path) -> str:
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
+    return fmt
+
+
 def save_image(
     path: str | os.PathLike,
     rgb: np.ndarray,
@@ -261,9 +289,7 @@ def save_image(
     """Write float RGB (H, W, 3) atomically, in the format the extension names (never over a file unless
     ``clobber``)."""
     path = Path(path)
-    fmt = WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
+    fmt = _write_format(path)
     if depth == 16 and fmt != "PNG":
         raise JcdError(f"{path}: 16-bit output needs a .png file")
     atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha, name=str(path)), clobber)

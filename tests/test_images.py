@@ -31,6 +31,25 @@ def test_float_tiff_is_read_as_16_bit_grey(tmp_path):
     assert np.allclose(pic.rgb[:, :, 0], np.clip(a, 0, 1))
 
 
+def test_a_picture_is_written_at_its_source_depth_where_the_format_holds_it(tmp_path):
+    from jcdcodec.imageio import Picture, encode_picture, save_picture
+
+    rgb = np.random.default_rng(0).random((9, 11, 3), dtype=np.float32)
+    deep = Picture(rgb, RGB, 16, None)
+    assert save_picture(tmp_path / "a.png", deep) == 16
+    back = load_image(tmp_path / "a.png")
+    assert back.depth == 16 and np.abs(back.rgb - rgb).max() < 1 / 65535
+    assert save_picture(tmp_path / "a.jpg", deep) == 8 and load_image(tmp_path / "a.jpg").depth == 8
+    assert save_picture(tmp_path / "b.png", deep, depth=8) == 8 and load_image(tmp_path / "b.png").depth == 8
+    data, bits = encode_picture(Picture(rgb, RGB, 8, None), "PNG")
+    assert bits == 8 and data[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(JcdError, match="16-bit"):
+        save_picture(tmp_path / "c.jpg", deep, depth=16)
+    with pytest.raises(JcdError, match="unknown output format"):
+        save_picture(tmp_path / "c.xyz", deep)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.jpg", "a.png", "b.png"]  # nothing half-written
+
+
 def test_cmyk_is_converted_to_rgb(tmp_path, codec):
     rgb = Image.fromarray(u8(32, 48))
     rgb.convert("CMYK").save(tmp_path / "c.jpg", quality=95)

@@ -118,7 +118,7 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
       jcd decode coded/ -o clean/            every .jcd file of a directory
       cat out.jcd | jcd decode - -o - > clean.png
     """
-    from ..imageio import WRITE_FORMATS, encode_image, save_image
+    from ..imageio import WRITE_FORMATS, encode_picture, save_picture
 
     todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, weights=weights, device=device,
                          max_pixels=max_pixels, precision=precision, max_memory=max_memory,
@@ -129,12 +129,12 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
         t0 = time.perf_counter()
         dec = codec.decode(_read_input(src))
         p = dec.picture
-        fmt = WRITE_FORMATS.get(f".{out_format}" if dst == STDIO else Path(dst).suffix.lower())
-        bits = int(depth) if depth != "auto" else (p.depth if fmt == "PNG" else 8)
+        asked = None if depth == "auto" else int(depth)
         if dst == STDIO:
-            _write_output(dst, encode_image(p.rgb, fmt, p.kind, bits, p.alpha, name="stdout"))
+            data, bits = encode_picture(p, WRITE_FORMATS[f".{out_format}"], asked, name="stdout")
+            _write_output(dst, data)
         else:
-            save_image(dst, p.rgb, p.kind, bits, p.alpha, clobber=t.clobber)
+            bits = save_picture(dst, p, asked, clobber=t.clobber)
         say(f"{src} -> {dst} ({p.width}x{p.height}, {bits}-bit), {time.perf_counter() - t0:.2f} s")
 
     _each(todo, "decoding", work)
