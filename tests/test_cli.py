@@ -54,6 +54,30 @@ def test_encode_decode_info(tmp_path, stream, weights_file):
     assert "bpp" in r.stdout and "56x40" in r.stdout
 
 
+def test_encode_threads_limit_the_networks_and_the_stream_still_decodes(tmp_path, noisy_png, weights_file,
+                                                                        monkeypatch):
+    """`jcd encode --threads 1` (leaving the other cores to other work) sets PyTorch's threads; its stream
+    decodes in another process like any other."""
+    import torch
+    from click.testing import CliRunner
+
+    from jcdcodec.cli.app import cli
+
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    out = tmp_path / "t.jcd"
+    res = CliRunner().invoke(cli, ["encode", str(noisy_png), "-q", "2", "-o", str(out), "--threads", "1",
+                                   "--weights", str(weights_file), "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert asked == [1]
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "t.png"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "t.png").size == Image.open(noisy_png).size
+    res = CliRunner().invoke(cli, ["encode", str(noisy_png), "-o", str(tmp_path / "u.jcd"), "--threads", "-1",
+                                   "--weights", str(weights_file)])  # fmt: skip
+    assert res.exit_code != 0 and not (tmp_path / "u.jcd").exists()
+
+
 def test_version_and_help():
     r = run_jcd("--version")
     assert r.returncode == 0 and "jcd" in r.stdout

@@ -166,6 +166,11 @@ def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: boo
     _Ctx.quiet = quiet
     todo = targets(inputs, output, suffix, no_clobber, any_name)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
+    threads = codec_options.pop("threads", 0) if engine is None else 0
+    if threads:  # a PyTorch coder (encoding): its threads are process-wide
+        import torch
+
+        torch.set_num_threads(threads)
     if auto:
         from ..choose import AutoCodec
 

@@ -41,11 +41,12 @@ from .common import (
               "for several inputs, created if missing [default: beside each input; never over an existing file].")
 @no_clobber_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
+@threads_option
 @codec_options
 @click.pass_context
 def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
-           output: str | None, no_clobber: bool, any_name: bool, weights: Path | None, device: str, max_pixels: int,
-           max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
+           output: str | None, no_clobber: bool, any_name: bool, threads: int, weights: Path | None, device: str,
+           max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
@@ -67,7 +68,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     target = _rate_target(ctx, size, bpp)
     auto = weights is None or (str(weights) == AUTO and not weights.is_file())
     todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, weights=weights, device=device,
-                         max_pixels=max_pixels, precision=precision, max_memory=max_memory, auto=auto)  # fmt: skip
+                         max_pixels=max_pixels, precision=precision, max_memory=max_memory, auto=auto,
+                         threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst

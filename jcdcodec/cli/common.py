@@ -153,7 +153,8 @@ threads_option = click.option(
     type=click.IntRange(0, 1024),
     default=0,
     show_default=True,
-    help="CPU threads of the synthesis network (0: the runtime's default, one per core).",
+    help="CPU threads of the networks (0: the runtime's default, one per core); 1 leaves the other cores to other "
+    "work. The stream does not depend on it.",
 )
 
 
