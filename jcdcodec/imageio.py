@@ -266,15 +266,20 @@ def encode_picture(p: Picture, fmt: str, depth: int | None = None, name: str = "
 def save_picture(path: str | os.PathLike, p: Picture, depth: int | None = None, clobber: bool = True) -> int:
     """Write ``p`` atomically in the format the extension names; returns the bits per sample written
     (``depth``, or :func:`fitting_depth` when None)."""
-    bits = depth if depth is not None else fitting_depth(p.depth, _write_format(Path(path)))
+    bits = depth if depth is not None else fitting_depth(p.depth, check_output(path))
     save_image(path, p.rgb, p.kind, bits, p.alpha, clobber=clobber)
     return bits
 
 
-def _write_format(path: Path) -> str:
+def check_output(path: str | os.PathLike, depth: int | None = None) -> str:
+    """The Pillow format ``path`` names, or a one-line JcdError when it names none or cannot hold ``depth``
+    bits. Why: a decoder checks this before decoding, not after a minute of work on a large picture."""
+    path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
+    if depth == 16 and fmt != "PNG":
+        raise JcdError(f"{path}: 16-bit output needs a .png file")
     return fmt
 
 
@@ -289,7 +294,5 @@ def save_image(
     """Write float RGB (H, W, 3) atomically, in the format the extension names (never over a file unless
     ``clobber``)."""
     path = Path(path)
-    fmt = _write_format(path)
-    if depth == 16 and fmt != "PNG":
-        raise JcdError(f"{path}: 16-bit output needs a .png file")
+    fmt = check_output(path, depth)
     atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha, name=str(path)), clobber)

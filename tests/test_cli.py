@@ -150,10 +150,14 @@ def test_unwritable_output_keeps_existing_file(tmp_path, noisy_png, stream, weig
     c.write_bytes(stream.read_bytes()[:-3])
     r = run_jcd("decode", str(c), "-o", str(existing), "--weights", str(weights_file))
     assert r.returncode != 0 and existing.read_bytes() == b"precious"
-    one_line_error(run_jcd("decode", str(stream), "-o", str(tmp_path / "x.xyz"), "--weights", str(weights_file)),
+    # An output it cannot write is refused before decoding (the truncated stream would fail later, in decoding;
+    # a large picture takes a minute to decode).
+    one_line_error(run_jcd("decode", str(c), "-o", str(tmp_path / "x.xyz"), "--weights", str(weights_file)),
                    "unknown output format")  # fmt: skip
-    one_line_error(run_jcd("decode", str(stream), "-o", str(tmp_path / "x.bmp"), "--depth", "16", "--weights",
+    one_line_error(run_jcd("decode", str(c), "-o", str(tmp_path / "x.bmp"), "--depth", "16", "--weights",
                            str(weights_file)), "16-bit")  # fmt: skip
+    one_line_error(run_jcd("decode", str(c), "-o", "-", "--format", "tiff", "--depth", "16", "--weights",
+                           str(weights_file)), "16-bit output needs --format png")  # fmt: skip
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
 
 

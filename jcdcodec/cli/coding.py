@@ -120,7 +120,7 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
       jcd decode coded/ -o clean/            every .jcd file of a directory
       cat out.jcd | jcd decode - -o - > clean.png
     """
-    from ..imageio import WRITE_FORMATS, encode_picture, save_picture
+    from ..imageio import WRITE_FORMATS, check_output, encode_picture, save_picture
 
     todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, weights=weights, device=device,
                          max_pixels=max_pixels, precision=precision, max_memory=max_memory,
@@ -129,9 +129,12 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
         t0 = time.perf_counter()
-        dec = codec.decode(_read_input(src))
-        p = dec.picture
         asked = None if depth == "auto" else int(depth)
+        if dst != STDIO:
+            check_output(dst, asked)  # before the work, not after it
+        elif asked == 16 and out_format != "png":
+            raise JcdError("16-bit output needs --format png")
+        p = codec.decode(_read_input(src)).picture
         if dst == STDIO:
             data, bits = encode_picture(p, WRITE_FORMATS[f".{out_format}"], asked, name="stdout")
             _write_output(dst, data)
