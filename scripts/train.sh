@@ -23,6 +23,7 @@
 #                                        # STEPS=1800 UPSCALE=0.5 PATCH=256 BATCH=4 SEED=28 (docs/training.md,
 #                                        # "Larger crops for the default")
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
+#   (a leg of the default is measured against it first: bash scripts/measure_leg.sh RUN_DIR)
 # Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16 or GPU_BATCH, noise made on the GPU; also when
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;

@@ -966,3 +966,33 @@ def test_bf16_follows_the_hardware_unless_asked_and_is_chosen_again_on_resume(im
     monkeypatch.setattr(loop, "native_bf16", lambda device: False)
     assert Trainer(mc, tc, resume=ckpt).bf16 is False  # auto again, on this "machine"
     assert Trainer(mc, dataclasses.replace(tc, bf16=True), resume=ckpt).bf16 is True  # asked for
+
+
+def test_the_leg_measurement_codes_the_candidate_against_the_base_on_every_setting(tmp_path):
+    """scripts/measure_leg.sh: a run folder is exported first (a weights file is not); every setting codes the
+    candidate and the base, and the two report-backed settings reuse copies of the reports' rows (so only the
+    candidate is coded there), never the reports' own files."""
+    from conftest import REPO
+
+    def commands(cand: str, **extra: str) -> list[list[str]]:
+        env = dict(os.environ, DRY_RUN="1", OUT=str(tmp_path / "out"), **extra)
+        r = subprocess.run(["bash", str(REPO / "scripts" / "measure_leg.sh"), cand], capture_output=True, text=True,
+                           env=env, cwd=REPO)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return [line.split() for line in r.stdout.splitlines()]
+
+    cmds = commands("runs/legX")
+    assert cmds[0][1:3] == ["export", "runs/legX/last.ckpt"]
+    weights = cmds[0][cmds[0].index("-o") + 1]
+    evals = cmds[1:]
+    assert [c[1] for c in evals] == ["eval"] * 5
+    assert len({c[2] for c in evals}) == 5  # five data sets
+    for c in evals:
+        named = [c[i + 1] for i, a in enumerate(c) if a == "--weights"]
+        assert named == [weights, "jcd-n128-camera"]
+        if "--rows" in c:
+            assert not c[c.index("--rows") + 1].startswith("docs/")
+    assert sum("--rows" in c for c in evals) == 2
+    cmds = commands("/tmp/x/cand.safetensors", BASE="jcd-n64")
+    assert all(c[1] == "eval" for c in cmds) and len(cmds) == 5
+    assert all(c[c.index("--weights") + 1] == "/tmp/x/cand.safetensors" and "jcd-n64" in c for c in cmds)
