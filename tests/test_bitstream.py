@@ -36,6 +36,21 @@ def test_bad_magic_and_version():
         bitstream.unpack(bytes(data))
 
 
+@pytest.mark.parametrize("fmt,name", [("PNG", "PNG"), ("JPEG", "JPEG"), ("GIF", "GIF"), ("TIFF", "TIFF"),
+                                      ("WEBP", "WebP"), ("BMP", "BMP")])  # fmt: skip
+def test_an_image_given_as_a_stream_is_named(fmt, name):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buf, fmt)
+    with pytest.raises(BitstreamError, match=f"not a .jcd file: it is a {name} image"):
+        bitstream.unpack(buf.getvalue())
+    with pytest.raises(BitstreamError, match=r"not a .jcd file \(bad magic\)"):
+        bitstream.unpack(b"\x00" * 64)
+
+
 def test_every_truncation_and_every_bit_flip_is_detected():
     data = bitstream.pack(make())
     for n in range(len(data)):

@@ -101,8 +101,9 @@ def test_not_an_image(tmp_path, weights_file):
 
 
 def test_not_a_jcd_file(noisy_png, weights_file):
-    one_line_error(run_jcd("decode", str(noisy_png), "--weights", str(weights_file)), "not a .jcd file")
-    one_line_error(run_jcd("info", str(noisy_png)), "not a .jcd file")
+    one_line_error(run_jcd("decode", str(noisy_png), "--weights", str(weights_file)),
+                   "not a .jcd file: it is a PNG image (jcd encode compresses images)")  # fmt: skip
+    one_line_error(run_jcd("info", str(noisy_png)), "not a .jcd file: it is a PNG image")
 
 
 def test_truncated_and_corrupted_streams(tmp_path, stream, weights_file):
