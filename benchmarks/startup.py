@@ -1,12 +1,13 @@
-"""Whole-process decoding, start-up included: ``jcd decode`` per engine beside Pillow decoding an AVIF.
+"""Whole-process coding, start-up included: ``jcd decode`` and ``jcd encode`` per engine beside Pillow's AVIF.
 
-A user who decodes one photo waits for the whole process, not for the decode call. This runs the commands
+A user who codes one photo waits for the whole process, not for the decode or encode call. This runs the commands
 as a user would (a fresh process each time), interleaved round-robin so that a busy machine slows every
 command alike, and prints the median wall time, CPU time (user + system, all threads) and peak RSS per
 command. The AVIF is the same picture at a similar file size, decoded by Pillow in the same run. The
 onnx engine runs with its default threads (one per core) and with one thread (--threads 1). OpenVINO's
 compiled network comes from jcd's user cache (a temporary one here, filled by the warm-up round), as on
-every decode but a machine's first; the "no cache" row is that first decode.
+every decode but a machine's first; the "no cache" row is that first decode. ``jcd encode`` of the same
+picture (a PNG) runs per engine too, beside Pillow writing the AVIF.
 
     .venv/bin/python benchmarks/startup.py [IMAGE] --runs 7 [--json out.json] [--baseline OLD_CHECKOUT]
 
@@ -65,6 +66,8 @@ def prepare(image: Path | None, work: Path, quality: float) -> dict:
     jcd = work / "a.jcd"
     jcd.write_bytes(data)
     rgb = Image.fromarray((pic.rgb * 255 + 0.5).astype("uint8"))
+    png = work / "in.png"
+    rgb.save(png)
     avif = work / "a.avif"
     best = None
     for q in range(5, 96, 5):  # the AVIF quality whose size is closest to the .jcd file's
@@ -76,7 +79,7 @@ def prepare(image: Path | None, work: Path, quality: float) -> dict:
     pixels = pic.width * pic.height
     from jcdcodec.synthesis import available_runtimes
 
-    return {"jcd": str(jcd), "avif": str(avif), "bpp": len(data) * 8 / pixels,
+    return {"jcd": str(jcd), "avif": str(avif), "png": str(png), "avif_quality": best[1], "bpp": len(data) * 8 / pixels,
             "avif_bpp": avif.stat().st_size * 8 / pixels, "runtimes": available_runtimes()}  # fmt: skip
 
 
@@ -122,6 +125,16 @@ def main() -> None:
             code = (f"import sys; sys.path.insert(0, {old!r}); sys.argv = ['jcd', 'decode', {str(stream)!r}, '-o', "
                     f"{out!r}]; from jcdcodec.cli import main; main()")  # fmt: skip
             commands[f"jcd decode -o out.png, {a.baseline.name} (baseline)"] = ([py, "-c", code], env)
+        png, coded = prep["png"], str(work / "out.jcd")
+        for runtime in prep["runtimes"]:
+            commands[f"jcd encode -o out.jcd, onnx ({runtime})"] = (
+                [*jcd, "encode", png, "-o", coded, "-q", str(a.quality), "--engine", "onnx"],
+                {**env, "JCD_ONNX_RUNTIME": runtime})  # fmt: skip
+        commands["jcd encode -o out.jcd, torch engine"] = (
+            [*jcd, "encode", png, "-o", coded, "-q", str(a.quality), "--engine", "torch"], env)
+        commands["Pillow: PNG -> AVIF"] = (
+            [py, "-c", f"from PIL import Image; Image.open({png!r}).save({str(work / 'b.avif')!r}, "
+                       f"quality={prep['avif_quality']})"], env)  # fmt: skip
         commands["Pillow: AVIF -> out.png"] = (
             [py, "-c", f"from PIL import Image; Image.open({str(avif)!r}).save({out!r})"], env)
         commands["Pillow plugin: Image.open(.jcd).load()"] = (

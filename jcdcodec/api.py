@@ -21,21 +21,22 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .choose import AutoCodec
-    from .codec import Codec
     from .decoder import StreamDecoder
+    from .encoder import StreamEncoder
 
-_CODECS: dict[tuple[str | None, str], Codec] = {}
+_CODECS: dict[tuple[str | None, str, str], StreamEncoder] = {}
 _DECODERS: dict[tuple[str | None, str, str], StreamDecoder] = {}
-_AUTO: dict[str, AutoCodec] = {}
+_AUTO: dict[tuple[str, str], AutoCodec] = {}
 
 
-def codec_for(weights: str | os.PathLike | None = None, device: str = "auto") -> Codec:
-    """The cached :class:`Codec` for these weights (None: the shipped default) and device."""
-    from .codec import Codec
+def codec_for(weights: str | os.PathLike | None = None, device: str = "auto", engine: str = "auto") -> StreamEncoder:
+    """The cached encoder for these weights (None: the shipped default), device and engine (see
+    :func:`jcdcodec.encoder.open_encoder`; with the default engine on the CPU it imports no PyTorch)."""
+    from .encoder import open_encoder
 
-    key = (None if weights is None else str(Path(weights).resolve()), device)
+    key = (None if weights is None else str(Path(weights).resolve()), device, engine)
     if key not in _CODECS:
-        _CODECS[key] = Codec(weights, device=device)
+        _CODECS[key] = open_encoder(weights, device=device, engine=engine)
     return _CODECS[key]
 
 
@@ -98,20 +99,22 @@ def encode(
     *,
     device: str = "auto",
     weights: str | os.PathLike | None = None,
+    engine: str = "auto",
 ) -> bytes:
     """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed).
 
     Without ``weights``, the default codes it, or a shipped model whose ``auto`` rule claims images that noisy
-    (:mod:`jcdcodec.choose`; none of the shipped models has one).
+    (:mod:`jcdcodec.choose`; none of the shipped models has one). ``engine``: "onnx" (no PyTorch), "torch",
+    or "auto" (onnx on the CPU when the weights have its files); see :func:`jcdcodec.encoder.open_encoder`.
     """
     picture = to_picture(image)
     if weights is None or (str(weights) == "auto" and not Path(weights).is_file()):
         from .choose import AutoCodec
 
-        if device not in _AUTO:
-            _AUTO[device] = AutoCodec(device=device)
-        return _AUTO[device].encode(picture, quality).data
-    return codec_for(weights, device).encode(picture, quality).data
+        if (device, engine) not in _AUTO:
+            _AUTO[device, engine] = AutoCodec(device=device, engine=engine)
+        return _AUTO[device, engine].encode(picture, quality).data
+    return codec_for(weights, device, engine).encode(picture, quality).data
 
 
 def decode(

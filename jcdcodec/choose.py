@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 
 from .imageio import Picture
 from .manifest import read_manifest
-from .noise.estimate import noise_level
 
 if TYPE_CHECKING:
-    from .codec import Codec, Encoded
+    from .encoder import Encoded, StreamEncoder
 
 #: What ``--weights`` (and ``jcd eval --weights``) accepts for the automatic choice.
 AUTO = "auto"
@@ -59,6 +58,8 @@ def choose(picture: Picture, manifest: dict | None = None) -> Choice:
     table = rules(manifest)
     if not table:  # no rule: the default, without measuring
         return Choice(None, None, None)
+    from .noise.estimate import noise_level  # here: the noise package imports PyTorch, which encoding need not
+
     noise = noise_level(picture.rgb)
     for bound, name in table:
         if noise < bound:
@@ -67,7 +68,7 @@ def choose(picture: Picture, manifest: dict | None = None) -> Choice:
 
 
 class AutoCodec:
-    """Encodes like :class:`~jcdcodec.codec.Codec`, each image with the model :func:`choose` picks.
+    """Encodes like :func:`~jcdcodec.encoder.open_encoder`'s codecs, each image with the model :func:`choose` picks.
 
     A model loads the first time it is chosen (an N=128 model holds about 1 GB while coding), so a batch of
     noisy photos never loads the mild-noise model. ``last`` is the choice of the latest image, ``last_codec``
@@ -75,19 +76,20 @@ class AutoCodec:
     """
 
     def __init__(self, **codec_options: object) -> None:
+        """``codec_options``: what :func:`~jcdcodec.encoder.open_encoder` takes (device, engine, threads, ...)."""
         self.options = codec_options
         self.manifest = read_manifest()  # once, not per image: the rules cannot change while it codes
-        self._codecs: dict[str | None, Codec] = {}
+        self._codecs: dict[str | None, StreamEncoder] = {}
         self.last: Choice | None = None
-        self.last_codec: Codec | None = None
+        self.last_codec: StreamEncoder | None = None
 
-    def codec(self, picture: Picture) -> Codec:
-        """The :class:`Codec` of the model chosen for ``picture`` (loaded once, then kept)."""
-        from .codec import Codec
+    def codec(self, picture: Picture) -> StreamEncoder:
+        """The codec of the model chosen for ``picture`` (loaded once, then kept)."""
+        from .encoder import open_encoder
 
         self.last = choice = choose(picture, self.manifest)
         if choice.name not in self._codecs:
-            self._codecs[choice.name] = Codec(choice.name, **self.options)
+            self._codecs[choice.name] = open_encoder(choice.name, **self.options)
         self.last_codec = self._codecs[choice.name]
         return self.last_codec
 

@@ -10,16 +10,13 @@ chosen device; the entropy path always runs in numpy float64 on the CPU (see
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import bitstream, tiling
-from .bitstream import Header, padded_size
+from . import tiling
 from .decoder import Clock, Decoded, StreamDecoder
+from .encoder import Encoded, StreamEncoder
 from .entropy import PREFIXES
 from .errors import JcdError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
@@ -50,16 +47,7 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-@dataclass
-class Encoded:
-    data: bytes
-    header: Header
-    y_hat: np.ndarray  # the latent as the decoder will see it, (M, h, w) float64
-    y_symbols_crc: int
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
-
-
-class Codec(StreamDecoder):
+class Codec(StreamDecoder, StreamEncoder):
     """Encode and decode with one set of weights on one device (the "torch" decoding engine)."""
 
     def __init__(
@@ -121,50 +109,15 @@ class Codec(StreamDecoder):
     # -- encode -----------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, picture: Picture, quality: float) -> Encoded:
-        q = self.check_quality(quality)
-        clock = self._clock()
-        return self._code(picture, self._analyse(picture, clock), q, clock)
+        return super().encode(picture, quality)
 
     @torch.no_grad()
     def encode_to_size(self, picture: Picture, max_bytes: int) -> Encoded:
-        """The best quality (in the stream's 1/32 steps) whose whole .jcd file fits in ``max_bytes``.
-
-        The analysis runs once: quality only scales the latent by its gain, so the bisection repeats just
-        the entropy coding (about 8 passes over the 1/32 steps of q1..q6). Raises JcdError when even the
-        lowest quality does not fit.
-        """
-        lo, hi = self.quality_range
-        steps = range(round(lo * bitstream.QUALITY_SCALE), round(hi * bitstream.QUALITY_SCALE) + 1)
-        clock = self._clock()
-        y1 = self._analyse(picture, clock)
-        tried: dict[int, Encoded] = {}
-
-        def at(k: int) -> Encoded:
-            if k not in tried:
-                tried[k] = self._code(picture, y1, k / bitstream.QUALITY_SCALE, clock)
-            return tried[k]
-
-        if len(at(steps[0]).data) > max_bytes:
-            raise JcdError(f"even quality {lo:g} needs {len(at(steps[0]).data)} bytes, more than {max_bytes}")
-        a, b = 0, len(steps) - 1  # invariant: steps[a] fits; everything above steps[b] was not found to fit
-        if len(at(steps[b]).data) <= max_bytes:
-            a = b
-        while a < b:
-            mid = (a + b + 1) // 2
-            if len(at(steps[mid]).data) <= max_bytes:
-                a = mid
-            else:
-                b = mid - 1
-        best = at(steps[a])
-        best.timings.update(clock.times, passes=float(len(tried)))
-        return best
+        return super().encode_to_size(picture, max_bytes)
 
     def _analyse(self, picture: Picture, clock: Clock) -> torch.Tensor:
-        """Padded picture -> denoised latent before the quality gain (1, N, H/16, W/16), fp32 on the device."""
         h, w = picture.height, picture.width
-        if h * w > self.max_pixels:
-            raise JcdError(f"image is {w}x{h} = {h * w} pixels, above the limit of {self.max_pixels}")
-        hp, wp = padded_size(h, w)
+        hp, wp = self._check_size(picture)
         x = torch.from_numpy(np.require(picture.rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].to(self.device)
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate") if (hp, wp) != (h, w) else x
         tiles = tiling.plan(hp // 16, wp // 16, self.tile_side)
@@ -174,32 +127,11 @@ class Codec(StreamDecoder):
         clock.lap("network")
         return y1
 
-    def _code(self, picture: Picture, y1: torch.Tensor, q: float, clock: Clock) -> Encoded:
-        """Gain of quality ``q``, hyperprior, wavefront entropy coding, container."""
-        g = self.model.gain(q)
+    def _hyper(self, y1: torch.Tensor, quality: float) -> tuple[np.ndarray, np.ndarray]:
+        g = self.model.gain(quality)
         y = y1 if g is None else y1 * g.to(y1.device)
         z = self.model.h_a(y).float().cpu().numpy()[0]
-        y = y.float().cpu().numpy()[0]
-        clock.lap("network")
-        z_stream, y_stream, y_hat, crc = self.entropy.encode(y, z)
-        clock.lap("entropy_coding")
-        alpha = b""
-        if picture.alpha is not None:
-            full = np.iinfo(picture.alpha.dtype).max
-            if not (picture.alpha == full).all():
-                alpha = zlib.compress(picture.alpha.astype(picture.alpha.dtype.newbyteorder(">")).tobytes(), 9)
-        header = Header(
-            width=picture.width,
-            height=picture.height,
-            quality=q,
-            fingerprint=self.weights.fingerprint,
-            kind=picture.kind,
-            depth=picture.depth,
-            has_alpha=picture.alpha is not None,
-        )
-        data = bitstream.pack(bitstream.JcdStream(header, z_stream, y_stream, alpha, crc))
-        clock.lap("container")
-        return Encoded(data, header, y_hat, crc, dict(clock.times))
+        return y.float().cpu().numpy()[0], z
 
     # -- decode -----------------------------------------------------------------------------
     @torch.no_grad()

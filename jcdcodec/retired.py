@@ -141,7 +141,8 @@ def retire_model(name: str, directory: Path | None = None, force: bool = False) 
     del manifest["models"][name]
     atomic_write_bytes(directory / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     removed = []
-    for file in (entry.get("file"), (entry.get("synthesis") or {}).get("file")):
+    companions = [(entry.get(kind) or {}).get("file") for kind in ("synthesis", "analysis")]
+    for file in (entry.get("file"), *companions):
         path = directory / file if file else None
         if path is not None and path.is_file():
             path.unlink()

@@ -1,4 +1,4 @@
-"""g_s without PyTorch: the exported ONNX file, run by OpenVINO or onnxruntime on the CPU.
+"""g_s and the analysis without PyTorch: exported ONNX files, run by OpenVINO or onnxruntime on the CPU.
 
 What PyTorch costs a one-image decode is start-up (about 2.5 s of a 3-5 s ``jcd decode``), not the
 network. This runs the same network, exported at weights-export time (:mod:`.nn.onnx_export`), in a
@@ -59,8 +59,11 @@ def _check_belongs(path: Path, found: str | None, weights_sha256: str) -> None:
                            f"{weights_sha256[:12]}); export it again with `jcd export-synthesis`")  # fmt: skip
 
 
-class OnnxSynthesis:
-    """``x = g_s(y)`` for y (1, N, h, w) float32 -> x (1, 3, 16h, 16w) float32."""
+class OnnxNetwork:
+    """One network of a weights file, exported to ONNX, run on the CPU: one float32 array in, one out."""
+
+    #: What the file holds, for messages and the compiled-network cache.
+    kind = "network"
 
     def __init__(self, path: Path, weights_sha256: str, threads: int = 0, precision: str = "auto",
                  runtime: str | None = None, file_sha256: str | None = None) -> None:  # fmt: skip
@@ -71,17 +74,23 @@ class OnnxSynthesis:
             raise JcdError("the onnx engine needs onnxruntime or openvino (pip install onnxruntime)")
         try:
             if self.runtime == "openvino":
-                self._run, found = _openvino(path, threads, precision, weights_sha256, file_sha256)
+                self._run, found = _openvino(path, threads, precision, weights_sha256, file_sha256, self.kind)
             else:
                 self._run, found = _onnxruntime(path, threads)
         except (WeightsError, JcdError):
             raise
         except Exception as e:  # both runtimes raise their own exception types for unreadable models
-            raise WeightsError(f"{path}: not a readable synthesis file ({str(e).splitlines()[0]})") from None
+            raise WeightsError(f"{path}: not a readable {self.kind} file ({str(e).splitlines()[0]})") from None
         _check_belongs(path, found, weights_sha256)
 
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        return self._run(np.ascontiguousarray(y, dtype=np.float32))
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        return self._run(np.ascontiguousarray(a, dtype=np.float32))
+
+
+class OnnxSynthesis(OnnxNetwork):
+    """``x = g_s(y)`` for y (1, N, h, w) float32 -> x (1, 3, 16h, 16w) float32."""
+
+    kind = "synthesis"
 
 
 def _onnxruntime(path: Path, threads: int):
@@ -94,7 +103,8 @@ def _onnxruntime(path: Path, threads: int):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     found = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
-    return (lambda y: session.run(None, {"y": y})[0]), found
+    name = session.get_inputs()[0].name
+    return (lambda a: session.run(None, {name: a})[0]), found
 
 
 def _openvino_runtime() -> types.ModuleType:
@@ -127,7 +137,8 @@ def _openvino_runtime() -> types.ModuleType:
             del sys.modules["openvino"]
 
 
-def _openvino(path: Path, threads: int, precision: str, weights_sha256: str, file_sha256: str | None = None):
+def _openvino(path: Path, threads: int, precision: str, weights_sha256: str, file_sha256: str | None = None,
+              kind: str = "synthesis"):  # fmt: skip
     ov = _openvino_runtime()
     core = ov.Core()
     config: dict[str, object] = {}
@@ -135,7 +146,7 @@ def _openvino(path: Path, threads: int, precision: str, weights_sha256: str, fil
         config["INFERENCE_NUM_THREADS"] = threads
     if precision == "fp32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
-    key = _compiled_key(ov, core, path, config, weights_sha256, file_sha256)
+    key = _compiled_key(ov, core, path, config, weights_sha256, file_sha256, kind)
     compiled, found, model = _import_compiled(core, key, config), weights_sha256, None
     if compiled is None:
         model = core.read_model(str(path))
@@ -177,8 +188,9 @@ def _openvino(path: Path, threads: int, precision: str, weights_sha256: str, fil
 
 
 def _compiled_key(ov: types.ModuleType, core: object, path: Path, config: dict, weights_sha256: str,
-                  file_sha256: str | None = None) -> str | None:  # fmt: skip
-    """The user-cache key of g_s compiled for this CPU: everything the compiled network depends on.
+                  file_sha256: str | None = None, kind: str = "synthesis") -> str | None:  # fmt: skip
+    """The user-cache key of a network compiled for this CPU: everything the compiled network depends on
+    (for the analysis, whose parameters live in the weights file, the weights' sha256 covers them).
 
     A network compiled for one CPU's instructions must never run on another (a home folder shared over
     the network, oneDNN held to an older instruction set): the CPU's name, its flags as the kernel
@@ -192,7 +204,7 @@ def _compiled_key(ov: types.ModuleType, core: object, path: Path, config: dict, 
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
                 flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
         return usercache.make_key(
-            "openvino-g_s",
+            "openvino-g_s" if kind == "synthesis" else f"openvino-{kind}",
             file=file_sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
             weights=weights_sha256,
             version=ov.get_version(),

@@ -21,14 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-#: A torch tensor (the PyTorch codec) or a numpy array (the torch-free decoder): tiling works on both.
+#: A torch tensor (the PyTorch codec) or a numpy array (the torch-free coder): tiling works on both.
 Array = TypeVar("Array")
 
 #: Latent pixels of context kept around each tile (128 image pixels).
@@ -91,15 +88,18 @@ def _float(a: Array) -> Array:
     return a.astype(np.float32, copy=False) if isinstance(a, np.ndarray) else a.float()
 
 
-def analysis(fn: Callable[[Tensor], Tensor], x: Tensor, tiles: list[Tile], channels: int) -> Tensor:
-    """y = fn(x) tile by tile; x is (1, 3, 16 h, 16 w), y is (1, channels, h, w) fp32 on x's device."""
+def analysis(fn: Callable[[Array], Array], x: Array, tiles: list[Tile], channels: int) -> Array:
+    """y = fn(x) tile by tile; x is (1, 3, 16 h, 16 w), y is (1, channels, h, w) fp32 on x's device.
+
+    ``x`` is a torch tensor or a numpy array (``fn`` takes and returns the same kind).
+    """
     if len(tiles) == 1:
-        return fn(x).float()
+        return _float(fn(x))
     h, w = x.shape[-2] // 16, x.shape[-1] // 16
     y = _empty(x, (1, channels, h, w))
     for t in tiles:
         a0, a1, b0, b1 = t.outer
-        part = fn(x[:, :, a0 * 16 : a1 * 16, b0 * 16 : b1 * 16]).float()
+        part = _float(fn(x[:, :, a0 * 16 : a1 * 16, b0 * 16 : b1 * 16]))
         i0, i1, j0, j1 = t.core
         y[:, :, i0:i1, j0:j1] = part[:, :, i0 - a0 : i1 - a0, j0 - b0 : j1 - b0]
     return y

@@ -22,9 +22,18 @@ from .errors import WeightsError
 from .manifest import sha256_file
 from .nn.model import JointModel
 from .outputs import atomic_write_bytes
-from .weightsfile import MAX_N, WeightsRef, parse_config, read_metadata, resolve, synthesis_path_for
+from .weightsfile import (
+    MAX_N,
+    WeightsRef,
+    analysis_path_for,
+    parse_config,
+    read_metadata,
+    resolve,
+    synthesis_path_for,
+)
 
-__all__ = ["MAX_N", "LoadedWeights", "load_model_file", "load_weights", "save_weights", "write_synthesis"]
+__all__ = ["MAX_N", "LoadedWeights", "load_model_file", "load_weights", "save_weights", "write_analysis",
+           "write_synthesis"]  # fmt: skip
 
 #: Entropy-model buffers whose size depends on the trained weights.
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
@@ -52,7 +61,8 @@ def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] |
 
     Parameters are rounded to fp16 first and the tables are rebuilt from the rounded values,
     so the tables always belong to exactly the weights a decoder will load. With ``synthesis``,
-    g_s also goes to ``NAME.synthesis.onnx`` beside the file, for the decoder without PyTorch
+    g_s also goes to ``NAME.synthesis.onnx`` beside the file, for the decoder without PyTorch, and the
+    analysis to ``NAME.analysis.onnx``, for the encoder without it
     (skipped with a warning when the ``onnx`` package is missing).
     """
     model = model.cpu().float()
@@ -74,6 +84,7 @@ def save_weights(model: JointModel, path: Path, extra_metadata: dict[str, str] |
     digest = sha256_file(path)
     if synthesis:
         write_synthesis(model, path, digest)
+        write_analysis(model, path, digest)
     return digest
 
 
@@ -107,6 +118,19 @@ def write_synthesis(model: JointModel, weights_file: Path, digest: str) -> Path 
         return None
     target = synthesis_path_for(Path(weights_file))
     export_synthesis(model.g_s, target, digest)
+    return target
+
+
+def write_analysis(model: JointModel, weights_file: Path, digest: str) -> Path | None:
+    """The analysis of ``model`` (the weights in ``weights_file``, sha256 ``digest``) to its ONNX companion."""
+    import importlib.util
+
+    from .nn.onnx_export import export_analysis
+
+    if importlib.util.find_spec("onnx") is None:  # write_synthesis has warned already
+        return None
+    target = analysis_path_for(Path(weights_file))
+    export_analysis(model, Path(weights_file), target, digest)
     return target
 
 

@@ -2,9 +2,11 @@
 
 Both the full codec (:mod:`.weights`, which builds the PyTorch model) and the torch-free decoder
 (:mod:`.decoder`) resolve weights here, so a name, a path and the default mean the same to both.
-A weights file may have a companion ``NAME.synthesis.onnx`` (g_s for onnxruntime, written by
-``jcd export``); it is found through the manifest entry's ``synthesis`` record, else beside the file,
-and must name the sha256 of the weights it came from.
+A weights file may have two companions written by ``jcd export``: ``NAME.synthesis.onnx`` (g_s, for
+decoding without PyTorch) and ``NAME.analysis.onnx`` (the analysis, for encoding without it; a graph
+whose parameters are read from the weights file itself). Each is found through the manifest entry's
+``synthesis`` / ``analysis`` record, else beside the file, and must name the sha256 of the weights it
+came from.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .manifest import models_dir, read_manifest, sha256_file
 MAX_N = 512
 #: Suffix of the g_s companion file that the torch-free decoder runs.
 SYNTHESIS_SUFFIX = ".synthesis.onnx"
+#: Suffix of the analysis companion that the torch-free encoder runs.
+ANALYSIS_SUFFIX = ".analysis.onnx"
 
 
 @dataclass
@@ -70,8 +74,22 @@ class WeightsRef:
         record = (self.entry or {}).get("synthesis")
         return record["sha256"] if record and self.synthesis_of is None and self.synthesis_path() else None
 
+    def analysis_path(self) -> Path | None:
+        """The analysis companion (checked against the manifest's sha256 when listed there), or None."""
+        if "_analysis" not in self.__dict__:
+            self.__dict__["_analysis"] = self._find_companion("analysis", analysis_path_for(self.path))
+        return self.__dict__["_analysis"]
+
+    def analysis_sha256(self) -> str | None:
+        """The analysis companion's own sha256 when the manifest lists it (checked by :meth:`analysis_path`)."""
+        record = (self.entry or {}).get("analysis")
+        return record["sha256"] if record and self.analysis_path() else None
+
     def _find_synthesis(self) -> Path | None:
-        record = (self.entry or {}).get("synthesis")
+        return self._find_companion("synthesis", synthesis_path_for(self.path))
+
+    def _find_companion(self, kind: str, beside: Path) -> Path | None:
+        record = (self.entry or {}).get(kind)
         if record:
             file = self.path.parent / record["file"]
             if not file.is_file():
@@ -80,13 +98,17 @@ class WeightsRef:
             if digest != record["sha256"]:
                 raise WeightsError(f"{file}: checksum mismatch (expected {record['sha256'][:12]}, got {digest[:12]})")
             return file
-        beside = synthesis_path_for(self.path)
         return beside if beside.is_file() else None
 
 
 def synthesis_path_for(weights_file: Path) -> Path:
     """Where ``jcd export`` puts the g_s companion of a weights file: ``NAME.synthesis.onnx`` beside it."""
     return weights_file.with_name(weights_file.name.removesuffix(".safetensors") + SYNTHESIS_SUFFIX)
+
+
+def analysis_path_for(weights_file: Path) -> Path:
+    """Where ``jcd export`` puts the analysis companion of a weights file: ``NAME.analysis.onnx`` beside it."""
+    return weights_file.with_name(weights_file.name.removesuffix(".safetensors") + ANALYSIS_SUFFIX)
 
 
 def resolve(path: str | os.PathLike | None = None) -> WeightsRef:

@@ -56,20 +56,32 @@ def test_encode_decode_info(tmp_path, stream, weights_file):
 
 def test_encode_threads_limit_the_networks_and_the_stream_still_decodes(tmp_path, noisy_png, weights_file,
                                                                         monkeypatch):
-    """`jcd encode --threads 1` (leaving the other cores to other work) sets PyTorch's threads; its stream
-    decodes in another process like any other."""
+    """`jcd encode --threads 1` (leaving the other cores to other work) sets PyTorch's threads, or the ONNX
+    runtime's; its stream decodes in another process like any other."""
     import torch
     from click.testing import CliRunner
 
     from jcdcodec.cli.app import cli
+    from jcdcodec.synthesis import OnnxNetwork, available_runtimes
 
     asked = []
     monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    given = []
+    network_init = OnnxNetwork.__init__
+
+    def spy(self, path, weights_sha256, threads=0, *args, **kwargs):
+        given.append((self.kind, threads))
+        network_init(self, path, weights_sha256, threads, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxNetwork, "__init__", spy)
     out = tmp_path / "t.jcd"
-    res = CliRunner().invoke(cli, ["encode", str(noisy_png), "-q", "2", "-o", str(out), "--threads", "1",
-                                   "--weights", str(weights_file), "--quiet"])  # fmt: skip
-    assert res.exit_code == 0, res.output
+    for engine in ("torch", "onnx") if available_runtimes() else ("torch",):
+        res = CliRunner().invoke(cli, ["encode", str(noisy_png), "-q", "2", "-o", str(out), "--threads", "1",
+                                       "--weights", str(weights_file), "--quiet", "--engine", engine])  # fmt: skip
+        assert res.exit_code == 0, res.output
     assert asked == [1]
+    if available_runtimes():
+        assert ("analysis", 1) in given and ("synthesis", 1) in given
     r = run_jcd("decode", str(out), "-o", str(tmp_path / "t.png"), "--weights", str(weights_file))
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "t.png").size == Image.open(noisy_png).size

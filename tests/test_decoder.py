@@ -16,7 +16,7 @@ from jcdcodec import Codec, Picture, WeightsError, open_decoder
 from jcdcodec.decoder import OnnxDecoder
 from jcdcodec.errors import JcdError
 from jcdcodec.synthesis import available_runtimes
-from jcdcodec.weightsfile import synthesis_path_for
+from jcdcodec.weightsfile import analysis_path_for, synthesis_path_for
 
 RUNTIMES = available_runtimes()
 needs_runtime = pytest.mark.skipif(not RUNTIMES, reason="no ONNX runtime installed (onnxruntime or openvino)")
@@ -89,14 +89,14 @@ def test_streams_of_jcd_0_1_0_decode_to_the_same_latent():
 
 @pytest.fixture
 def isolated(weights_file, other_weights_file, tmp_path):
-    """Copies of the tiny weights (with their synthesis files) in a models folder of their own."""
+    """Copies of the tiny weights (with their ONNX companions) in a models folder of their own."""
     folder = tmp_path / "models"
     folder.mkdir()
     for f in (weights_file, other_weights_file):
         shutil.copy(f, folder / f.name)
-        companion = synthesis_path_for(f)
-        if companion.is_file():
-            shutil.copy(companion, folder / companion.name)
+        for companion in (synthesis_path_for(f), analysis_path_for(f)):
+            if companion.is_file():
+                shutil.copy(companion, folder / companion.name)
     return folder
 
 
@@ -115,11 +115,14 @@ def test_export_writes_the_companion_and_the_manifest_checks_it(isolated, monkey
     assert open_decoder(engine="auto", device="cpu").engine == "torch"  # no companion yet: PyTorch
     with pytest.raises(WeightsError, match="no synthesis file"):
         open_decoder(engine="onnx")
+    analysis = analysis_path_for(weights)
+    analysis.unlink()
     r = run_jcd("export-synthesis", "tiny-test", env={"JCD_MODELS": str(isolated)})
     assert r.returncode == 0, r.stderr
-    assert companion.is_file()
+    assert companion.is_file() and analysis.is_file()
     entry = json.loads((isolated / "manifest.json").read_text())["models"]["tiny-test"]
     assert entry["synthesis"] == {"file": companion.name, "sha256": sha256_file(companion)}
+    assert entry["analysis"] == {"file": analysis.name, "sha256": sha256_file(analysis)}
     assert open_decoder(device="cpu").engine.startswith("onnx")
     data = bytearray(companion.read_bytes())
     data[-1] ^= 1
@@ -189,7 +192,7 @@ main()
 
 
 @needs_runtime
-def test_a_decode_only_install_decodes_and_says_what_else_needs_torch(codec, weights_file, tmp_path):
+def test_an_install_without_torch_codes_and_says_what_else_needs_torch(codec, weights_file, tmp_path):
     src = tmp_path / "s.jcd"
     src.write_bytes(codec.encode(Picture.from_array(textured(40, 60, seed=8)), 2).data)
 
@@ -201,7 +204,11 @@ def test_a_decode_only_install_decodes_and_says_what_else_needs_torch(codec, wei
     assert (tmp_path / "out.png").is_file()
     assert jcd("info", str(src)).returncode == 0
     r = jcd("encode", str(tmp_path / "out.png"), "-o", str(tmp_path / "again.jcd"), "--weights", str(weights_file))
-    assert r.returncode == 1
+    assert r.returncode == 0, r.stderr  # the analysis runs from its ONNX companion
+    assert (tmp_path / "again.jcd").is_file()
+    r = jcd("encode", str(tmp_path / "out.png"), "-o", str(tmp_path / "t.jcd"), "--weights", str(weights_file),
+            "--engine", "torch")  # fmt: skip
+    assert r.returncode == 1 and not (tmp_path / "t.jcd").exists()
     assert r.stderr.strip().count("\n") == 0 and "needs PyTorch" in r.stderr
 
 

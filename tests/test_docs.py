@@ -78,5 +78,5 @@ def test_the_documented_commands_run_verbatim(tmp_path):
     assert "installing" not in r.stderr, "setup.sh reinstalled: the copy must look current"
     for made in ("demo-out/sample-clean.png", "clean.png", "coded/noisy.jcd", "clean/kodim23-crop-noisy-l3.png",
                  "a.webp", "results/quick/report.md", "runs/try/try.safetensors",
-                 "clean-without-torch.png"):  # fmt: skip
+                 "clean-without-torch.png", "without-torch.jcd"):  # fmt: skip
         assert (root / made).is_file(), made

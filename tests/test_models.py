@@ -157,6 +157,11 @@ def test_jcd_retire_drops_a_model_and_its_streams_name_the_commit_holding_it(two
     stream = tmp_path / "old.jcd"
     stream.write_bytes(enc.data)
     sha = sha256_file(two_models / "other.safetensors")
+    companion = two_models / "other.analysis.onnx"  # a listed companion goes with its model
+    companion.write_bytes(b"graph")
+    manifest = json.loads((two_models / "manifest.json").read_text())
+    manifest["models"]["other-test"]["analysis"] = {"file": companion.name, "sha256": sha256_file(companion)}
+    (two_models / "manifest.json").write_text(json.dumps(manifest))
     head = _commit_all(tmp_path)
     env = {"JCD_MODELS": str(two_models)}
     r = run_jcd("retire", "other-test", env=env)
@@ -167,6 +172,7 @@ def test_jcd_retire_drops_a_model_and_its_streams_name_the_commit_holding_it(two
     (record,) = manifest["retired"]
     assert record["name"] == "other-test" and record["sha256"] == sha and record["commit"] == head
     assert not (two_models / "other.safetensors").exists() and (two_models / "tiny.safetensors").exists()
+    assert not companion.exists()
     r = run_jcd("decode", str(stream), "-o", str(tmp_path / "old.png"), env=env)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"git show {head}:models/other.safetensors > other-test-{sha[:8]}.safetensors" in r.stderr

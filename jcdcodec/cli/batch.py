@@ -157,33 +157,30 @@ def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tup
 
 
 def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: bool, no_clobber: bool = False,
-           any_name: bool = False, engine: str | None = None, auto: bool = False, **codec_options):
+           any_name: bool = False, engine: str = "auto", auto: bool = False, encoding: bool = False,
+           **codec_options):  # fmt: skip
     """What encode and decode share: the targets, where messages go, one coder for all of them.
 
-    ``engine`` (decoding only): the decoder engine, see :func:`jcdcodec.decoder.open_decoder`; None: a Codec.
+    ``engine``: onnx, torch or auto, see :func:`jcdcodec.encoder.open_encoder` and
+    :func:`jcdcodec.decoder.open_decoder`. ``encoding``: a coder that encodes (else one that decodes).
     ``auto`` (encoding only): each image gets the shipped model chosen for its noise (:mod:`jcdcodec.choose`).
     """
     _Ctx.quiet = quiet
     todo = targets(inputs, output, suffix, no_clobber, any_name)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
-    threads = codec_options.pop("threads", 0) if engine is None else 0
-    if threads:  # a PyTorch coder (encoding): its threads are process-wide
-        import torch
-
-        torch.set_num_threads(threads)
     if auto:
         from ..choose import AutoCodec
 
         codec_options.pop("weights", None)
-        return todo, AutoCodec(**codec_options)  # loads a model when an image first chooses it
+        return todo, AutoCodec(engine=engine, **codec_options)  # loads a model when an image first chooses it
     with status("loading weights"):
-        if engine is not None:
-            from ..decoder import open_decoder
+        if encoding:
+            from ..encoder import open_encoder
 
-            return todo, open_decoder(engine=engine, **codec_options)
-        from ..codec import Codec
+            return todo, open_encoder(engine=engine, **codec_options)
+        from ..decoder import open_decoder
 
-        return todo, Codec(**codec_options)
+        return todo, open_decoder(engine=engine, **codec_options)
 
 
 def _named(t: Target, message: str) -> str:

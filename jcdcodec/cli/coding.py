@@ -20,6 +20,7 @@ from .common import (
     _write_output,
     codec_options,
     device_option,
+    encode_engine_option,
     engine_option,
     no_clobber_option,
     out,
@@ -41,12 +42,13 @@ from .common import (
               "for several inputs, created if missing [default: beside each input; never over an existing file].")
 @no_clobber_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
+@encode_engine_option
 @threads_option
 @codec_options
 @click.pass_context
 def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
-           output: str | None, no_clobber: bool, any_name: bool, threads: int, weights: Path | None, device: str,
-           max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
+           output: str | None, no_clobber: bool, any_name: bool, engine: str, threads: int, weights: Path | None,
+           device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
@@ -67,9 +69,9 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
 
     target = _rate_target(ctx, size, bpp)
     auto = weights is None or (str(weights) == AUTO and not weights.is_file())
-    todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, weights=weights, device=device,
-                         max_pixels=max_pixels, precision=precision, max_memory=max_memory, auto=auto,
-                         threads=threads)  # fmt: skip
+    todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, engine=engine, auto=auto,
+                         encoding=True, weights=weights, device=device, max_pixels=max_pixels, precision=precision,
+                         max_memory=max_memory, threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
@@ -86,7 +88,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
         chosen = ""
         if auto:  # which model coded it, and why when something was measured to choose it
             why = codec.last.describe()
-            chosen = f", {codec.last_codec.weights.name}" + (f" ({why})" if why else "")
+            chosen = f", {codec.last_codec.ref.name}" + (f" ({why})" if why else "")
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
             f"q{enc.header.quality:g}{chosen}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
 

@@ -217,7 +217,9 @@ def _parse_qualities(text: str) -> tuple[int, ...]:
 @click.option("--purpose", default=None,
               help="What the weights are for, shown by `jcd models` [default: from the noise they were trained on].")
 @click.option("--synthesis/--no-synthesis", default=True, show_default=True,
-              help="Also write NAME.synthesis.onnx, g_s for the decoder without PyTorch (needs the onnx package).")
+              help="Also write the ONNX companions for coding without PyTorch: NAME.synthesis.onnx (g_s) and "
+              "NAME.analysis.onnx (the analysis; a graph that reads its parameters from the weights file); "
+              "needs the onnx package.")
 @click.option("--auto-below", type=click.FloatRange(min=0, min_open=True), default=None,
               help="`jcd encode` without --weights picks these weights for images whose estimated noise std is "
               "below this many 8-bit levels (jcdcodec/choose.py) [default: the entry's earlier rule, if any].")
@@ -237,9 +239,10 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
     if weights and raw:
         raise JcdError(f"{checkpoint}: exported weights hold one set of parameters; --raw is for checkpoints")
     if not synthesis:  # an old companion would belong to other weights
-        from ..weightsfile import synthesis_path_for
+        from ..weightsfile import analysis_path_for, synthesis_path_for
 
         synthesis_path_for(output).unlink(missing_ok=True)
+        analysis_path_for(output).unlink(missing_ok=True)
     previous = _bytes_if_file(output)
     if weights:
         digest, record = export_weights(checkpoint, output, name, data_note, synthesis=synthesis)
@@ -256,27 +259,33 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
 @cli.command(name="export-synthesis")
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
 def export_synthesis(weights: Path) -> None:
-    """Write g_s of WEIGHTS (a file or a shipped model's name) to its ONNX companion, NAME.synthesis.onnx.
+    """Write the ONNX companions of WEIGHTS (a file or a shipped model's name): NAME.synthesis.onnx and
+    NAME.analysis.onnx.
 
-    The companion is what `jcd decode` runs without PyTorch (--engine onnx). `jcd export` writes it already;
-    this makes one for weights exported before. When the weights are listed in the manifest beside them,
-    the entry records the companion and its sha256.
+    The companions are what `jcd decode` (g_s) and `jcd encode` (the analysis) run without PyTorch
+    (--engine onnx). `jcd export` writes them already; this makes them for weights exported before. The
+    analysis file is a graph that reads its parameters from the weights file beside it (about 100 KB).
+    When the weights are listed in the manifest beside them, the entry records both files and their sha256.
     """
     from ..manifest import read_manifest, sha256_file
     from ..outputs import atomic_write_bytes
-    from ..weights import load_weights, write_synthesis
+    from ..weights import load_weights, write_analysis, write_synthesis
 
     lw = load_weights(weights)
     target = write_synthesis(lw.model, lw.path, lw.sha256)
     if target is None:
         raise JcdError("export-synthesis needs the onnx package (pip install onnx)")
+    analysis = write_analysis(lw.model, lw.path, lw.sha256)
+    assert analysis is not None  # onnx imports, as write_synthesis found
     manifest = read_manifest(lw.path.parent)
     for entry in manifest.get("models", {}).values():
         if entry.get("sha256") == lw.sha256 and entry.get("file") == lw.path.name:
             entry["synthesis"] = {"file": target.name, "sha256": sha256_file(target)}
+            entry["analysis"] = {"file": analysis.name, "sha256": sha256_file(analysis)}
             atomic_write_bytes(lw.path.parent / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
             break
-    say(f"{lw.path} -> {target} ({target.stat().st_size / 1e6:.1f} MB)")
+    say(f"{lw.path} -> {target} ({target.stat().st_size / 1e6:.1f} MB), {analysis} "
+        f"({analysis.stat().st_size / 1e3:.0f} KB)")  # fmt: skip
 
 
 @cli.command()
@@ -313,15 +322,15 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
     from ..manifest import read_manifest, sha256_file
     from ..outputs import atomic_write_bytes
     from ..retired import retire
-    from ..weightsfile import synthesis_path_for
+    from ..weightsfile import analysis_path_for, synthesis_path_for
 
     manifest = read_manifest(output.parent)
     record["file"] = output.name
     record["sha256"] = digest
-    record.pop("synthesis", None)
-    companion = synthesis_path_for(output)
-    if companion.is_file():
-        record["synthesis"] = {"file": companion.name, "sha256": sha256_file(companion)}
+    for kind, companion in (("synthesis", synthesis_path_for(output)), ("analysis", analysis_path_for(output))):
+        record.pop(kind, None)
+        if companion.is_file():
+            record[kind] = {"file": companion.name, "sha256": sha256_file(companion)}
     old = manifest.setdefault("models", {}).get(record["name"], {})
     if old.get("sha256") not in (None, digest):
         retire(manifest, old, output.parent, previous, output.read_bytes())

@@ -170,7 +170,7 @@ def evaluate(
     sweeps = anc.REAL_SWEEPS if settings.pairs else anc.SWEEPS
     # "auto": what `jcd encode` does without --weights, each image coded by the model chosen for its noise; its
     # rows are that model's (same cache key), labelled jcd:auto.
-    codecs = [AutoCodec(device=settings.device) if w == AUTO else Codec(w, device=settings.device)
+    codecs = [AutoCodec(device=settings.device, engine="torch") if w == AUTO else Codec(w, device=settings.device)
               for w in settings.weights] if settings.qualities else []  # fmt: skip
     cache = _Cache(out_dir / "cache", rows_file, tuple(c.weights.sha256 for c in codecs if isinstance(c, Codec)))
     labels = jcd_labels([(AUTO, AUTO) if isinstance(c, AutoCodec) else (c.weights.name, c.weights.sha256)
