@@ -145,3 +145,20 @@ def test_cli_encode_engines_both_make_streams_either_decoder_reads(weights_file,
                 "--weights", str(weights_file))  # fmt: skip
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "CPU only" in r.stderr
     assert not (tmp_path / "x.jcd").exists()
+
+
+@needs_runtime
+def test_an_analysis_companion_of_other_weights_is_refused(weights_file, other_weights_file, tmp_path):
+    import shutil
+
+    for f in (weights_file, other_weights_file):
+        shutil.copy(f, tmp_path / f.name)
+    shutil.copy(analysis_path_for(other_weights_file), analysis_path_for(tmp_path / weights_file.name))
+    shutil.copy(analysis_path_for(other_weights_file), analysis_path_for(tmp_path / other_weights_file.name))
+    from jcdcodec.weightsfile import synthesis_path_for
+
+    shutil.copy(synthesis_path_for(weights_file), synthesis_path_for(tmp_path / weights_file.name))
+    with pytest.raises(WeightsError, match="belongs to other weights"):
+        OnnxCodec(tmp_path / weights_file.name)
+    shutil.copy(synthesis_path_for(other_weights_file), synthesis_path_for(tmp_path / other_weights_file.name))
+    assert OnnxCodec(tmp_path / other_weights_file.name).engine.startswith("onnx")
