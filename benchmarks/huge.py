@@ -5,6 +5,7 @@ Each phase runs in a fresh process; its peak resident memory (VmHWM, reset after
     python benchmarks/huge.py                          # 6000x4000 at the default memory budget
     python benchmarks/huge.py --size 2048x2048 --max-memory 64G   # untiled, for calibration
     python benchmarks/huge.py --threads 1 --quality 6
+    python benchmarks/huge.py --engine torch           # the PyTorch engine [default: auto, as jcd picks]
 
 The image is a Kodak photo (or a synthetic texture without ../shared) resized to the size and given
 level-3 reference noise. Prints one line per phase: wall time, peak RSS, RSS above the loaded-model
@@ -25,16 +26,16 @@ KODAK = REPO.parent / "shared" / "data" / "kodak" / "kodim23.png"
 
 CHILD = r"""
 import json, sys, time
-import torch
 def rss(field):  # kB figures of /proc/self/status, in bytes
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
-torch.set_num_threads(int(sys.argv[5]))
-from jcdcodec import Codec, load_image
+from jcdcodec import load_image, open_decoder, open_encoder
 from jcdcodec.outputs import atomic_write_bytes
 phase, src, dst, budget = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-codec = Codec(device="cpu", max_memory=budget, max_pixels=1 << 28)
+opener = open_encoder if phase == "encode" else open_decoder
+codec = opener(None, device="cpu", engine=sys.argv[7], max_memory=budget, max_pixels=1 << 28,
+               threads=int(sys.argv[5]))
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
 base = rss("VmRSS:")
 t0 = time.perf_counter()
@@ -51,7 +52,7 @@ else:
 wall = time.perf_counter() - t0
 peak = rss("VmHWM:")
 print(json.dumps({"wall": wall, "peak": peak, "base": base, "pixels": pixels, "bytes": nbytes,
-                  "tile": codec.tile_side, "N": codec.model.config.N}))
+                  "tile": codec.tile_side, "N": codec.ref.config.N, "engine": codec.engine}))
 """
 
 
@@ -79,6 +80,7 @@ def main() -> None:
     ap.add_argument("--max-memory", default=None, help="Transform budget, e.g. 1.5G [default: jcd's].")
     ap.add_argument("--quality", default="4")
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--engine", default="auto", choices=["auto", "onnx", "torch"])
     args = ap.parse_args()
     from jcdcodec.tiling import DEFAULT_BUDGET, parse_bytes
 
@@ -89,13 +91,13 @@ def main() -> None:
         make_image(src, w, h)
         for phase, a, b in (("encode", src, jcd), ("decode", jcd, out)):
             r = subprocess.run([sys.executable, "-c", CHILD, phase, str(a), str(b), str(budget), args.threads,
-                                args.quality], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+                                args.quality, args.engine], capture_output=True, text=True, cwd=REPO)  # fmt: skip
             if r.returncode:
                 sys.exit(f"{phase} failed:\n{r.stderr[-2000:]}")
             m = json.loads(r.stdout.strip().splitlines()[-1])
             excess = m["peak"] - m["base"]
             extra = f", {m['bytes'] * 8 / m['pixels']:.4f} bpp" if m["bytes"] else ""
-            print(f"{phase} {w}x{h} budget {budget / 2**30:.2f} GiB tile {m['tile']} (latent px): "
+            print(f"{phase} ({m['engine']}) {w}x{h} budget {budget / 2**30:.2f} GiB tile {m['tile']} (latent px): "
                   f"{m['wall']:.1f} s, peak RSS {m['peak'] / 2**30:.2f} GiB, above model load "
                   f"{excess / 2**30:.2f} GiB = {excess / m['pixels'] / m['N']:.2f} B/px/ch{extra}")
 

@@ -164,10 +164,12 @@ class OnnxCodec(OnnxDecoder, StreamEncoder):
     def _analyse(self, picture: Picture, clock: Clock) -> np.ndarray:
         hp, wp = self._check_size(picture)
         h, w = picture.height, picture.width
-        rgb = np.asarray(picture.rgb, np.float32)
-        if (hp, wp) != (h, w):  # edge replication, as the PyTorch encoder pads
-            rgb = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+        # One planar copy of the picture, padded in place by edge replication as the PyTorch encoder pads: at
+        # 24 Mpx each float copy is about 0.3 GB.
+        x = np.empty((1, 3, hp, wp), np.float32)
+        x[0, :, :h, :w] = picture.rgb.transpose(2, 0, 1)
+        x[0, :, h:, :w] = x[0, :, h - 1 : h, :w]
+        x[0, :, :, w:] = x[0, :, :, w - 1 : w]
         tiles = tiling.plan(hp // 16, wp // 16, self.tile_side)
         y1 = tiling.analysis(self._g_a, x, tiles, self.ref.config.N)  # type: ignore[union-attr]
         clock.lap("network")
