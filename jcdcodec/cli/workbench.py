@@ -587,23 +587,25 @@ def _record_figures(summary: list[dict], settings, directory: Path, command: str
 @click.option("--repeats", default=3, show_default=True, help="Timed repeats per image (median reported).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures as JSON.")
+@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="The networks' engine, as for jcd encode (onnx: ONNX runtime on the CPU; torch: PyTorch).")
 @weights_option
 @device_option
 @quiet_option
-def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, weights: Path | None, device: str,
-          quiet: bool) -> None:  # fmt: skip
+def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, engine: str, weights: Path | None,
+          device: str, quiet: bool) -> None:  # fmt: skip
     """Encode/decode speed per image: median seconds split into network and entropy coding, peak memory, bpp."""
     import resource
     import statistics
 
     from rich.table import Table
 
-    from ..codec import Codec
+    from ..encoder import open_encoder
     from ..imageio import list_images, load_image
 
     _Ctx.quiet = quiet
     files = list_images(path) if path.is_dir() else [path]
-    codec = Codec(weights, device=device)
+    codec = open_encoder(weights, device=device, engine=engine)
     results = []
     for f in files:
         pic = load_image(f)
@@ -629,7 +631,9 @@ def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, weigh
             })  # fmt: skip
     # One small table per image under its name: fits an 80-column terminal whatever the file names.
     if not quiet:
-        out.print(f"jcd bench: {codec.weights.name} on {codec.device}, median of {repeats} runs", soft_wrap=True)
+        where = f"{codec.device}, " if hasattr(codec, "device") else ""
+        out.print(f"jcd bench: {codec.ref.name} on {where}engine {codec.engine}, median of {repeats} runs",
+                  soft_wrap=True)  # fmt: skip
     for name in dict.fromkeys(r["image"] for r in results):
         rs = [r for r in results if r["image"] == name]
         table = Table(title=f"{name} ({rs[0]['width']}x{rs[0]['height']})", title_justify="left", pad_edge=False)
