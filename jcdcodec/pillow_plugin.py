@@ -3,8 +3,8 @@
 Registered when :mod:`jcdcodec` is imported. Opening reads and validates the header only (size and mode
 are known at once); the pixels are decoded on first access, by the torch-free decoder when the weights
 have its synthesis file (so a program that only reads .jcd files never loads PyTorch); saving loads the
-full codec of the shipped model chosen for the image's noise, as ``jcd encode`` does. Other weights:
-``jcdcodec.pillow_plugin.use_codec(Codec(...))``.
+encoder of the shipped model chosen for the image's noise, as ``jcd encode`` does (without PyTorch too when
+the model has its analysis file). Other weights: ``jcdcodec.pillow_plugin.use_codec(jcdcodec.open_encoder(...))``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _DECODER = None
 
 
 def use_codec(codec) -> None:
-    """Make the plugin decode and encode with this :class:`jcdcodec.Codec`."""
+    """Make the plugin decode and encode with this codec (:func:`jcdcodec.open_encoder`'s, or a ``Codec``)."""
     global _CODEC, _DECODER
     _CODEC = _DECODER = codec
 

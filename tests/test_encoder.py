@@ -162,3 +162,18 @@ def test_an_analysis_companion_of_other_weights_is_refused(weights_file, other_w
         OnnxCodec(tmp_path / weights_file.name)
     shutil.copy(synthesis_path_for(other_weights_file), synthesis_path_for(tmp_path / other_weights_file.name))
     assert OnnxCodec(tmp_path / other_weights_file.name).engine.startswith("onnx")
+
+
+@needs_runtime
+def test_pillow_plugin_saves_without_torch(weights_file, tmp_path):
+    dst = tmp_path / "p.jcd"
+    script = ("import sys, numpy as np, jcdcodec, jcdcodec.pillow_plugin as p\n"
+              "from PIL import Image\n"
+              f"p.use_codec(jcdcodec.open_encoder({str(weights_file)!r}, engine='onnx'))\n"
+              "im = Image.fromarray(np.full((40, 60, 3), 120, np.uint8))\n"
+              f"im.save({str(dst)!r}, quality=3)\n"
+              f"print(Image.open({str(dst)!r}).size, 'torch' in sys.modules)")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "(60, 40) False"
+    assert Codec(str(weights_file), device="cpu").decode(dst.read_bytes()).picture.rgb.shape == (40, 60, 3)
