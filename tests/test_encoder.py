@@ -177,3 +177,23 @@ def test_pillow_plugin_saves_without_torch(weights_file, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "(60, 40) False"
     assert Codec(str(weights_file), device="cpu").decode(dst.read_bytes()).picture.rgb.shape == (40, 60, 3)
+
+
+@needs_runtime
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_large_picture_gives_the_analysis_memory_back_before_entropy_coding(weights_file, runtime, monkeypatch):
+    import jcdcodec.encoder as encoder
+
+    monkeypatch.setenv("JCD_ONNX_RUNTIME", runtime)
+    codec = OnnxCodec(weights_file)
+    released = []
+    release = codec._g_a.release
+    monkeypatch.setattr(codec._g_a, "release", lambda: (released.append(1), release()))
+    picture = Picture.from_array(textured(64, 128, seed=2))
+    first = codec.encode(picture, 3)
+    assert released == []  # small pictures keep it, for the next image of a batch
+    monkeypatch.setattr(encoder, "RELEASE_ABOVE", 64 * 64)
+    again = codec.encode(picture, 3)
+    assert released == [1]
+    assert again.data == first.data  # and the network runs as before after it
+    assert codec.encode(picture, 3).data == first.data
