@@ -21,7 +21,7 @@ import warnings
 # CompressAI 1.2.8 calls the deprecated torch.jit.script at import; that is not the user's concern.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import _compressai  # noqa: E402, F401  (lazy CompressAI package: ~2.5 s less start-up)
 from . import pillow_plugin as _pillow_plugin  # noqa: E402  (no torch: decoding loads it on demand)

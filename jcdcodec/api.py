@@ -7,6 +7,7 @@ in a loop? Either works; a ``Codec`` of your own just makes the lifetime explici
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ import numpy as np
 
 from .errors import JcdError
 from .imageio import GRAY, RGB, Picture, from_pillow, load_image, to_pillow_or_array
+from .metadata import parse_keep, pillow_info
 from .streaminfo import StreamInfo, stream_info
 
 if TYPE_CHECKING:
@@ -100,14 +102,21 @@ def encode(
     device: str = "auto",
     weights: str | os.PathLike | None = None,
     engine: str = "auto",
+    metadata: str = "all",
 ) -> bytes:
     """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed).
+
+    ``metadata``: what of a file's or PIL image's ICC profile, EXIF and XMP the stream keeps, as ``jcd encode
+    --metadata`` takes it ("all", "none", or e.g. "icc,exif"); :mod:`jcdcodec.metadata` says why.
 
     Without ``weights``, the default codes it, or a shipped model whose ``auto`` rule claims images that noisy
     (:mod:`jcdcodec.choose`; none of the shipped models has one). ``engine``: "onnx" (no PyTorch), "torch",
     or "auto" (onnx on the CPU when the weights have its files); see :func:`jcdcodec.encoder.open_encoder`.
     """
     picture = to_picture(image)
+    keep = parse_keep(metadata)
+    if picture.meta.kept(keep) != picture.meta:
+        picture = dataclasses.replace(picture, meta=picture.meta.kept(keep))
     if weights is None or (str(weights) == "auto" and not Path(weights).is_file()):
         from .choose import AutoCodec
 
@@ -132,7 +141,9 @@ def decode(
     if not isinstance(data, (bytes, bytearray)):
         data = _read(data)
     p = decoder_for(weights, device, engine).decode(bytes(data)).picture
-    return to_pillow_or_array(p.rgb, p.kind, 8, p.alpha)  # type: ignore[return-value]
+    im = to_pillow_or_array(p.rgb, p.kind, 8, p.alpha)
+    im.info.update(pillow_info(p.meta))  # Pillow's save writes them back (PNG, JPEG, WebP, TIFF)
+    return im  # type: ignore[return-value]
 
 
 def info(data: bytes | str | os.PathLike) -> StreamInfo:

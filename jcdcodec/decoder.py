@@ -173,6 +173,7 @@ class StreamDecoder:
                 f"image is {hd.width}x{hd.height} = {hd.width * hd.height} pixels, above the limit of "
                 f"{self.max_pixels} (raise it with --max-pixels)"
             )
+        meta = s.unpacked_metadata()  # validated before the work, not after it
         hp, wp = padded_size(hd.height, hd.width)
         clock = self._clock()
         y_hat, crc = self.entropy.decode(s.z, s.y, hp // 16, wp // 16)
@@ -186,7 +187,7 @@ class StreamDecoder:
         clock.lap("network")
         alpha = decode_alpha(s, hd)
         clock.lap("container")
-        return Decoded(Picture(np.ascontiguousarray(rgb), hd.kind, hd.depth, alpha), hd, y_hat, clock.times)
+        return Decoded(Picture(np.ascontiguousarray(rgb), hd.kind, hd.depth, alpha, meta), hd, y_hat, clock.times)
 
     def _synthesize(self, y_hat: np.ndarray, quality: float) -> np.ndarray:
         """The decoded latent (M, h, w) float64 -> the padded picture (16h, 16w, 3) float32 in [0, 1]."""

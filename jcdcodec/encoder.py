@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import bitstream, tiling
+from . import bitstream, metadata, tiling
 from .bitstream import Header, padded_size
 from .decoder import ENGINES, Clock, OnnxDecoder, interpolated_gain
 from .errors import JcdError, WeightsError
@@ -78,7 +78,9 @@ class StreamEncoder:
             return tried[k]
 
         if len(at(steps[0]).data) > max_bytes:
-            raise JcdError(f"even quality {lo:g} needs {len(at(steps[0]).data)} bytes, more than {max_bytes}")
+            meta = len(metadata.pack(picture.meta)) if picture.meta else 0
+            kept = f" ({meta} of them metadata, which --metadata none leaves out)" if meta else ""
+            raise JcdError(f"even quality {lo:g} needs {len(at(steps[0]).data)} bytes{kept}, more than {max_bytes}")
         a, b = 0, len(steps) - 1  # invariant: steps[a] fits; everything above steps[b] was not found to fit
         if len(at(steps[b]).data) <= max_bytes:
             a = b
@@ -126,8 +128,10 @@ class StreamEncoder:
             kind=picture.kind,
             depth=picture.depth,
             has_alpha=picture.alpha is not None,
+            version=bitstream.VERSION_METADATA if picture.meta else bitstream.VERSION,
         )
-        data = bitstream.pack(bitstream.JcdStream(header, z_stream, y_stream, alpha, crc))
+        meta = metadata.pack(picture.meta) if picture.meta else b""
+        data = bitstream.pack(bitstream.JcdStream(header, z_stream, y_stream, alpha, crc, meta))
         clock.lap("container")
         return Encoded(data, header, y_hat, crc, dict(clock.times))
 

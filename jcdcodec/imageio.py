@@ -6,6 +6,7 @@ alpha, which jcd stores losslessly beside the image (the codec denoises colour, 
 business changing transparency). What else Pillow opens is mapped onto that:
 
 - EXIF orientation is applied on load (the picture is coded upright; the tag is not kept).
+- The ICC profile, EXIF and XMP ride along (metadata.py) and are written back where the format holds them.
 - CMYK and YCbCr are converted to RGB; 16-bit grey (I;16) and 32-bit integer grey keep 16 bits.
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
@@ -27,6 +28,8 @@ import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import JcdError, JcdWarning
+from .metadata import NONE as NO_METADATA
+from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks
 from .outputs import atomic_write_bytes
 
 GRAY, RGB, PALETTE = 0, 1, 2
@@ -40,6 +43,7 @@ class Picture:
     kind: int = RGB  # GRAY, RGB or PALETTE: what the decoder gives back
     depth: int = 8  # bits per sample of the source: 8 or 16
     alpha: np.ndarray | None = None  # (H, W) uint8 or uint16, None when absent
+    meta: Metadata = Metadata()  # ICC profile, EXIF, XMP of the source, kept verbatim
 
     @property
     def height(self) -> int:
@@ -73,7 +77,9 @@ def _load_png16(data: bytes) -> Picture:
     alpha = arr[:, :, -1].copy() if info["alpha"] else None
     rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
     kind = RGB if planes >= 3 else GRAY
-    return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
+    with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
+        meta = from_pillow_info(im.info, grey=kind == GRAY)
+    return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha, meta)
 
 
 def _check_size(name: str, width: int, height: int, max_pixels: int | None) -> None:
@@ -144,7 +150,9 @@ def from_pillow(im: Image.Image) -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it."""
     im = ImageOps.exif_transpose(im)
     im.load()
-    return _from_pillow(im)
+    p = _from_pillow(im)
+    p.meta = from_pillow_info(im.info, grey=p.kind == GRAY)
+    return p
 
 
 def _from_pillow(im: Image.Image) -> Picture:
@@ -228,8 +236,10 @@ def encode_image(
     depth: int = 8,
     alpha: np.ndarray | None = None,
     name: str = "output",
+    meta: Metadata = NO_METADATA,
 ) -> bytes:
-    """Float RGB (H, W, 3) as the bytes of an image file in Pillow format ``fmt`` (16 bits: PNG only)."""
+    """Float RGB (H, W, 3) as the bytes of an image file in Pillow format ``fmt`` (16 bits: PNG only), with
+    as much of ``meta`` as the format holds (a warning names what it cannot)."""
     if depth == 16 and fmt != "PNG":
         raise JcdError("16-bit output needs PNG")
     if alpha is not None and fmt in NO_ALPHA_FORMATS:
@@ -243,10 +253,22 @@ def encode_image(
         writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16,
                             compression=PNG_COMPRESS_LEVEL)
         writer.write(buf, obj.reshape(h, w * c))
+        if meta:
+            return _with_png_chunks(buf.getvalue(), png_chunks(meta))
     else:
         if fmt in NO_ALPHA_FORMATS and obj.mode not in ("L", "RGB"):
             obj = obj.convert("RGB")
-        obj.save(buf, format=fmt, **({"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}))
+        args = pillow_save_args(meta, fmt, name) if meta else {}
+        obj.save(buf, format=fmt, **({"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}), **args)
+    return buf.getvalue()
+
+
+def _with_png_chunks(data: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
+    """A PNG with ``extra`` chunks inserted before its first IDAT (where iCCP and eXIf must be)."""
+    chunks = list(png.Reader(bytes=data).chunks())
+    at = next(i for i, (kind, _) in enumerate(chunks) if kind == b"IDAT")
+    buf = io.BytesIO()
+    png.write_chunks(buf, chunks[:at] + extra + chunks[at:])
     return buf.getvalue()
 
 
@@ -260,14 +282,14 @@ def encode_picture(p: Picture, fmt: str, depth: int | None = None, name: str = "
     """``p`` as the bytes of an image file in Pillow format ``fmt``, and the bits per sample written
     (``depth``, or :func:`fitting_depth` when None)."""
     bits = depth if depth is not None else fitting_depth(p.depth, fmt)
-    return encode_image(p.rgb, fmt, p.kind, bits, p.alpha, name=name), bits
+    return encode_image(p.rgb, fmt, p.kind, bits, p.alpha, name=name, meta=p.meta), bits
 
 
 def save_picture(path: str | os.PathLike, p: Picture, depth: int | None = None, clobber: bool = True) -> int:
     """Write ``p`` atomically in the format the extension names; returns the bits per sample written
     (``depth``, or :func:`fitting_depth` when None)."""
     bits = depth if depth is not None else fitting_depth(p.depth, check_output(path))
-    save_image(path, p.rgb, p.kind, bits, p.alpha, clobber=clobber)
+    save_image(path, p.rgb, p.kind, bits, p.alpha, clobber=clobber, meta=p.meta)
     return bits
 
 
@@ -290,9 +312,10 @@ def save_image(
     depth: int = 8,
     alpha: np.ndarray | None = None,
     clobber: bool = True,
+    meta: Metadata = NO_METADATA,
 ) -> None:
     """Write float RGB (H, W, 3) atomically, in the format the extension names (never over a file unless
     ``clobber``)."""
     path = Path(path)
     fmt = check_output(path, depth)
-    atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha, name=str(path)), clobber)
+    atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha, name=str(path), meta=meta), clobber)

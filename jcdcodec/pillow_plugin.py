@@ -13,6 +13,7 @@ from PIL import Image, ImageFile
 
 from . import bitstream
 from .errors import BitstreamError
+from .metadata import pillow_info
 
 _CODEC = None
 _DECODER = None
@@ -61,6 +62,10 @@ class JcdImageFile(ImageFile.ImageFile):
         self._mode = base + ("A" if h.has_alpha else "")
         self._size = (h.width, h.height)
         self.info["jcd_quality"] = h.quality
+        try:
+            self.info.update(pillow_info(s.unpacked_metadata()))  # saving to PNG, JPEG, ... writes them back
+        except BitstreamError as e:
+            raise SyntaxError(str(e)) from None
         self._jcd_data = data
         self.tile = []
 

@@ -46,9 +46,11 @@ class StreamInfo:
     bytes_z: int
     bytes_y: int
     bytes_alpha: int
+    bytes_metadata: int  # the deflated metadata section
     bytes_header: int  # container overhead: header, lengths, two checksums
     bpp: float
     checksum: str  # "ok": the file CRC was verified
+    metadata: dict[str, int] = dataclasses.field(default_factory=dict)  # kind (icc, exif, xmp) -> bytes inflated
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,7 +90,9 @@ def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
         bytes_z=len(s.z),
         bytes_y=len(s.y),
         bytes_alpha=len(s.alpha),
-        bytes_header=len(data) - len(s.z) - len(s.y) - len(s.alpha),
+        bytes_metadata=len(s.metadata),
+        bytes_header=len(data) - len(s.z) - len(s.y) - len(s.alpha) - len(s.metadata),
         bpp=len(data) * 8 / (h.width * h.height),
         checksum="ok",
+        metadata=s.unpacked_metadata().sizes(),
     )

@@ -102,3 +102,36 @@ def two_models(tmp_path, monkeypatch, weights_file, other_weights_file):
     (models / "manifest.json").write_text(json.dumps({"default": "tiny-test", "models": entries}))
     monkeypatch.setenv("JCD_MODELS", str(models))
     return models
+
+
+def rgb_profile(primaries: tuple[tuple[float, float], ...] = ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)),
+                gamma: float = 2.2, white: tuple[float, float] = (0.3127, 0.3290)) -> bytes:
+    """A minimal ICC v2 matrix/TRC RGB profile (default: Display P3's primaries and D65 white, gamma 2.2),
+    for tests of a picture whose numbers are not sRGB. Colorants are D65-relative, not Bradford-adapted to
+    D50 as a real profile's are: littlecms reads it, and it renders far from sRGB, which is what tests need."""
+    import struct
+
+    def xyz(x: float, y: float, lum: float = 1.0) -> tuple[float, float, float]:
+        return x / y * lum, lum, (1 - x - y) / y * lum
+
+    p = np.array([xyz(*c) for c in primaries]).T
+    s = np.linalg.solve(p, np.array(xyz(*white)))
+    cols = (p * s).T  # the XYZ of full red, green, blue
+    s15 = lambda v: struct.pack(">i", round(v * 65536))  # noqa: E731
+    xyz_tag = lambda v: b"XYZ \0\0\0\0" + b"".join(s15(c) for c in v)  # noqa: E731
+    curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    desc_text = b"jcd test RGB\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(desc_text)) + desc_text + b"\0" * 12 + b"\0" * 67
+    tags = [(b"desc", desc), (b"wtpt", xyz_tag((0.9642, 1.0, 0.8249))), (b"rXYZ", xyz_tag(cols[0])),
+            (b"gXYZ", xyz_tag(cols[1])), (b"bXYZ", xyz_tag(cols[2])), (b"rTRC", curv), (b"gTRC", curv),
+            (b"bTRC", curv), (b"cprt", b"text\0\0\0\0public domain\0")]  # fmt: skip
+    table, body, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ") + b"\0" * 12
+    header += b"acsp" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249)
+    header += b"\0" * (128 - len(header))
+    return header + struct.pack(">I", len(tags)) + table + body

@@ -3,7 +3,7 @@
 Most random changes to a file are caught by its CRC at once; to reach the code behind it, the
 mutations here rebuild the container field by field (a packer that validates nothing) and
 recompute the file CRC, so forged headers, lengths and payloads get to the parser's checks,
-the z and y entropy decoders, the symbol CRC, and the alpha plane.
+the z and y entropy decoders, the symbol CRC, the alpha plane and the metadata section.
 
 Every input must end in a decoded image or a JcdError, within a time limit (a hang fails the
 example) and a memory bound. The bounded run below is part of the test suite; a long run:
@@ -55,8 +55,10 @@ class Fields:
     alpha: bytes
     y: bytes
     symbol_crc: int
+    meta: bytes = b""
     zlen: int | None = None  # None: the true length
     alen: int | None = None
+    mlen: int | None = None
     fix_crc: bool = True
 
     @classmethod
@@ -64,8 +66,9 @@ class Fields:
         s = bitstream.unpack(data)
         h = s.header
         flags = h.kind | (4 if h.has_alpha else 0) | (8 if h.depth == 16 else 0) | (16 if s.alpha else 0)
+        flags |= 32 if s.metadata else 0
         return cls(h.version, flags, round(h.quality * 32), h.fingerprint, h.width, h.height, s.z, s.alpha, s.y,
-                   s.symbol_crc)  # fmt: skip
+                   s.symbol_crc, s.metadata)  # fmt: skip
 
     def pack(self) -> bytes:
         out = bytearray(bitstream.MAGIC + bytes([self.version & 255, self.flags & 255, self.quality & 255]))
@@ -74,7 +77,9 @@ class Fields:
         out += varint(len(self.z) if self.zlen is None else self.zlen)
         if self.flags & 16:
             out += varint(len(self.alpha) if self.alen is None else self.alen)
-        out += self.z + self.alpha + self.y + struct.pack("<I", self.symbol_crc & 0xFFFFFFFF)
+        if self.flags & 32:
+            out += varint(len(self.meta) if self.mlen is None else self.mlen)
+        out += self.z + self.alpha + self.meta + self.y + struct.pack("<I", self.symbol_crc & 0xFFFFFFFF)
         crc = zlib.crc32(out) if self.fix_crc else 0xDEADBEEF
         return bytes(out + struct.pack("<I", crc))
 
@@ -100,7 +105,7 @@ def mutated(draw, bases: list[bytes]) -> tuple[str, bytes]:
     base = draw(st.sampled_from(bases))
     f = Fields.of(base)
     kind = draw(st.sampled_from(["random", "truncate", "flip", "header", "lengths", "swap", "payload", "alpha",
-                                 "splice"]))  # fmt: skip
+                                 "metadata", "splice"]))  # fmt: skip
     if kind == "random":
         head = draw(st.sampled_from([b"", b"JCD", b"JCD\x01"]))
         return kind, head + draw(blobs)
@@ -139,6 +144,13 @@ def mutated(draw, bases: list[bytes]) -> tuple[str, bytes]:
     elif kind == "alpha":
         f = replace(f, flags=f.flags | 4 | 16, alpha=draw(st.one_of(blobs, st.just(zlib.compress(bytes(
             draw(st.integers(0, 5000))))))))  # fmt: skip
+    elif kind == "metadata":  # records of any tag and length, raw or deflated, a bomb, any version and length
+        records = b"".join(bytes([draw(st.integers(0, 5))]) + varint(draw(st.one_of(sizes, st.integers(0, 64))))
+                           + draw(st.binary(max_size=64)) for _ in range(draw(st.integers(0, 4))))  # fmt: skip
+        section = draw(st.sampled_from([records, zlib.compress(records), zlib.compress(bytes(
+            draw(st.sampled_from([0, 1 << 20, (16 << 20) + 1])))), draw(blobs)]))  # fmt: skip
+        f = replace(f, flags=f.flags | 32, meta=section, version=draw(st.sampled_from([1, 2, 2, 3])),
+                    mlen=draw(st.one_of(st.none(), st.none(), sizes)))  # fmt: skip
     elif kind == "splice":
         other = Fields.of(draw(st.sampled_from(bases)))
         f = replace(f, z=other.z, y=other.y, alpha=other.alpha, symbol_crc=other.symbol_crc)
@@ -168,10 +180,16 @@ def fuzz_decoder(request, fuzz_codec, weights_file):
 
 @pytest.fixture(scope="module")
 def bases(fuzz_codec) -> list[bytes]:
-    """Valid streams: RGB, odd sizes, grey 16-bit, alpha, fractional quality."""
+    """Valid streams: RGB, odd sizes, grey 16-bit, alpha, fractional quality, metadata."""
+    from conftest import rgb_profile
+
+    from jcdcodec.metadata import Metadata
+
     c = fuzz_codec
     alpha = (np.arange(30 * 41) % 251).astype(np.uint8).reshape(30, 41)
+    meta = Metadata(icc=rgb_profile(), xmp=b"<x:xmpmeta/>")
     return [
+        c.encode(Picture(textured(24, 33, seed=4), meta=meta), 4).data,
         c.encode(Picture.from_array(textured(64, 96)), 6).data,
         c.encode(Picture.from_array(textured(17, 5, seed=1)), 1).data,
         c.encode(Picture(textured(40, 40, seed=2), kind=0, depth=16), 3.5).data,

@@ -42,12 +42,17 @@ from .common import (
               "for several inputs, created if missing [default: beside each input; never over an existing file].")
 @no_clobber_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
+@click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
+              help="What of the input's ICC colour profile, EXIF and XMP to keep: all, none, or e.g. icc,exif. "
+              "Kept metadata goes back into the decoded file; a stream with any needs jcd 0.2 or later to decode. "
+              "An sRGB profile is not stored (no profile means sRGB).")
 @encode_engine_option
 @threads_option
 @codec_options
 @click.pass_context
 def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
-           output: str | None, no_clobber: bool, any_name: bool, engine: str, threads: int, weights: Path | None,
+           output: str | None, no_clobber: bool, any_name: bool, keep: str, engine: str, threads: int,
+           weights: Path | None,
            device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
@@ -66,8 +71,10 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     """
     from ..choose import AUTO
     from ..imageio import load_image
+    from ..metadata import parse_keep
 
     target = _rate_target(ctx, size, bpp)
+    kinds = parse_keep(keep)
     auto = weights is None or (str(weights) == AUTO and not weights.is_file())
     todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, engine=engine, auto=auto,
                          encoding=True, weights=weights, device=device, max_pixels=max_pixels, precision=precision,
@@ -77,6 +84,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
         src, dst = t.src, t.dst
         t0 = time.perf_counter()
         picture = load_image(_read_input(src), name=str(src), max_pixels=max_pixels)
+        picture.meta = picture.meta.kept(kinds)
         if target is None:
             enc = codec.encode(picture, quality)
         else:
@@ -152,6 +160,7 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(input: Path, as_json: bool) -> None:
     """Show what a .jcd file holds (no weights needed)."""
+    from ..metadata import LABELS
     from ..streaminfo import stream_info
 
     data = _read_input(input)
@@ -175,7 +184,9 @@ def info(input: Path, as_json: bool) -> None:
         ("coded size", f"{i['padded_size'][0]}x{i['padded_size'][1]} (padding {i['padding'][0]}x{i['padding'][1]})"),
         ("latents", f"y {shape(i['y_shape'])}, z {shape(i['z_shape'])}"),
         ("bytes", f"{i['bytes_total']} total: y {i['bytes_y']}, z {i['bytes_z']}, alpha {i['bytes_alpha']}, "
-                  f"header+checksums {i['bytes_header']}"),
+                  + (f"metadata {i['bytes_metadata']}, " if i["bytes_metadata"] else "")
+                  + f"header+checksums {i['bytes_header']}"),
+        ("metadata", ", ".join(f"{LABELS[k]} {n} bytes" for k, n in i["metadata"].items()) or "none"),
         ("bpp", f"{i['bpp']:.4f}"),
         ("checksum", i["checksum"]),
     ]  # fmt: skip

@@ -1,0 +1,220 @@
+"""What a picture carries beside its pixels, and jcd keeps: the ICC colour profile, EXIF and XMP.
+
+Why: the numbers of a wide-gamut photo (Display P3 from a phone, Adobe RGB from a camera) mean other colours
+without their profile, and photo libraries sort and caption by EXIF and XMP. jcd codes the pixels; these ride
+along verbatim, deflated in the stream's metadata section (docs/bitstream.md), and go back into the decoded
+file where its format holds them.
+
+- EXIF orientation is applied to the pixels on load (imageio), and Pillow's ``exif_transpose`` removes the
+  orientation from the EXIF and XMP it leaves, so a decoded picture is not turned twice.
+- An RGB profile that renders every colour within 1/255 of sRGB is not stored: a file without a profile means
+  sRGB, and the common 3 KB sRGB profile would cost about half of a small q1 stream.
+- A profile of another colour space than the picture jcd codes (a CMYK profile: jcd codes CMYK as RGB) is
+  dropped with a warning: it would describe other numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+from dataclasses import dataclass, replace
+
+from .errors import BitstreamError, JcdError, JcdWarning
+
+#: What can be kept, in the order of their tags in the stream (1, 2, 3).
+KINDS = ("icc", "exif", "xmp")
+LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
+#: The most metadata a stream may hold, inflated: validated before inflating more (a forged section is no
+#: zip bomb). JPEG limits EXIF and XMP to 64 KB each; large LUT profiles reach a few MB.
+MAX_BYTES = 16 << 20
+_EXIF_PREFIX = b"Exif\x00\x00"
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Raw bytes of each kind; empty when absent. ``exif`` is stored with its ``Exif\\0\\0`` prefix."""
+
+    icc: bytes = b""
+    exif: bytes = b""
+    xmp: bytes = b""
+
+    def __bool__(self) -> bool:
+        return bool(self.icc or self.exif or self.xmp)
+
+    def kept(self, kinds: frozenset[str]) -> Metadata:
+        """Only ``kinds`` (a subset of KINDS)."""
+        return replace(self, **{k: b"" for k in KINDS if k not in kinds})
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes of each kind present, by name."""
+        return {k: len(getattr(self, k)) for k in KINDS if getattr(self, k)}
+
+
+#: A picture without metadata (a default that is safe to share: Metadata is frozen).
+NONE = Metadata()
+
+
+def parse_keep(spec: str) -> frozenset[str]:
+    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp."""
+    spec = spec.strip().lower()
+    if spec == "all":
+        return frozenset(KINDS)
+    if spec == "none":
+        return frozenset()
+    kinds = {k.strip() for k in spec.split(",") if k.strip()}
+    unknown = sorted(kinds - set(KINDS))
+    if unknown or not kinds:
+        raise JcdError(f"--metadata takes all, none, or some of {', '.join(KINDS)} (comma-separated), "
+                       f"not {spec!r}")  # fmt: skip
+    return frozenset(kinds)
+
+
+def _as_bytes(v: object) -> bytes:
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    return bytes(v) if isinstance(v, (bytes, bytearray)) else b""
+
+
+def profile_space(icc: bytes) -> bytes:
+    """The data colour space signature of an ICC profile (b"RGB ", b"GRAY", b"CMYK", ...), b"" if too short."""
+    return bytes(icc[16:20]) if len(icc) >= 128 else b""
+
+
+def renders_as_srgb(icc: bytes) -> bool:
+    """Whether an RGB profile maps every colour of a 17^3 grid to within 1/255 of the same numbers in sRGB."""
+    try:
+        import numpy as np
+        from PIL import Image, ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        transform = ImageCms.buildTransform(src, ImageCms.createProfile("sRGB"), "RGB", "RGB",
+                                            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)  # fmt: skip
+        levels = np.round(np.linspace(0, 255, 17)).astype(np.uint8)
+        grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(17 * 17, 17, 3)
+        out = np.asarray(ImageCms.applyTransform(Image.fromarray(grid, "RGB"), transform))
+        return int(np.abs(out.astype(np.int16) - grid.astype(np.int16)).max()) <= 1
+    except Exception:  # noqa: BLE001  a profile littlecms cannot use is kept as it is, not judged
+        return False
+
+
+def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
+    """The metadata of an opened Pillow image (after ``exif_transpose``); ``grey``: jcd codes it as grey."""
+    icc = _as_bytes(info.get("icc_profile"))
+    if icc:
+        space = profile_space(icc)
+        if space != (b"GRAY" if grey else b"RGB "):
+            what = space.decode("ascii", "replace").strip() or "unreadable"
+            warnings.warn(f"{name}: its ICC profile is for {what} data, not the {'grey' if grey else 'RGB'} "
+                          "picture jcd codes; the profile is not kept", JcdWarning, stacklevel=3)  # fmt: skip
+            icc = b""
+        elif not grey and renders_as_srgb(icc):
+            icc = b""
+    exif = _as_bytes(info.get("exif"))
+    if exif and not exif.startswith(_EXIF_PREFIX):
+        exif = _EXIF_PREFIX + exif
+    if exif == _EXIF_PREFIX:
+        exif = b""
+    return Metadata(icc, exif, _as_bytes(info.get("xmp")))
+
+
+def pack(meta: Metadata) -> bytes:
+    """The stream's metadata section: deflate of records ``tag (1 byte), varint length, bytes``."""
+    from .bitstream import varint
+
+    total = sum(meta.sizes().values())
+    if total > MAX_BYTES:
+        raise JcdError(f"the picture's metadata is {total} bytes, above the {MAX_BYTES >> 20} MiB a stream "
+                       "holds (--metadata none or icc leaves it out)")  # fmt: skip
+    records = bytearray()
+    for tag, kind in enumerate(KINDS, start=1):
+        value = getattr(meta, kind)
+        if value:
+            records += bytes([tag]) + varint(len(value)) + value
+    return zlib.compress(bytes(records), 9)
+
+
+def unpack(section: bytes) -> Metadata:
+    """Inverse of :func:`pack`; inflates at most MAX_BYTES. Unknown tags are skipped (kinds a later jcd adds)."""
+    from .bitstream import read_varint
+
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(section, MAX_BYTES + 1)
+    except zlib.error as e:
+        raise BitstreamError(f"corrupted stream (metadata: {e})") from None
+    if len(raw) > MAX_BYTES or d.unconsumed_tail or not d.eof:
+        raise BitstreamError("corrupted stream (metadata larger than a stream may hold, or cut short)")
+    found: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(raw):
+        tag = raw[pos]
+        size, pos = read_varint(raw, pos + 1, "metadata length")
+        if pos + size > len(raw):
+            raise BitstreamError("corrupted stream (metadata record longer than its section)")
+        if 1 <= tag <= len(KINDS):
+            kind = KINDS[tag - 1]
+            if kind in found:
+                raise BitstreamError(f"corrupted stream (two {LABELS[kind]} records)")
+            found[kind] = raw[pos : pos + size]
+        pos += size
+    return Metadata(**found)
+
+
+def pillow_info(meta: Metadata) -> dict[str, bytes]:
+    """``meta`` under the keys of a Pillow image's ``info`` (``icc_profile``, ``exif``, ``xmp``)."""
+    keys = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp"}
+    return {keys[k]: getattr(meta, k) for k in meta.sizes()}
+
+
+#: Pillow formats and the kinds their files hold (BMP and PPM hold none).
+HOLDS = {"PNG": frozenset(KINDS), "JPEG": frozenset(KINDS), "WEBP": frozenset(KINDS), "TIFF": frozenset(KINDS)}
+
+
+def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
+    """Keyword arguments for Pillow's ``save`` in ``fmt`` that write ``meta``; warns about what ``fmt`` drops."""
+    _warn_dropped(meta, fmt, name)
+    args: dict = {}
+    if meta.icc and fmt in HOLDS:
+        args["icc_profile"] = meta.icc
+    if fmt == "TIFF":  # Pillow writes EXIF tags into the TIFF's own directory; XMP is its tag 700 there
+        if meta.exif or meta.xmp:
+            from PIL import Image
+
+            tags = Image.Exif()
+            if meta.exif:
+                tags.load(meta.exif)
+            if meta.xmp:
+                tags[700] = meta.xmp
+            args["exif"] = tags
+        return args
+    if meta.exif and fmt in HOLDS:
+        args["exif"] = meta.exif
+    if meta.xmp and fmt in ("JPEG", "WEBP"):
+        args["xmp"] = meta.xmp
+    elif meta.xmp and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        args["pnginfo"] = PngInfo()
+        args["pnginfo"].add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"), zip=True)
+    return args
+
+
+def _warn_dropped(meta: Metadata, fmt: str, name: str) -> None:
+    dropped = [LABELS[k] for k in meta.sizes() if k not in HOLDS.get(fmt, frozenset())]
+    if dropped:
+        listed = dropped[0] if len(dropped) == 1 else f"{', '.join(dropped[:-1])} and {dropped[-1]}"
+        warnings.warn(f"{name}: {fmt} cannot hold the {listed} the stream carries; written "
+                      "without (write .png to keep it)", JcdWarning, stacklevel=3)  # fmt: skip
+
+
+def png_chunks(meta: Metadata) -> list[tuple[bytes, bytes]]:
+    """PNG chunks (type, data) that carry ``meta``, for the 16-bit writer (pypng writes none of them)."""
+    chunks = []
+    if meta.icc:
+        chunks.append((b"iCCP", b"icc\x00\x00" + zlib.compress(meta.icc, 9)))
+    if meta.exif:
+        chunks.append((b"eXIf", meta.exif[len(_EXIF_PREFIX) :]))
+    if meta.xmp:  # iTXt: keyword, compressed, method, language, translated keyword, text
+        chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + zlib.compress(meta.xmp, 9)))
+    return chunks

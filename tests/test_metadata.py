@@ -1,0 +1,201 @@
+"""The ICC profile, EXIF and XMP of a picture ride through a stream and back into the decoded file."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from conftest import rgb_profile, run_jcd, textured
+from PIL import Image, ImageCms
+
+from jcdcodec import bitstream, metadata
+from jcdcodec.bitstream import Header, JcdStream
+from jcdcodec.errors import BitstreamError, JcdError, JcdWarning
+from jcdcodec.imageio import load_image
+from jcdcodec.metadata import Metadata
+
+P3 = rgb_profile()
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+
+
+def exif(orientation: int | None = None) -> bytes:
+    e = Image.Exif()
+    e[0x010F] = "Canon"
+    e[0x0132] = "2026:12:03 10:00:00"
+    if orientation:
+        e[0x0112] = orientation
+    return e.tobytes()
+
+
+def stream(meta: bytes = b"", version: int = 1) -> JcdStream:
+    h = Header(width=64, height=48, quality=2.0, fingerprint=b"\x01\x02\x03\x04", version=version)
+    return JcdStream(h, z=b"zzzz", y=b"yyyyyyyy", symbol_crc=7, metadata=meta)
+
+
+def test_the_section_round_trips_and_skips_kinds_a_later_jcd_adds():
+    m = Metadata(icc=P3, exif=exif(), xmp=XMP)
+    assert metadata.unpack(metadata.pack(m)) == m
+    assert metadata.unpack(metadata.pack(Metadata(xmp=XMP))) == Metadata(xmp=XMP)
+    later = bytes([9, 3]) + b"new" + bytes([3, len(XMP)]) + XMP  # tag 9 unknown here, then XMP
+    assert metadata.unpack(zlib.compress(later)) == Metadata(xmp=XMP)
+
+
+@pytest.mark.parametrize("raw,why", [(bytes([3, 5]) + XMP[:5] + bytes([3, 5]) + XMP[:5], "two XMP"),
+                                     (bytes([1, 100]) + b"short", "longer than its section"),
+                                     (bytes([1, 0x80]), "truncated")])  # fmt: skip
+def test_damaged_sections_are_refused(raw, why):
+    with pytest.raises(BitstreamError, match=why):
+        metadata.unpack(zlib.compress(raw))
+    with pytest.raises(BitstreamError, match="metadata"):
+        metadata.unpack(b"not deflate")
+
+
+def test_a_section_that_inflates_past_the_limit_is_refused_without_inflating_it_all():
+    bomb = zlib.compress(bytes([2]) + b"\xff\xff\xff\x0f" + bytes(metadata.MAX_BYTES + 1000), 9)
+    assert len(bomb) < 40_000
+    with pytest.raises(BitstreamError, match="larger than a stream may hold"):
+        metadata.unpack(bomb)
+
+
+def test_a_stream_without_metadata_is_version_1_as_before_and_one_with_it_version_2():
+    plain = bitstream.pack(stream())
+    assert plain[3] == 1 and not plain[4] & 0x20
+    section = metadata.pack(Metadata(icc=P3))
+    data = bitstream.pack(stream(section, version=2))
+    assert data[3] == 2 and data[4] & 0x20
+    s = bitstream.unpack(data)
+    assert s == stream(section, version=2) and s.unpacked_metadata() == Metadata(icc=P3)
+    assert bitstream.unpack(plain).unpacked_metadata() == Metadata()
+
+
+def _recrc(data: bytearray) -> bytes:
+    data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_version_and_flag_combinations_that_no_jcd_writes_are_refused():
+    v1 = bytearray(bitstream.pack(stream()))
+    v1[4] |= 0x20  # a metadata flag in a version-1 stream
+    with pytest.raises(BitstreamError, match="invalid flags"):
+        bitstream.unpack(_recrc(v1))
+    v3 = bytearray(bitstream.pack(stream(metadata.pack(Metadata(xmp=XMP)), version=2)))
+    v3[3] = 3
+    with pytest.raises(BitstreamError, match="newer jcd.*upgrade"):
+        bitstream.unpack(_recrc(v3))
+
+
+def test_every_truncation_and_bit_flip_of_a_stream_with_metadata_is_detected():
+    data = bitstream.pack(stream(metadata.pack(Metadata(icc=P3[:200], xmp=XMP)), version=2))
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            bitstream.unpack(data[:n])
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x10
+        with pytest.raises(BitstreamError):
+            bitstream.unpack(bytes(bad))
+
+
+def test_keep_parses_what_the_option_takes():
+    assert metadata.parse_keep("all") == frozenset(metadata.KINDS)
+    assert metadata.parse_keep("none") == frozenset()
+    assert metadata.parse_keep(" ICC, xmp ") == {"icc", "xmp"}
+    for bad in ("gps", "icc,gps", ",", ""):
+        with pytest.raises(JcdError, match="--metadata takes"):
+            metadata.parse_keep(bad)
+    m = Metadata(icc=P3, exif=exif(), xmp=XMP)
+    assert m.kept(frozenset({"exif"})) == Metadata(exif=exif())
+
+
+def _jpeg(icc: bytes | None = P3, orientation: int | None = None, mode: str = "RGB") -> bytes:
+    im = Image.fromarray((textured(40, 56) * 255).astype(np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    kw = {"icc_profile": icc} if icc else {}
+    im.save(buf, "JPEG", quality=95, exif=exif(orientation), xmp=XMP, **kw)
+    return buf.getvalue()
+
+
+def test_loading_keeps_a_wide_gamut_profile_and_leaves_out_an_srgb_one():
+    p = load_image(_jpeg())
+    assert p.meta.icc == P3
+    assert p.meta.xmp == XMP and p.meta.exif.startswith(b"Exif\x00\x00")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert metadata.renders_as_srgb(srgb) and not metadata.renders_as_srgb(P3)
+    assert load_image(_jpeg(srgb)).meta.icc == b""  # no profile means sRGB: 3 KB saved on a small stream
+    bare = load_image(_jpeg(None)).meta
+    assert bare.icc == b"" and bare.xmp == XMP
+
+
+def test_a_profile_for_other_numbers_than_jcd_codes_is_dropped_with_a_warning():
+    cmyk_profile = bytearray(P3)
+    cmyk_profile[16:20] = b"CMYK"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = metadata.from_pillow_info({"icc_profile": bytes(cmyk_profile)}, grey=False, name="x.jpg")
+    assert m.icc == b""
+    assert any(issubclass(w.category, JcdWarning) and "CMYK" in str(w.message) for w in caught)
+    grey = bytearray(P3)
+    grey[16:20] = b"GRAY"
+    assert metadata.from_pillow_info({"icc_profile": bytes(grey)}, grey=True).icc == bytes(grey)
+
+
+def test_exif_orientation_is_applied_to_the_pixels_and_not_kept():
+    p = load_image(_jpeg(orientation=6))  # 56x40 stored, shown turned a quarter: 40x56
+    assert (p.width, p.height) == (40, 56)
+    kept = Image.Exif()
+    kept.load(p.meta.exif)
+    assert 0x0112 not in kept and kept[0x010F] == "Canon"
+
+
+def _read_back(path):
+    im = Image.open(path)
+    return im.info.get("icc_profile"), dict(im.getexif()), im.info.get("xmp"), im.size
+
+
+def test_cli_keeps_metadata_through_a_stream_in_another_process(tmp_path, weights_file):
+    src = tmp_path / "phone.jpg"
+    src.write_bytes(_jpeg(orientation=6))
+    out = tmp_path / "phone.jcd"
+    r = run_jcd("encode", str(src), "-q", "2", "-o", str(out), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    i = json.loads(run_jcd("info", str(out), "--json").stdout)
+    assert i["format"] == "jcd v2" and i["metadata"] == {"icc": len(P3), "exif": i["metadata"]["exif"],
+                                                         "xmp": len(XMP)}  # fmt: skip
+    assert 0 < i["bytes_metadata"] < len(P3) + i["metadata"]["exif"] + len(XMP)
+    assert "ICC profile" in run_jcd("info", str(out)).stdout
+    for name, depth in (("clean.png", "8"), ("clean16.png", "16"), ("clean.jpg", "8"), ("clean.webp", "8"),
+                        ("clean.tif", "8")):  # fmt: skip
+        r = run_jcd("decode", str(out), "-o", str(tmp_path / name), "--depth", depth, "--weights", str(weights_file))
+        assert r.returncode == 0, r.stderr
+        icc, tags, xmp, size = _read_back(tmp_path / name)
+        assert icc == P3 and xmp == XMP and size == (40, 56), name
+        assert tags.get(0x010F) == "Canon" and 0x0112 not in tags, name
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "clean.bmp"), "--weights", str(weights_file),
+                env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    assert r.returncode == 0 and "BMP cannot hold the ICC profile, EXIF and XMP" in r.stderr, r.stderr
+    bare = tmp_path / "bare.jcd"
+    r = run_jcd("encode", str(src), "-q", "2", "-o", str(bare), "--metadata", "none", "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert bare.read_bytes()[3] == 1 and len(bare.read_bytes()) < len(out.read_bytes())
+    run_jcd("decode", str(bare), "-o", str(tmp_path / "bare.png"), "--weights", str(weights_file))
+    assert _read_back(tmp_path / "bare.png")[0] is None
+    r = run_jcd("encode", str(src), "--size", "200", "-o", str(tmp_path / "x.jcd"), "--weights", str(weights_file))
+    assert r.returncode != 0 and "of them metadata, which --metadata none leaves out" in r.stderr, r.stderr
+    r = run_jcd("encode", str(src), "-o", str(tmp_path / "x.jcd"), "--metadata", "icc,gps")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "--metadata takes" in r.stderr
+
+
+def test_api_and_pillow_plugin_carry_the_profile(weights_file):
+    import jcdcodec
+
+    im = Image.open(io.BytesIO(_jpeg()))
+    data = jcdcodec.encode(im, 2, weights=weights_file)
+    assert jcdcodec.info(data).metadata["icc"] == len(P3)
+    assert jcdcodec.decode(data, weights=weights_file).info["icc_profile"] == P3
+    assert Image.open(io.BytesIO(data)).info["icc_profile"] == P3  # header only: no decoding yet
+    only_exif = jcdcodec.encode(im, 2, weights=weights_file, metadata="exif")
+    assert set(jcdcodec.info(only_exif).metadata) == {"exif"}
