@@ -52,6 +52,10 @@ def test_the_documented_commands_run_verbatim(tmp_path):
     checkout beside the shared data, as a newcomer would type them; the README's test command is CI's own."""
     import stat
 
+    stamp = REPO / ".venv" / ".jcd-installed"
+    if not stamp.is_file() or stamp.stat().st_mtime < (REPO / "pyproject.toml").stat().st_mtime:
+        # setup.sh in the copy would reinstall into this .venv (a symlink), pointing it at the temporary copy
+        pytest.fail("pyproject.toml is newer than .venv's install: run `bash scripts/setup.sh` first")
     root = tmp_path / "main"
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
     if not files:
