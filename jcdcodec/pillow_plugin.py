@@ -82,10 +82,23 @@ class JcdImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from .imageio import from_pillow
+    """``im.save(f, "JCD", quality=4, metadata="all", icc_profile=..., exif=..., xmp=...)``: the image's own
+    profile, EXIF and XMP are kept unless ``metadata`` says otherwise; the keywords replace them, as Pillow's
+    other formats take them."""
+    from dataclasses import replace
 
-    quality = float(im.encoderinfo.get("quality", 4))
-    fp.write(_codec().encode(from_pillow(im), quality).data)
+    from .imageio import from_pillow
+    from .metadata import parse_keep
+
+    info = im.encoderinfo
+    quality = float(info.get("quality", 4))
+    picture = from_pillow(im)
+    given = {k: info[key] for k, key in (("icc", "icc_profile"), ("exif", "exif"), ("xmp", "xmp")) if info.get(key)}
+    if given:
+        given = {k: v.tobytes() if isinstance(v, Image.Exif) else bytes(v) for k, v in given.items()}
+        picture.meta = replace(picture.meta, **given)
+    picture.meta = picture.meta.kept(parse_keep(str(info.get("metadata", "all"))))
+    fp.write(_codec().encode(picture, quality).data)
 
 
 def register() -> None:

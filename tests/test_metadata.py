@@ -199,3 +199,20 @@ def test_api_and_pillow_plugin_carry_the_profile(weights_file):
     assert Image.open(io.BytesIO(data)).info["icc_profile"] == P3  # header only: no decoding yet
     only_exif = jcdcodec.encode(im, 2, weights=weights_file, metadata="exif")
     assert set(jcdcodec.info(only_exif).metadata) == {"exif"}
+
+
+def test_the_pillow_plugin_saves_what_pillow_keywords_give(tmp_path, weights_file):
+    import jcdcodec
+    from jcdcodec.pillow_plugin import use_codec
+
+    use_codec(jcdcodec.open_encoder(weights_file))
+    try:
+        im = Image.fromarray((textured(24, 40) * 255).astype(np.uint8))
+        im.save(tmp_path / "a.jcd", quality=2, icc_profile=P3, exif=exif(), xmp=XMP)
+        assert jcdcodec.info(tmp_path / "a.jcd").metadata == {"icc": len(P3), "exif": len(exif()), "xmp": len(XMP)}
+        Image.open(io.BytesIO(_jpeg())).save(tmp_path / "b.jcd", quality=2, metadata="icc")
+        assert set(jcdcodec.info(tmp_path / "b.jcd").metadata) == {"icc"}
+        with pytest.raises(JcdError, match="--metadata takes"):
+            im.save(tmp_path / "c.jcd", metadata="gps")
+    finally:
+        use_codec(None)
