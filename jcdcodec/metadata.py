@@ -171,9 +171,21 @@ def pillow_info(meta: Metadata) -> dict[str, bytes]:
 HOLDS = {"PNG": frozenset(KINDS), "JPEG": frozenset(KINDS), "WEBP": frozenset(KINDS), "TIFF": frozenset(KINDS)}
 
 
+#: The most bytes of a kind a format's file holds, where that is less than a stream carries: JPEG's 64 KB
+#: segments (Pillow splits an ICC profile over at most 255 of them, and refuses longer EXIF or XMP).
+LIMITS = {"JPEG": {"exif": 65533, "xmp": 65533 - 29, "icc": 255 * (65533 - 14)}}
+
+
 def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
     """Keyword arguments for Pillow's ``save`` in ``fmt`` that write ``meta``; warns about what ``fmt`` drops."""
     _warn_dropped(meta, fmt, name)
+    limits = LIMITS.get(fmt, {})
+    too_long = [k for k, n in meta.sizes().items() if n > limits.get(k, n)]
+    for k in too_long:
+        warnings.warn(f"{name}: {fmt} holds at most {limits[k]} bytes of {LABELS[k]}, the stream carries "
+                      f"{len(getattr(meta, k))}; written without it (write .png to keep it)", JcdWarning,
+                      stacklevel=2)  # fmt: skip
+    meta = meta.kept(frozenset(KINDS) - set(too_long))
     args: dict = {}
     if meta.icc and fmt in HOLDS:
         args["icc_profile"] = meta.icc
@@ -182,8 +194,12 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
             from PIL import Image
 
             tags = Image.Exif()
-            if meta.exif:
+            try:
                 tags.load(meta.exif)
+            except Exception:  # noqa: BLE001  bytes a JPEG or PNG carries as they are; TIFF needs them parsed
+                tags = Image.Exif()
+                warnings.warn(f"{name}: the stream's EXIF is not readable as tags; the TIFF is written without it",
+                              JcdWarning, stacklevel=2)  # fmt: skip
             if meta.xmp:
                 tags[700] = meta.xmp
             args["exif"] = tags

@@ -216,3 +216,24 @@ def test_the_pillow_plugin_saves_what_pillow_keywords_give(tmp_path, weights_fil
             im.save(tmp_path / "c.jcd", metadata="gps")
     finally:
         use_codec(None)
+
+
+def test_what_a_jpeg_cannot_hold_is_left_out_with_a_warning_not_an_error():
+    from jcdcodec.imageio import encode_image
+
+    rgb = textured(16, 16)
+    long_exif = Image.Exif()
+    long_exif[0x010F] = "X" * 70_000
+    meta = Metadata(icc=P3, exif=long_exif.tobytes(), xmp=b"<x>" + b"y" * 70_000 + b"</x>")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = encode_image(rgb, "JPEG", meta=meta, name="out.jpg")
+    said = " ".join(str(w.message) for w in caught)
+    assert "JPEG holds at most 65533 bytes of EXIF" in said and "bytes of XMP" in said
+    back = Image.open(io.BytesIO(data))
+    assert back.info.get("icc_profile") == P3 and "exif" not in back.info and "xmp" not in back.info
+    with pytest.warns(JcdWarning, match="EXIF is not readable"):
+        tif = Image.open(io.BytesIO(encode_image(rgb, "TIFF", meta=Metadata(icc=P3, exif=b"Exif\x00\x00junk"))))
+    assert tif.info["icc_profile"] == P3
+    png = Image.open(io.BytesIO(encode_image(rgb, "PNG", meta=meta)))
+    assert png.info["xmp"] == meta.xmp and png.getexif()[0x010F] == "X" * 70_000
