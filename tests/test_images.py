@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +238,50 @@ def test_pngs_are_written_losslessly_at_the_fast_zlib_level(depth):
     idat = data.index(b"IDAT") + 4
     assert (data[idat + 1] >> 6) == 1 and 2 <= PNG_COMPRESS_LEVEL <= 5
     assert (data[idat] & 0x0F) == 8 and (data[idat] * 256 + data[idat + 1]) % 31 == 0  # a zlib header indeed
+
+
+HEIC = Path(__file__).parent / "data" / "heif" / "phone.heic"
+
+
+def test_a_phone_heic_is_read_upright_with_its_profile_exif_and_xmp():
+    """tests/data/heif/phone.heic: 64x48 pixels stored with a quarter-turn transform, a Display P3 profile,
+    EXIF and XMP (made with pillow-heif's HEVC encoder from conftest.textured; tests/data/heif/README.md)."""
+    from conftest import rgb_profile
+
+    p = load_image(HEIC)
+    assert (p.width, p.height) == (48, 64)
+    assert p.meta.icc == rgb_profile() and p.meta.xmp.startswith(b"<x:xmpmeta")
+    tags = Image.Exif()
+    tags.load(p.meta.exif)
+    assert tags[0x010F] == "Canon" and tags.get(0x0112, 1) == 1
+    assert 0.2 < float(p.rgb.mean()) < 0.8
+
+
+def test_without_pi_heif_a_heic_is_named_with_what_reads_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pi_heif", None)  # import fails as if not installed
+    with pytest.raises(JcdError, match=r"phone.heic: a HEIF/HEIC image; reading it needs pi-heif"):
+        load_image(HEIC)
+
+
+def test_avif_is_read_by_pillow_itself():
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF codec")
+    buf = io.BytesIO()
+    Image.fromarray((textured(24, 40) * 255).astype(np.uint8)).save(buf, "AVIF", quality=90)
+    p = load_image(buf.getvalue(), name="x.avif")
+    assert (p.width, p.height) == (40, 24)
+
+
+def test_jcd_encode_codes_a_heic_and_the_decoded_png_keeps_its_profile(tmp_path, weights_file):
+    from conftest import rgb_profile
+
+    r = run_jcd("encode", str(HEIC), "-q", "2", "-o", str(tmp_path / "p.jcd"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    r = run_jcd("decode", str(tmp_path / "p.jcd"), "-o", str(tmp_path / "p.png"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    out = Image.open(tmp_path / "p.png")
+    assert out.size == (48, 64) and out.info["icc_profile"] == rgb_profile()

@@ -56,8 +56,9 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
            device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
-    Reads what Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, ...): grey, palette, RGB, CMYK, with or without
-    alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image. Several inputs (or a
+    Reads what Pillow reads (PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF, ...) and HEIC: grey, palette, RGB, CMYK,
+    with or without alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image; the ICC
+    profile, EXIF and XMP ride along (--metadata). Several inputs (or a
     directory) share one weights load; a file that fails is reported and the rest are still coded.
     Without --weights, each image is coded by the default model (`jcd models`), or by a model whose manifest
     entry claims images that noisy (an `auto` rule; none of the shipped models has one).
