@@ -71,7 +71,7 @@ def _png_header(head: bytes) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
-def _load_png16(data: bytes) -> Picture:
+def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     """16-bit colour or grey+alpha PNG, which Pillow would truncate to 8 bits."""
     w, h, rows, info = png.Reader(bytes=data).asDirect()
     planes = info["planes"]
@@ -80,7 +80,7 @@ def _load_png16(data: bytes) -> Picture:
     rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
     kind = RGB if planes >= 3 else GRAY
     with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
-        meta = from_pillow_info(im.info, grey=kind == GRAY)
+        meta = from_pillow_info(im.info, grey=kind == GRAY, name=name)
     return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha, meta)
 
 
@@ -146,7 +146,7 @@ def load_image(
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
             width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
             _check_size(name, width, height, max_pixels)
-            return _load_png16(data)
+            return _load_png16(data, name)
         if _is_heif(data):
             _register_heif(name)
         with Image.open(io.BytesIO(data)) as im:
@@ -154,7 +154,7 @@ def load_image(
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
-            return from_pillow(im)
+            return from_pillow(im, name)
     except JcdError:
         raise
     except (UnidentifiedImageError, png.FormatError) as e:
@@ -171,12 +171,12 @@ def load_image(
         raise JcdError(f"{name}: cannot read image ({detail})") from None
 
 
-def from_pillow(im: Image.Image) -> Picture:
-    """A Pillow image (upright by its EXIF orientation) as jcd codes it."""
+def from_pillow(im: Image.Image, name: str = "image") -> Picture:
+    """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
     im = ImageOps.exif_transpose(im)
     im.load()
     p = _from_pillow(im)
-    p.meta = from_pillow_info(im.info, grey=p.kind == GRAY)
+    p.meta = from_pillow_info(im.info, grey=p.kind == GRAY, name=name)
     return p
 
 

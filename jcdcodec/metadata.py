@@ -103,12 +103,12 @@ def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
     icc = _as_bytes(info.get("icc_profile"))
     if icc:
         space = profile_space(icc)
-        if space != (b"GRAY" if grey else b"RGB "):
+        if space == b"RGB " and renders_as_srgb(icc):  # no profile means sRGB (also on a grey picture)
+            icc = b""
+        elif space != (b"GRAY" if grey else b"RGB "):
             what = space.decode("ascii", "replace").strip() or "unreadable"
             warnings.warn(f"{name}: its ICC profile is for {what} data, not the {'grey' if grey else 'RGB'} "
                           "picture jcd codes; the profile is not kept", JcdWarning, stacklevel=3)  # fmt: skip
-            icc = b""
-        elif not grey and renders_as_srgb(icc):
             icc = b""
     exif = _as_bytes(info.get("exif"))
     if exif and not exif.startswith(_EXIF_PREFIX):

@@ -141,6 +141,14 @@ def test_a_profile_for_other_numbers_than_jcd_codes_is_dropped_with_a_warning():
     grey = bytearray(P3)
     grey[16:20] = b"GRAY"
     assert metadata.from_pillow_info({"icc_profile": bytes(grey)}, grey=True).icc == bytes(grey)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an sRGB profile on a grey picture: harmless, left out without a word
+        assert metadata.from_pillow_info({"icc_profile": srgb}, grey=True).icc == b""
+    buf = io.BytesIO()
+    Image.new("CMYK", (8, 8)).save(buf, "JPEG", icc_profile=bytes(cmyk_profile))
+    with pytest.warns(JcdWarning, match=r"^print.jpg: its ICC profile is for CMYK data"):
+        assert load_image(buf.getvalue(), name="print.jpg").meta.icc == b""
 
 
 def test_exif_orientation_is_applied_to_the_pixels_and_not_kept():
