@@ -277,27 +277,37 @@ def open_decoder(
     installed; else torch. ``settings`` are max_pixels, max_memory, threads (0: the runtime's default;
     for the torch engine this sets PyTorch's process-wide thread count), and for torch precision.
     """
+    if onnx_wanted(engine, device, str(settings.get("precision", "auto"))):
+        ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
+        if engine == "onnx":
+            return OnnxDecoder(ref, follow_stream=weights is None, sibling_engine="onnx",
+                               **onnx_settings(settings))  # type: ignore[arg-type]  # fmt: skip
+        if ref.synthesis_path() is not None:
+            return OnnxDecoder(ref, follow_stream=weights is None, **onnx_settings(settings))  # type: ignore[arg-type]
+    return _torch_decoder(weights, device, settings)
+
+
+def onnx_wanted(engine: str, device: str, precision: str) -> bool:
+    """Whether to try the onnx engine (asked for, or "auto" on the CPU without bf16 and with a runtime
+    installed); a one-line JcdError for a choice that cannot work. Shared by open_decoder and open_encoder."""
     if engine not in ENGINES:
         raise JcdError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
-    if engine == "onnx" and settings.get("precision", "auto") == "bf16":
-        raise JcdError("--engine onnx computes in fp32; --precision bf16 needs --engine torch")
-    if engine == "onnx" or (engine == "auto" and settings.get("precision", "auto") != "bf16"):
-        if device not in ("auto", "cpu"):
-            if engine == "onnx":
-                raise JcdError(f"--engine onnx runs on the CPU only, not on --device {device}")
-            return _torch_decoder(weights, device, settings)
-        from .synthesis import choose_runtime
+    from .synthesis import choose_runtime
 
-        ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
-        onnx_settings = {k: v for k, v in settings.items() if k in ("max_pixels", "max_memory", "threads", "precision")}
-        if engine == "onnx":
-            if choose_runtime() is None:
-                raise JcdError("--engine onnx needs onnxruntime or openvino (pip install onnxruntime)")
-            return OnnxDecoder(ref, follow_stream=weights is None, sibling_engine="onnx",
-                               **onnx_settings)  # type: ignore[arg-type]  # fmt: skip
-        if choose_runtime() is not None and ref.synthesis_path() is not None:
-            return OnnxDecoder(ref, follow_stream=weights is None, **onnx_settings)  # type: ignore[arg-type]
-    return _torch_decoder(weights, device, settings)
+    if engine == "onnx":
+        if precision == "bf16":
+            raise JcdError("--engine onnx computes in auto or fp32 precision; --precision bf16 needs --engine torch")
+        if device not in ("auto", "cpu"):
+            raise JcdError(f"--engine onnx runs on the CPU only, not on --device {device}")
+        if choose_runtime() is None:
+            raise JcdError("--engine onnx needs onnxruntime or openvino (pip install onnxruntime)")
+        return True
+    return engine == "auto" and precision != "bf16" and device in ("auto", "cpu") and choose_runtime() is not None
+
+
+def onnx_settings(settings: dict) -> dict:
+    """The settings the onnx engine takes (PyTorch's device-specific ones left out)."""
+    return {k: v for k, v in settings.items() if k in ("max_pixels", "max_memory", "threads", "precision")}
 
 
 def _torch_decoder(weights: str | os.PathLike | WeightsRef | None, device: str, settings: dict) -> StreamDecoder:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import bitstream, metadata, tiling
 from .bitstream import Header, padded_size
-from .decoder import ENGINES, Clock, OnnxDecoder, interpolated_gain
+from .decoder import Clock, OnnxDecoder, interpolated_gain, onnx_settings, onnx_wanted
 from .errors import JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .weightsfile import WeightsRef, read_tensors, resolve
@@ -206,24 +206,13 @@ def open_encoder(
     installed; else torch. ``settings`` are max_pixels, max_memory, threads (0: the runtime's
     default; for the torch engine this sets PyTorch's process-wide thread count), precision.
     """
-    if engine not in ENGINES:
-        raise JcdError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
-    precision = settings.get("precision", "auto")
-    if engine == "onnx" and precision == "bf16":
-        raise JcdError("--engine onnx computes in auto or fp32 precision; --precision bf16 needs --engine torch")
-    if engine == "onnx" and device not in ("auto", "cpu"):
-        raise JcdError(f"--engine onnx runs on the CPU only, not on --device {device}")
-    if engine == "onnx" or (engine == "auto" and precision != "bf16" and device in ("auto", "cpu")):
-        from .synthesis import choose_runtime
-
+    if onnx_wanted(engine, device, str(settings.get("precision", "auto"))):
         ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
-        onnx_settings = {k: v for k, v in settings.items() if k in ("max_pixels", "max_memory", "threads", "precision")}
         if engine == "onnx":
-            if choose_runtime() is None:
-                raise JcdError("--engine onnx needs onnxruntime or openvino (pip install onnxruntime)")
-            return OnnxCodec(ref, follow_stream=weights is None, sibling_engine="onnx", **onnx_settings)  # type: ignore[arg-type]
-        if choose_runtime() is not None and ref.synthesis_path() is not None and ref.analysis_path() is not None:
-            return OnnxCodec(ref, follow_stream=weights is None, **onnx_settings)  # type: ignore[arg-type]
+            return OnnxCodec(ref, follow_stream=weights is None, sibling_engine="onnx",
+                             **onnx_settings(settings))  # type: ignore[arg-type]  # fmt: skip
+        if ref.synthesis_path() is not None and ref.analysis_path() is not None:
+            return OnnxCodec(ref, follow_stream=weights is None, **onnx_settings(settings))  # type: ignore[arg-type]
     from .decoder import _torch_decoder
 
     return _torch_decoder(weights, device, dict(settings))

@@ -138,22 +138,19 @@ precision_option = click.option(
 )
 
 
-engine_option = click.option(
-    "--engine",
-    type=click.Choice(["auto", "onnx", "torch"]),
-    default="auto",
-    show_default=True,
-    help="Decoder: onnx (onnxruntime on the CPU, no PyTorch: starts in a fraction of a second), torch (PyTorch, "
+def _engine_option(help: str):
+    return click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+                        help=help)  # fmt: skip
+
+
+engine_option = _engine_option(
+    "Decoder: onnx (onnxruntime on the CPU, no PyTorch: starts in a fraction of a second), torch (PyTorch, "
     "CPU or CUDA, --precision applies), auto (onnx unless --device cuda or --precision bf16, or the weights have "
     "no .synthesis.onnx file). Both give the same latent and pixels within float rounding.",
 )
 
-encode_engine_option = click.option(
-    "--engine",
-    type=click.Choice(["auto", "onnx", "torch"]),
-    default="auto",
-    show_default=True,
-    help="Encoder: onnx (the analysis in onnxruntime/OpenVINO on the CPU, no PyTorch: starts in a fraction of a "
+encode_engine_option = _engine_option(
+    "Encoder: onnx (the analysis in onnxruntime/OpenVINO on the CPU, no PyTorch: starts in a fraction of a "
     "second), torch (PyTorch, CPU or CUDA, --precision applies), auto (onnx unless --device cuda or --precision "
     "bf16, or the weights have no .analysis.onnx file). Float rounding differs, so a few symbols may too; every "
     "stream decodes exactly with either decoder.",
