@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .entropy.arrays import LEAKY_SLOPE
+from .entropy.arrays import Conv3x3, leaky_relu
 from .synthesis import OnnxNetwork
 
 #: Strides of h_a's five 3x3 convolutions (``JointModel.h_a``: conv, conv, conv/2, conv, conv/2, LeakyReLU
@@ -38,32 +38,19 @@ class HyperAnalysis:
     def __init__(self, state: Mapping[str, np.ndarray]) -> None:
         self.layers = []
         for k, stride in enumerate(H_A_STRIDES):
-            w = np.asarray(state[f"h_a.{2 * k}.weight"], np.float32)
-            b = np.asarray(state[f"h_a.{2 * k}.bias"], np.float32)
-            if w.ndim != 4 or w.shape[2:] != (3, 3) or b.shape != (w.shape[0],):
-                raise ValueError(f"h_a.{2 * k}: expected a 3x3 convolution, got weight {w.shape}")
-            taps = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, w.shape[1], w.shape[0]))
-            self.layers.append((taps, b, stride))
+            try:
+                conv = Conv3x3.from_torch_layout(state[f"h_a.{2 * k}.weight"], state[f"h_a.{2 * k}.bias"], stride,
+                                                 np.float32)  # fmt: skip
+            except ValueError as e:
+                raise ValueError(f"h_a.{2 * k}: {e}") from None
+            self.layers.append(conv)
         if f"h_a.{2 * len(H_A_STRIDES)}.weight" in state:
             raise ValueError("h_a has more layers than this encoder knows")
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(np.asarray(y, np.float32).transpose(1, 2, 0))
-        for k, (taps, bias, stride) in enumerate(self.layers):
-            x = _conv3x3(x, taps, bias, stride)
+        for k, conv in enumerate(self.layers):
+            x = conv(x)
             if k < len(self.layers) - 1:
-                x = np.where(x > 0, x, x * np.float32(LEAKY_SLOPE))
+                x = leaky_relu(x)
         return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-def _conv3x3(x: np.ndarray, taps: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
-    """A 3x3 convolution with padding 1 (as PyTorch's ``Conv2d(k=3, padding=1, stride)``) on (H, W, C) rows."""
-    h, w, c = x.shape
-    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    out = np.broadcast_to(bias, (ho * wo, bias.shape[0])).copy()
-    for k in range(9):
-        dy, dx = divmod(k, 3)
-        patch = padded[dy : dy + stride * (ho - 1) + 1 : stride, dx : dx + stride * (wo - 1) + 1 : stride]
-        out += patch.reshape(ho * wo, c) @ taps[k]
-    return out.reshape(ho, wo, -1)

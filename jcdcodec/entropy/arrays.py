@@ -49,28 +49,35 @@ def leaky_relu(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Conv3x3:
-    """A stride-1, padding-1 3x3 convolution; ``taps`` is (9, C_in, C_out), tap-major by row then column."""
+    """A padding-1 3x3 convolution (PyTorch's ``Conv2d(k=3, padding=1, stride)``) on (H, W, C) rows; ``taps`` is
+    (9, C_in, C_out), tap-major by row then column. It computes in the taps' dtype: float64 for the entropy
+    path's h_s, float32 for the torch-free encoder's h_a (:mod:`jcdcodec.analysis`)."""
 
     taps: np.ndarray
     bias: np.ndarray
+    stride: int = 1
 
     @classmethod
-    def from_torch_layout(cls, weight: np.ndarray, bias: np.ndarray) -> Conv3x3:
-        w = np.asarray(weight, dtype=DTYPE)
-        if w.ndim != 4 or w.shape[2:] != (3, 3):
-            raise ValueError(f"expected a (C_out, C_in, 3, 3) weight, got {w.shape}")
+    def from_torch_layout(cls, weight: np.ndarray, bias: np.ndarray, stride: int = 1, dtype=DTYPE) -> Conv3x3:
+        w = np.asarray(weight, dtype=dtype)
+        b = np.asarray(bias, dtype=dtype)
+        if w.ndim != 4 or w.shape[2:] != (3, 3) or b.shape != (w.shape[0],):
+            raise ValueError(f"expected a (C_out, C_in, 3, 3) weight and (C_out,) bias, got {w.shape}, {b.shape}")
         taps = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(9, w.shape[1], w.shape[0]))
-        return cls(taps, np.asarray(bias, dtype=DTYPE))
+        return cls(taps, b, stride)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         h, w, c = x.shape
-        padded = np.zeros((h + 2, w + 2, c), dtype=DTYPE)
+        s = self.stride
+        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+        padded = np.zeros((h + 2, w + 2, c), dtype=self.taps.dtype)
         padded[1:-1, 1:-1] = x
-        out = np.broadcast_to(self.bias, (h * w, self.bias.shape[0])).copy()
+        out = np.broadcast_to(self.bias, (ho * wo, self.bias.shape[0])).copy()
         for k in range(9):
             dy, dx = divmod(k, 3)
-            out += padded[dy : dy + h, dx : dx + w].reshape(h * w, c) @ self.taps[k]
-        return out.reshape(h, w, -1)
+            patch = padded[dy : dy + s * (ho - 1) + 1 : s, dx : dx + s * (wo - 1) + 1 : s]
+            out += patch.reshape(ho * wo, c) @ self.taps[k]
+        return out.reshape(ho, wo, -1)
 
 
 def pixel_shuffle(x: np.ndarray, r: int) -> np.ndarray:
