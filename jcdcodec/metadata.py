@@ -15,6 +15,7 @@ file where its format holds them.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 import zlib
@@ -118,6 +119,7 @@ def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
     return Metadata(icc, exif, _as_bytes(info.get("xmp")))
 
 
+@functools.lru_cache(maxsize=1)  # `jcd encode --size` codes one picture at several qualities: deflate it once
 def pack(meta: Metadata) -> bytes:
     """The stream's metadata section: deflate of records ``tag (1 byte), varint length, bytes``."""
     from .bitstream import varint
