@@ -185,6 +185,19 @@ def test_cli_keeps_metadata_through_a_stream_in_another_process(tmp_path, weight
     r = run_jcd("decode", str(out), "-o", str(tmp_path / "clean.bmp"), "--weights", str(weights_file),
                 env={"PYTHONWARNINGS": "default"})  # fmt: skip
     assert r.returncode == 0 and "BMP cannot hold the ICC profile, EXIF and XMP" in r.stderr, r.stderr
+    # stripped when decoding: the colours stay, the camera data goes (and BMP has nothing to warn about)
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "shared.png"), "--metadata", "icc", "--weights",
+                str(weights_file))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    icc, tags, xmp, _ = _read_back(tmp_path / "shared.png")
+    assert icc == P3 and not tags and xmp is None
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "none.bmp"), "--metadata", "none", "--weights",
+                str(weights_file), env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    assert r.returncode == 0 and "cannot hold" not in r.stderr, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "none.bmp")), np.asarray(Image.open(tmp_path / "clean.bmp")))
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "y.png"), "--metadata", "gps")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "--metadata takes" in r.stderr
+    assert not (tmp_path / "y.png").exists()
     bare = tmp_path / "bare.jcd"
     r = run_jcd("encode", str(src), "-q", "2", "-o", str(bare), "--metadata", "none", "--weights", str(weights_file))
     assert r.returncode == 0, r.stderr

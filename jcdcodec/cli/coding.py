@@ -115,10 +115,13 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               "is a PNG (a 16-bit source gives a 16-bit PNG), else 8.")
 @click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
               default="png", show_default=True, help="Image format written to stdout (-o -).")
+@click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
+              help="What of the stream's ICC colour profile, EXIF and XMP to write into the image: all, none, or "
+              "e.g. icc (keeps the colours, leaves out camera, date and location data before sharing).")
 @engine_option
 @threads_option
 @codec_options
-def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth: str, out_format: str,
+def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth: str, out_format: str, keep: str,
            engine: str, threads: int, weights: Path | None, device: str, max_pixels: int, max_memory: int,
            precision: str, quiet: bool) -> None:  # fmt: skip
     """Decode .jcd files into clean images.
@@ -132,7 +135,9 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
       cat out.jcd | jcd decode - -o - > clean.png
     """
     from ..imageio import WRITE_FORMATS, check_output, encode_picture, save_picture
+    from ..metadata import parse_keep
 
+    kinds = parse_keep(keep)
     todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, weights=weights, device=device,
                          max_pixels=max_pixels, precision=precision, max_memory=max_memory,
                          threads=threads)  # fmt: skip
@@ -146,6 +151,7 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
         elif asked == 16 and out_format != "png":
             raise JcdError("16-bit output needs --format png")
         p = codec.decode(_read_input(src)).picture
+        p.meta = p.meta.kept(kinds)
         if dst == STDIO:
             data, bits = encode_picture(p, WRITE_FORMATS[f".{out_format}"], asked, name="stdout")
             _write_output(dst, data)
