@@ -5,7 +5,7 @@ the decoder can give it back: colour kind (grey, RGB, palette), bit depth (8 or 
 alpha, which jcd stores losslessly beside the image (the codec denoises colour, it has no
 business changing transparency). What else Pillow opens is mapped onto that:
 
-- EXIF orientation is applied on load (the picture is coded upright; the tag is not kept).
+- EXIF orientation is applied on load, 16-bit PNGs too (the picture is coded upright; the tag is not kept).
 - The ICC profile, EXIF and XMP ride along (metadata.py) and are written back where the format holds them.
 - CMYK and YCbCr are converted to RGB; 16-bit grey (I;16) and 32-bit integer grey keep 16 bits.
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
@@ -80,8 +80,28 @@ def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
     kind = RGB if planes >= 3 else GRAY
     with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
+        orientation = im.getexif().get(_ORIENTATION, 1)
+        if orientation in _TURNS and orientation != 1:
+            # upright like the 8-bit path; Pillow's (8-bit) transpose takes the tag out of the EXIF and XMP
+            rgb, alpha = _TURNS[orientation](rgb), None if alpha is None else _TURNS[orientation](alpha)
+            im = ImageOps.exif_transpose(im)
         meta = from_pillow_info(im.info, grey=kind == GRAY, name=name)
-    return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha, meta)
+    return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, kind, 16,
+                   None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
+
+
+_ORIENTATION = 0x0112
+#: EXIF orientation -> what turns stored pixels (rows, columns, ...) upright, as ``ImageOps.exif_transpose`` does.
+_TURNS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 #: ftyp brands of HEVC-coded HEIF files (AVIF's are Pillow's own).

@@ -164,6 +164,23 @@ def _read_back(path):
     return im.info.get("icc_profile"), dict(im.getexif()), im.info.get("xmp"), im.size
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_16_bit_png_is_turned_upright_like_an_8_bit_one(orientation):
+    from jcdcodec.imageio import RGB, encode_image
+
+    rgb = textured(12, 20)
+    alpha = (np.arange(12 * 20, dtype=np.uint16).reshape(12, 20) * 250)
+    meta = Metadata(exif=b"Exif\x00\x00" + exif(orientation))
+    p8 = load_image(encode_image(rgb, "PNG", RGB, 8, (alpha >> 8).astype(np.uint8), meta=meta))
+    p16 = load_image(encode_image(rgb, "PNG", RGB, 16, alpha, meta=meta))
+    assert p16.depth == 16 and p16.rgb.shape == p8.rgb.shape == ((12, 20, 3) if orientation < 5 else (20, 12, 3))
+    assert np.abs(p16.rgb - p8.rgb).max() <= 0.5 / 255 + 1e-6
+    assert np.array_equal(p16.alpha >> 8, p8.alpha)
+    kept = Image.Exif()
+    kept.load(p16.meta.exif)
+    assert kept.get(0x0112, 1) == 1 and kept[0x010F] == "Canon"  # upright: no turn left for a viewer to make
+
+
 def test_cli_keeps_metadata_through_a_stream_in_another_process(tmp_path, weights_file):
     src = tmp_path / "phone.jpg"
     src.write_bytes(_jpeg(orientation=6))
