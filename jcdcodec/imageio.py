@@ -10,8 +10,7 @@ business changing transparency). What else Pillow opens is mapped onto that:
 - CMYK and YCbCr are converted to RGB; 16-bit grey (I;16) and 32-bit integer grey keep 16 bits.
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
-- HEIF/HEIC (what phones write) is read by pi-heif, registered with Pillow only when a file is one; AVIF by
-  Pillow itself.
+- HEIF/HEIC (what phones write) is read by pi-heif in a child process (heif.py); AVIF by Pillow itself.
 
 All writes go through ``outputs`` (atomic, optionally no-clobber).
 """
@@ -29,6 +28,7 @@ import numpy as np
 import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import heif
 from .errors import JcdError, JcdWarning
 from .metadata import NONE as NO_METADATA
 from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks
@@ -104,27 +104,6 @@ _TURNS = {
 }
 
 
-#: ftyp brands of HEVC-coded HEIF files (AVIF's are Pillow's own).
-_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")
-
-
-def _is_heif(data: bytes) -> bool:
-    """An ISO-BMFF file whose ftyp box names a HEVC brand (major or compatible)."""
-    if data[4:8] != b"ftyp":
-        return False
-    box = data[8 : min(int.from_bytes(data[:4], "big"), 64)]
-    return any(box[i : i + 4] in _HEIF_BRANDS for i in range(0, len(box) - 3, 4))
-
-
-def _register_heif(name: str) -> None:
-    """Teach Pillow HEIF on first need: importing pi-heif costs time every other file would pay."""
-    try:
-        import pi_heif
-    except ImportError:
-        raise JcdError(f"{name}: a HEIF/HEIC image; reading it needs pi-heif (pip install pi-heif)") from None
-    pi_heif.register_heif_opener()
-
-
 def _check_size(name: str, width: int, height: int, max_pixels: int | None) -> None:
     if width <= 0 or height <= 0:
         raise JcdError(f"{name}: the image declares an empty size ({width}x{height})")
@@ -167,8 +146,11 @@ def load_image(
             width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
             _check_size(name, width, height, max_pixels)
             return _load_png16(data, name)
-        if _is_heif(data):
-            _register_heif(name)
+        if heif.is_heif(data):  # read in a child process: damaged HEIC files crash libheif (heif.py)
+            im, frames = heif.read(data, name, max_pixels)
+            if frames > 1:
+                warnings.warn(f"{name}: {frames} images; coding the primary one only", JcdWarning, stacklevel=2)
+            return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
             _check_size(name, im.width, im.height, max_pixels)
             frames = getattr(im, "n_frames", 1)

@@ -22,6 +22,7 @@ import struct
 import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,6 +333,8 @@ def image_bases() -> list[tuple[str, bytes]]:
     buf = io.BytesIO()  # 16-bit RGB PNG: read by pypng, not Pillow
     png.Writer(32, 24, greyscale=False, bitdepth=16).write(buf, (rgb.astype(np.uint16) * 257).reshape(24, -1))
     out.append(("png", buf.getvalue()))
+    heic = Path(__file__).parent / "data" / "heif" / "phone.heic"  # read in a child process: crashes stay there
+    out.append(("heic", heic.read_bytes()))
     return out
 
 

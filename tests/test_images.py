@@ -265,6 +265,42 @@ def test_without_pi_heif_a_heic_is_named_with_what_reads_it(monkeypatch):
         load_image(HEIC)
 
 
+def damaged_heic() -> bytes:
+    """phone.heic with one byte of its item boxes changed: pi-heif 1.4.0's libheif crashes (SIGSEGV) on it."""
+    data = bytearray(HEIC.read_bytes())
+    data[235] = 161  # was 43; found by byte-mutating the file, 3 crashes in 400 copies
+    return bytes(data)
+
+
+def test_a_heic_that_crashes_its_decoder_is_one_error_line_not_a_crash(tmp_path, weights_file):
+    with pytest.raises(JcdError, match=r"^damaged.heic: cannot read image \("):
+        load_image(damaged_heic(), name="damaged.heic")
+    (tmp_path / "damaged.heic").write_bytes(damaged_heic())
+    Image.fromarray((textured(24, 40) * 255).astype(np.uint8)).save(tmp_path / "good.png")
+    r = run_jcd("encode", str(tmp_path / "damaged.heic"), str(tmp_path / "good.png"), "-q", "1", "-o",
+                str(tmp_path / "out"), "--weights", str(weights_file))  # fmt: skip
+    assert r.returncode == 1, r.stderr  # the batch goes on past the bad file, and says which one it was
+    named = [ln for ln in r.stderr.splitlines() if "damaged.heic" in ln]
+    assert len(named) == 1 and named[0].startswith(f"jcd: error: {tmp_path / 'damaged.heic'}: cannot read image (")
+    assert "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "out" / "good.jcd").is_file() and not (tmp_path / "out" / "damaged.jcd").exists()
+
+
+def test_the_heif_reader_child_is_not_trusted(monkeypatch):
+    """A child that crashes, fails or hands back output that does not add up: one JcdError each."""
+    from jcdcodec import heif
+
+    for code, error in (("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "crashed on it, signal 11"),
+                        ("raise SystemExit(1)", "crashed on it, exit status 1"),
+                        ("print('{\"mode\": \"RGB\", \"width\": 2, \"height\": 2, \"frames\": 1, "
+                         "\"info\": {\"icc_profile\": 0, \"exif\": 0, \"xmp\": 0}}'); print('x')",
+                         "output is malformed"),
+                        ("print('{\"mode\": \"P;4\"}')", "output is malformed")):  # fmt: skip
+        monkeypatch.setattr(heif, "CHILD", [sys.executable, "-c", code])
+        with pytest.raises(JcdError, match=f"^x.heic: cannot read image .*{error}"):
+            load_image(HEIC.read_bytes(), name="x.heic")
+
+
 def test_avif_is_read_by_pillow_itself():
     from PIL import features
 

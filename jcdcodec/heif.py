@@ -1,0 +1,125 @@
+"""HEIF/HEIC input (what phones write), read by pi-heif in a child process.
+
+Why a child: libheif and libde265 are C code, and damaged HEIC files crash them. Two of 400 byte-mutated copies
+of tests/data/heif/phone.heic ended the reading process with a segmentation fault (pi-heif 1.4.0, inside
+libheif's parsing of the container, before any size could be checked). In jcd's own process that ends `jcd
+encode photos/` at the first such file, without a word about which one, and memory corrupted by a hostile file
+is worse than a crash. The child reads the file and hands back the first frame's pixels and its ICC profile,
+EXIF and XMP as plain bytes, which are checked before use; a crash becomes one line of error naming the file,
+and a batch goes on. The price is a Python start-up per HEIC file (about 0.25 s).
+
+AVIF is read by Pillow itself, in process, like every other format.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .errors import JcdError
+
+#: ftyp brands of HEVC-coded HEIF files (AVIF's are Pillow's own).
+BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")
+#: Modes the child hands back (it converts others to RGB or RGBA first), with their bytes per pixel.
+MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}
+#: What of the image's info travels back, as raw bytes.
+INFO_KEYS = ("icc_profile", "exif", "xmp")
+#: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
+CHILD = [sys.executable, "-m", "jcdcodec.heif"]
+#: Exit status of a child that refused the file with a message of its own (not a crash).
+_REFUSED = 3
+
+
+def is_heif(data: bytes) -> bool:
+    """An ISO-BMFF file whose ftyp box names a HEVC brand (major or compatible)."""
+    if data[4:8] != b"ftyp":
+        return False
+    box = data[8 : min(int.from_bytes(data[:4], "big"), 64)]
+    return any(box[i : i + 4] in BRANDS for i in range(0, len(box) - 3, 4))
+
+
+def read(data: bytes, name: str, max_pixels: int | None):
+    """The first frame of a HEIF file as a Pillow image with its info, and the file's frame count.
+
+    Raises JcdError, with ``name``, for a file the child refuses or crashes on.
+    """
+    from PIL import Image
+
+    try:
+        import pi_heif  # noqa: F401  only to say what is missing here, not in the child
+    except ImportError:
+        raise JcdError(f"{name}: a HEIF/HEIC image; reading it needs pi-heif (pip install pi-heif)") from None
+    r = subprocess.run([*CHILD, str(max_pixels or 0), name], input=data, capture_output=True, check=False)
+    if r.returncode == _REFUSED:
+        raise JcdError(r.stderr.decode("utf-8", "replace").strip().splitlines()[-1])
+    if r.returncode != 0:
+        why = f"signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
+        raise JcdError(f"{name}: cannot read image (the HEIF decoder crashed on it, {why}: a damaged file)")
+    head, _, body = r.stdout.partition(b"\n")
+    try:
+        h = json.loads(head)
+        mode, width, height, frames = h["mode"], int(h["width"]), int(h["height"]), int(h["frames"])
+        lengths = [int(h["info"][k]) for k in INFO_KEYS]
+        if mode not in MODES or width <= 0 or height <= 0 or min(lengths) < 0:
+            raise ValueError(mode)
+        if max_pixels and width * height > max_pixels:
+            raise ValueError("size")
+        if len(body) != sum(lengths) + width * height * MODES[mode]:
+            raise ValueError("length")
+    except (ValueError, KeyError, TypeError):  # the child's own output is checked like any input
+        raise JcdError(f"{name}: cannot read image (the HEIF reader's output is malformed)") from None
+    info, pos = {}, 0
+    for key, n in zip(INFO_KEYS, lengths, strict=True):
+        if n:
+            info[key] = body[pos : pos + n]
+        pos += n
+    im = Image.frombytes(mode, (width, height), body[pos:])
+    im.info.update(info)
+    return im, frames
+
+
+def _child(max_pixels: int, name: str) -> int:
+    """Read a HEIF file from stdin; write a JSON line, the info bytes and the pixels to stdout."""
+    import io
+
+    import pi_heif
+    from PIL import Image, UnidentifiedImageError
+
+    from .imageio import _check_size
+
+    pi_heif.register_heif_opener()
+    data = sys.stdin.buffer.read()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            _check_size(name, im.width, im.height, max_pixels or None)
+            frames = getattr(im, "n_frames", 1)
+            im.load()
+            info = {k: bytes(im.info[k]) if isinstance(im.info.get(k), (bytes, bytearray)) else
+                    str(im.info[k]).encode() if im.info.get(k) else b"" for k in INFO_KEYS}  # fmt: skip
+            if im.mode not in MODES:
+                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+            pixels = im.tobytes()
+    except JcdError as e:
+        print(str(e), file=sys.stderr)
+        return _REFUSED
+    except UnidentifiedImageError:
+        print(f"{name}: cannot read image (a damaged or truncated HEIF file)", file=sys.stderr)
+        return _REFUSED
+    except Exception as e:  # noqa: BLE001  the decoder raises many kinds on damaged files
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        print(f"{name}: cannot read image ({detail})", file=sys.stderr)
+        return _REFUSED
+    head = {"mode": im.mode, "width": im.width, "height": im.height, "frames": frames,
+            "info": {k: len(v) for k, v in info.items()}}  # fmt: skip
+    out = sys.stdout.buffer
+    out.write(json.dumps(head).encode() + b"\n")
+    for k in INFO_KEYS:
+        out.write(info[k])
+    out.write(pixels)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(int(sys.argv[1]), sys.argv[2]))
