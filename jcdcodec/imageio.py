@@ -7,7 +7,8 @@ business changing transparency). What else Pillow opens is mapped onto that:
 
 - EXIF orientation is applied on load, 16-bit PNGs too (the picture is coded upright; the tag is not kept).
 - The ICC profile, EXIF and XMP ride along (metadata.py) and are written back where the format holds them.
-- CMYK and YCbCr are converted to RGB; 16-bit grey (I;16) and 32-bit integer grey keep 16 bits.
+- CMYK is converted to sRGB through its ICC profile when it has one, YCbCr to RGB; 16-bit grey (I;16) and
+  32-bit integer grey keep 16 bits.
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
 - HEIF/HEIC (what phones write) is read by pi-heif in a child process (heif.py); AVIF by Pillow itself.
@@ -31,7 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import heif
 from .errors import JcdError, JcdWarning
 from .metadata import NONE as NO_METADATA
-from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks
+from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks, profile_space
 from .outputs import atomic_write_bytes
 
 GRAY, RGB, PALETTE = 0, 1, 2
@@ -177,9 +178,41 @@ def from_pillow(im: Image.Image, name: str = "image") -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
     im = ImageOps.exif_transpose(im)
     im.load()
+    info = im.info
+    if im.mode == "CMYK":
+        im, info = _cmyk_to_srgb(im, name)
     p = _from_pillow(im)
-    p.meta = from_pillow_info(im.info, grey=p.kind == GRAY, name=name)
+    p.meta = from_pillow_info(info, grey=p.kind == GRAY, name=name)
     return p
+
+
+def _cmyk_to_srgb(im: Image.Image, name: str) -> tuple[Image.Image, dict]:
+    """A CMYK picture in sRGB through its own profile, and its info without that profile.
+
+    Why: CMYK numbers mean what the press and paper of their profile make of them; Pillow's plain conversion
+    (R = 255 - C - K, ...) ignores that, and print files came out with other colours. Relative colorimetric
+    with black point compensation is what image editors use by default for this. Without a profile (or with
+    one littlecms cannot use: a warning says so) the plain conversion is all there is.
+    """
+    from PIL import ImageCms
+
+    info = {k: v for k, v in im.info.items() if k != "icc_profile"}
+    icc = im.info.get("icc_profile")
+    if not icc or profile_space(bytes(icc)) != b"CMYK":
+        if icc:  # a profile for other numbers than CMYK: from_pillow_info says it is not kept
+            info["icc_profile"] = icc
+        return im, info
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))
+        rgb = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)  # fmt: skip
+    except (ImageCms.PyCMSError, OSError, ValueError) as e:
+        detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        warnings.warn(f"{name}: its CMYK profile cannot be used ({detail}); converted to RGB without it, so "
+                      "colours may be off", JcdWarning, stacklevel=3)  # fmt: skip
+        return im, info
+    return rgb, info
 
 
 def _from_pillow(im: Image.Image) -> Picture:

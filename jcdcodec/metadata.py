@@ -9,8 +9,8 @@ file where its format holds them.
   orientation from the EXIF and XMP it leaves, so a decoded picture is not turned twice.
 - An RGB profile that renders every colour within 1/255 of sRGB is not stored: a file without a profile means
   sRGB, and the common 3 KB sRGB profile would cost about half of a small q1 stream.
-- A profile of another colour space than the picture jcd codes (a CMYK profile: jcd codes CMYK as RGB) is
-  dropped with a warning: it would describe other numbers.
+- A profile of another colour space than the picture jcd codes is dropped with a warning: it would describe
+  other numbers. (A CMYK picture is converted to sRGB through its CMYK profile on load, imageio.)
 """
 
 from __future__ import annotations

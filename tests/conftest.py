@@ -117,21 +117,65 @@ def rgb_profile(primaries: tuple[tuple[float, float], ...] = ((0.680, 0.320), (0
     p = np.array([xyz(*c) for c in primaries]).T
     s = np.linalg.solve(p, np.array(xyz(*white)))
     cols = (p * s).T  # the XYZ of full red, green, blue
-    s15 = lambda v: struct.pack(">i", round(v * 65536))  # noqa: E731
-    xyz_tag = lambda v: b"XYZ \0\0\0\0" + b"".join(s15(c) for c in v)  # noqa: E731
+    xyz_tag = lambda v: b"XYZ \0\0\0\0" + b"".join(_s15(c) for c in v)  # noqa: E731
     curv = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
     desc_text = b"jcd test RGB\0"
     desc = b"desc\0\0\0\0" + struct.pack(">I", len(desc_text)) + desc_text + b"\0" * 12 + b"\0" * 67
-    tags = [(b"desc", desc), (b"wtpt", xyz_tag((0.9642, 1.0, 0.8249))), (b"rXYZ", xyz_tag(cols[0])),
+    tags = [(b"desc", desc), (b"wtpt", xyz_tag(D50)), (b"rXYZ", xyz_tag(cols[0])),
             (b"gXYZ", xyz_tag(cols[1])), (b"bXYZ", xyz_tag(cols[2])), (b"rTRC", curv), (b"gTRC", curv),
             (b"bTRC", curv), (b"cprt", b"text\0\0\0\0public domain\0")]  # fmt: skip
+    return _icc(b"mntr", b"RGB ", b"XYZ ", tags)
+
+
+D50 = (0.9642, 1.0, 0.8249)
+
+
+def _s15(v: float) -> bytes:
+    import struct
+
+    return struct.pack(">i", round(v * 65536))
+
+
+def _icc(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """An ICC v2 profile: header, tag table, tags (each padded to 4 bytes)."""
+    import struct
+
     table, body, offset = b"", b"", 128 + 4 + 12 * len(tags)
     for sig, data in tags:
         data += b"\0" * (-len(data) % 4)
         table += sig + struct.pack(">II", offset + len(body), len(data))
         body += data
     size = offset + len(body)
-    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ") + b"\0" * 12
-    header += b"acsp" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249)
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, device_class, space, pcs) + b"\0" * 12
+    header += b"acsp" + b"\0" * 24 + b"".join(_s15(c) for c in D50)
     header += b"\0" * (128 - len(header))
     return header + struct.pack(">I", len(tags)) + table + body
+
+
+def cmyk_profile() -> bytes:
+    """A minimal ICC v2 CMYK printer profile whose cyan ink prints blue: (1-c)(1-k), (1-c)(1-m)(1-k),
+    (1-y)(1-k) in sRGB at the 16 corners of a 2-point lut8 (A2B0, Lab PCS). A plain CMYK -> RGB conversion
+    turns pure cyan into (0, 255, 255); through this profile it is (0, 0, 255): tests see which was used."""
+    import itertools
+    import struct
+
+    m = np.array([[0.4360747, 0.3850649, 0.1430804], [0.2225045, 0.7168786, 0.0606169],
+                  [0.0139322, 0.0971045, 0.7141733]])  # linear sRGB -> XYZ, adapted to D50 (Bradford)  # fmt: skip
+
+    def lab8(rgb: np.ndarray) -> bytes:
+        f = lambda t: np.cbrt(t) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29  # noqa: E731
+        x, y, z = (f(v / w) for v, w in zip(m @ rgb, D50, strict=True))  # linear rgb in: the corners are 0 or 1
+        lab = (116 * y - 16, 500 * (x - y), 200 * (y - z))
+        return bytes([round(lab[0] * 255 / 100), round(lab[1]) + 128, round(lab[2]) + 128])
+
+    clut = b""
+    for c, mg, y, k in itertools.product((0, 1), repeat=4):  # the first input channel varies slowest
+        clut += lab8(np.array([(1 - c) * (1 - k), (1 - c) * (1 - mg) * (1 - k), (1 - y) * (1 - k)], float))
+    ramp = bytes(range(256))
+    lut = b"mft1\0\0\0\0" + bytes([4, 3, 2, 0]) + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut += ramp * 4 + clut + ramp * 3
+    desc_text = b"jcd test CMYK\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(desc_text)) + desc_text + b"\0" * 12 + b"\0" * 67
+    wtpt = b"XYZ \0\0\0\0" + b"".join(_s15(c) for c in D50)
+    tags = [(b"desc", desc), (b"wtpt", wtpt), (b"A2B0", lut), (b"cprt", b"text\0\0\0\0public domain\0")]
+    return _icc(b"prtr", b"CMYK", b"Lab ", tags)

@@ -145,10 +145,31 @@ def test_a_profile_for_other_numbers_than_jcd_codes_is_dropped_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an sRGB profile on a grey picture: harmless, left out without a word
         assert metadata.from_pillow_info({"icc_profile": srgb}, grey=True).icc == b""
-    buf = io.BytesIO()
+    buf = io.BytesIO()  # on a CMYK picture: a CMYK profile littlecms cannot use, so the plain conversion
     Image.new("CMYK", (8, 8)).save(buf, "JPEG", icc_profile=bytes(cmyk_profile))
-    with pytest.warns(JcdWarning, match=r"^print.jpg: its ICC profile is for CMYK data"):
+    with pytest.warns(JcdWarning, match=r"^print.jpg: its CMYK profile cannot be used \(.*\); converted to RGB"):
         assert load_image(buf.getvalue(), name="print.jpg").meta.icc == b""
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
+def test_a_cmyk_picture_is_converted_through_its_profile(fmt):
+    """conftest.cmyk_profile prints cyan ink as blue: through it, pure cyan loads as blue, not as (0, 255, 255)."""
+    from conftest import cmyk_profile
+
+    im = Image.new("CMYK", (16, 8), (255, 0, 0, 0))
+    im.paste((0, 0, 0, 0), (8, 0, 16, 8))  # paper white on the right
+    buf = io.BytesIO()
+    im.save(buf, fmt, icc_profile=cmyk_profile(), exif=exif(), **({"quality": 95} if fmt == "JPEG" else {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = load_image(buf.getvalue(), name="print")
+    rgb = np.round(p.rgb * 255)
+    assert np.abs(rgb[:, :8] - (0, 0, 255)).max() <= 4 and np.abs(rgb[:, 8:] - 255).max() <= 4
+    assert p.meta.icc == b""  # now sRGB numbers: no profile needed
+    assert p.meta.exif or fmt == "TIFF"  # the EXIF stays (a TIFF's tags are its own, not an EXIF block)
+    buf = io.BytesIO()
+    im.save(buf, fmt)  # without a profile: the plain conversion, as before
+    assert np.abs(np.round(load_image(buf.getvalue()).rgb[:, :8] * 255) - (0, 255, 255)).max() <= 4
 
 
 def test_exif_orientation_is_applied_to_the_pixels_and_not_kept():
