@@ -335,6 +335,12 @@ def image_bases() -> list[tuple[str, bytes]]:
     out.append(("png", buf.getvalue()))
     heic = Path(__file__).parent / "data" / "heif" / "phone.heic"  # read in a child process: crashes stay there
     out.append(("heic", heic.read_bytes()))
+    from PIL import features
+
+    if features.check("avif"):  # read by Pillow in process (400 mutated copies, each alone: no crash)
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "AVIF", quality=80)
+        out.append(("avif", buf.getvalue()))
     return out
 
 
