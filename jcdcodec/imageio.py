@@ -176,14 +176,54 @@ def load_image(
 
 def from_pillow(im: Image.Image, name: str = "image") -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
+    tiff_exif = _tiff_exif(im) if im.format == "TIFF" else b""
+    if im.format == "TIFF" and im.mode in ("RGB", "RGBA") and max(_tiff_bits(im), default=8) > 8:
+        warnings.warn(f"{name}: a {max(_tiff_bits(im))}-bit colour TIFF is read at 8 bits (Pillow reads no more); "
+                      "a 16-bit PNG of it keeps all its bits", JcdWarning, stacklevel=2)  # fmt: skip
     im = ImageOps.exif_transpose(im)
     im.load()
-    info = im.info
+    info = im.info if not tiff_exif or "exif" in im.info else {**im.info, "exif": tiff_exif}
     if im.mode == "CMYK":
         im, info = _cmyk_to_srgb(im, name)
     p = _from_pillow(im)
     p.meta = from_pillow_info(info, grey=p.kind == GRAY, name=name)
     return p
+
+
+#: A TIFF's own tags that describe the picture rather than its layout: they travel as EXIF (with the EXIF and
+#: GPS directories). Orientation is applied to the pixels instead.
+_TIFF_DESCRIPTIVE = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, (c)
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+
+
+def _tiff_bits(im: Image.Image) -> tuple[int, ...]:
+    """Bits per sample a TIFF declares (tag 258)."""
+    try:
+        bits = im.tag_v2.get(258, ())  # type: ignore[attr-defined]
+        return tuple(int(b) for b in (bits if isinstance(bits, tuple) else (bits,)))
+    except Exception:  # noqa: BLE001
+        return ()
+
+
+def _tiff_exif(im: Image.Image) -> bytes:
+    """The EXIF of a TIFF (camera, date, exposure, GPS), which Pillow leaves among the file's own tags.
+
+    Why: raw converters and scanners write TIFF, and without this jcd dropped their camera data, while the
+    TIFFs jcd writes carry it (metadata.pillow_save_args).
+    """
+    try:
+        src = im.getexif()
+        tags = Image.Exif()
+        for tag in _TIFF_DESCRIPTIVE:
+            if tag in src:
+                tags[tag] = src[tag]
+        for ifd in (_EXIF_IFD, _GPS_IFD):
+            sub = src.get_ifd(ifd) if ifd in src else {}
+            if sub:
+                tags[ifd] = dict(sub)
+        return tags.tobytes() if len(tags) else b""
+    except Exception:  # noqa: BLE001  damaged tags cost the metadata, not the picture
+        return b""
 
 
 def _cmyk_to_srgb(im: Image.Image, name: str) -> tuple[Image.Image, dict]:

@@ -151,6 +151,46 @@ def test_a_profile_for_other_numbers_than_jcd_codes_is_dropped_with_a_warning():
         assert load_image(buf.getvalue(), name="print.jpg").meta.icc == b""
 
 
+def camera_exif(orientation: int | None = None) -> bytes:
+    """EXIF as cameras write it: make and date, an EXIF directory (exposure, ISO) and a GPS one."""
+    e = Image.Exif()
+    e.load(exif(orientation))
+    e[0x8769] = {0x829A: 0.01, 0x8827: 3200, 0x9003: "2026:12:03 09:59:59"}
+    e[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}
+    return e.tobytes()
+
+
+def test_a_tiffs_camera_data_is_read_as_exif():
+    """Pillow keeps a TIFF's tags in the file's own directory, not in info["exif"]: jcd collects them."""
+    from jcdcodec.imageio import RGB, encode_image
+
+    tif = encode_image(textured(8, 12), "TIFF", RGB, 8, meta=Metadata(exif=b"Exif\x00\x00" + camera_exif(6), xmp=XMP))
+    p = load_image(tif)
+    assert (p.width, p.height) == (8, 12) and p.meta.xmp == XMP  # turned upright by the orientation tag
+    tags = Image.Exif()
+    tags.load(p.meta.exif)
+    assert tags[0x010F] == "Canon" and tags[0x0132] == "2026:12:03 10:00:00" and 0x0112 not in tags
+    assert tags.get_ifd(0x8769)[0x8827] == 3200 and tags.get_ifd(0x8825)[1] == "N"
+    assert 0x0100 not in tags and 0x0111 not in tags  # the TIFF's layout (width, strip offsets) is not EXIF
+
+
+def test_a_16_bit_colour_tiff_is_read_at_8_bits_with_a_warning():
+    import struct
+
+    h, w = 4, 6
+    pix = (np.arange(h * w * 3, dtype="<u2") * 900 + 7).tobytes()
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 8 + 2 + 10 * 12 + 4), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, 8 + 2 + 10 * 12 + 4 + 6), (277, 3, 1, 3), (278, 3, 1, h), (279, 4, 1, len(pix)),
+            (284, 3, 1, 1)]  # fmt: skip  uncompressed, interleaved 16-bit RGB (what raw converters export)
+    ifd = b"".join(struct.pack("<HHIHH", t, k, n, v, 0) if k == 3 and n == 1 else struct.pack("<HHII", t, k, n, v)
+                   for t, k, n, v in tags)  # fmt: skip
+    data = b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + b"\x00" * 4 + struct.pack("<3H", 16, 16, 16) + pix
+    with pytest.warns(JcdWarning, match=r"^raw.tif: a 16-bit colour TIFF is read at 8 bits"):
+        p = load_image(data, name="raw.tif")
+    assert p.depth == 8 and (p.width, p.height) == (w, h)
+    assert round(float(p.rgb[0, 1, 0]) * 255) == (3 * 900 + 7) >> 8  # the high byte
+
+
 @pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
 def test_a_cmyk_picture_is_converted_through_its_profile(fmt):
     """conftest.cmyk_profile prints cyan ink as blue: through it, pure cyan loads as blue, not as (0, 255, 255)."""
