@@ -33,6 +33,7 @@ from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .manifest import find_by_fingerprint
 from .retired import find_retired, retired_label, retired_note
 from .streaminfo import describe_fingerprint
+from .synthesis import RELEASE_ABOVE
 from .weightsfile import WeightsRef, read_tensors, resolve
 
 ENGINES = ("auto", "onnx", "torch")
@@ -244,6 +245,8 @@ class OnnxDecoder(StreamDecoder):
             y = y * interpolated_gain(self.ref.config, self._inv_gain, quality)[None, :, None, None]
         tiles = tiling.plan(y.shape[2], y.shape[3], self.tile_side)
         x = tiling.synthesis(self._g_s, y, tiles)
+        if y.shape[2] * y.shape[3] * 256 > RELEASE_ABOVE:  # the output picture needs that memory more
+            self._g_s.release()
         return np.clip(x[0].transpose(1, 2, 0), 0, 1)
 
 

@@ -29,13 +29,11 @@ from .bitstream import Header, padded_size
 from .decoder import Clock, OnnxDecoder, interpolated_gain, onnx_settings, onnx_wanted
 from .errors import JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
+from .synthesis import RELEASE_ABOVE
 from .weightsfile import WeightsRef, read_tensors, resolve
 
 __all__ = ["Encoded", "OnnxCodec", "StreamEncoder", "open_encoder"]
 
-#: Pictures above this many (padded) pixels give the analysis' working memory back before entropy coding:
-#: OpenVINO keeps it between calls, and at 24 Mpx it held about 0.4 GiB over the PyTorch encoder's peak.
-RELEASE_ABOVE = 4_000_000
 
 
 @dataclass

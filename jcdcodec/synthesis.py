@@ -95,6 +95,13 @@ class OnnxNetwork:
             release()
 
 
+#: Pictures above this many (padded) pixels give a network's working memory back after it ran: OpenVINO keeps
+#: it between calls, and what comes next needs it more (the encoder's entropy coding: at 24 Mpx the analysis
+#: held about 0.4 GiB over the PyTorch encoder's peak; the decoder's output picture, and in a batch the next
+#: stream's entropy decoding). Smaller pictures keep it for the next image of a batch.
+RELEASE_ABOVE = 4_000_000
+
+
 class OnnxSynthesis(OnnxNetwork):
     """``x = g_s(y)`` for y (1, N, h, w) float32 -> x (1, 3, 16h, 16w) float32."""
 

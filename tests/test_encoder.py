@@ -181,7 +181,7 @@ def test_pillow_plugin_saves_without_torch(weights_file, tmp_path):
 
 @needs_runtime
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_large_picture_gives_the_analysis_memory_back_before_entropy_coding(weights_file, runtime, monkeypatch):
+def test_a_large_picture_gives_the_networks_memory_back_after_them(weights_file, runtime, monkeypatch):
     import jcdcodec.encoder as encoder
 
     monkeypatch.setenv("JCD_ONNX_RUNTIME", runtime)
@@ -197,3 +197,16 @@ def test_a_large_picture_gives_the_analysis_memory_back_before_entropy_coding(we
     assert released == [1]
     assert again.data == first.data  # and the network runs as before after it
     assert codec.encode(picture, 3).data == first.data
+    # and the decoder gives back g_s's memory after a large picture, decoding the same pixels after it
+    import jcdcodec.decoder as decoder
+    from jcdcodec.decoder import OnnxDecoder
+
+    dec = OnnxDecoder(weights_file)
+    freed = []
+    release_g_s = dec._g_s.release
+    monkeypatch.setattr(dec._g_s, "release", lambda: (freed.append(1), release_g_s()))
+    pixels = dec.decode(first.data).picture.rgb
+    assert freed == []
+    monkeypatch.setattr(decoder, "RELEASE_ABOVE", 64 * 64)
+    assert np.array_equal(dec.decode(first.data).picture.rgb, pixels) and freed == [1]
+    assert np.array_equal(dec.decode(first.data).picture.rgb, pixels)

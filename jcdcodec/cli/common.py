@@ -127,7 +127,7 @@ max_memory_option = click.option(
     help="Working memory of the networks (e.g. 800M, 4G): larger images run in tiles; the stream is the same "
     "either way. It bounds the networks only: the runtime, the weights and the whole picture come on top "
     "(a 6000x4000 photo with the default model and budget peaked at 1.95 GiB of resident memory encoding, "
-    "2.15 GiB decoding; a smaller budget lowered that little).",
+    "1.40 GiB decoding; a smaller budget lowered that little).",
 )
 precision_option = click.option(
     "--precision",
