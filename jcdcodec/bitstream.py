@@ -133,16 +133,13 @@ def looks_like_jcd(data: bytes) -> bool:
     return data[:3] == MAGIC
 
 
-# Signatures of the images people most often hand to `jcd decode` by mistake: the error then says what the file is.
-_IMAGE_SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (0, b"GIF8", "GIF"),
-                     (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (8, b"WEBP", "WebP"), (4, b"ftypavif", "AVIF"),
-                     (4, b"ftypheic", "HEIC"), (0, b"BM", "BMP"))  # fmt: skip
-
-
 def _not_jcd_reason(data: bytes) -> str:
-    for offset, sig, name in _IMAGE_SIGNATURES:
-        if data[offset : offset + len(sig)] == sig:
-            return f"not a .jcd file: it is a {name} image (jcd encode compresses images)"
+    """Say what the file is when it is an image: people hand photos to `jcd decode` by mistake."""
+    from .formats import image_format
+
+    name = image_format(data)
+    if name is not None:
+        return f"not a .jcd file: it is a {name} image (jcd encode compresses images)"
     return "not a .jcd file (bad magic)"
 
 

@@ -99,15 +99,37 @@ def test_a_directory_is_coded_file_by_file_and_a_bad_file_is_skipped(tmp_path, w
     for i in range(2):
         Image.fromarray(u8(20 + i, 30, seed=i)).save(src / f"p{i}.png")
     (src / "notes.txt").write_text("not a photo")
+    (src / "broken.jpg").write_text("not a photo either, but named as one")
     r = run_jcd("encode", str(src), "-o", str(out), "--weights", str(weights_file))
     assert r.returncode == 1
-    assert "notes.txt" in r.stderr and "1 of 3 files failed" in r.stderr and "Traceback" not in r.stderr
+    assert "broken.jpg: not an image jcd can read" in r.stderr and "1 of 3 files failed" in r.stderr
+    assert "skipped 1 file that is not an image: notes.txt" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["p0.jcd", "p1.jcd"]
     r = run_jcd("decode", str(out), "-o", str(back), "--weights", str(weights_file))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in back.iterdir()) == ["p0.png", "p1.png"]
     r = run_jcd("decode", str(src), "-o", str(back), "--weights", str(weights_file))
     assert r.returncode == 1 and "no .jcd files" in r.stderr
+
+
+def test_a_phone_folder_codes_its_photos_and_skips_what_lies_beside_them(tmp_path, weights_file):
+    src = tmp_path / "DCIM"
+    src.mkdir()
+    Image.fromarray(u8(20, 30)).save(src / "IMG_0001.png")
+    Image.fromarray(u8(20, 30, seed=1)).save(src / "IMG_0002", format="PNG")  # no extension: known by its bytes
+    (src / "IMG_0001.MOV").write_bytes(b"\x00\x00\x00\x14ftypqt  " + bytes(64))  # a live photo's video
+    (src / "IMG_0001.AAE").write_text("<?xml version='1.0'?><plist/>")  # the phone's edit sidecar
+    r = run_jcd("encode", str(src), "-q", "1", "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert "skipped 2 files that are not images: IMG_0001.AAE, IMG_0001.MOV" in r.stderr, r.stderr
+    assert sorted(p.name for p in src.glob("*.jcd")) == ["IMG_0001.jcd", "IMG_0002.jcd"]
+    r = run_jcd("encode", str(src / "IMG_0001.MOV"), "--weights", str(weights_file))  # named: tried, and refused
+    assert r.returncode == 1 and "IMG_0001.MOV: not an image jcd can read" in r.stderr, r.stderr
+    only = tmp_path / "only-notes"
+    only.mkdir()
+    (only / "notes.txt").write_text("x")
+    r = run_jcd("encode", str(only), "--weights", str(weights_file))
+    assert r.returncode == 1 and f"{only}: no images in this directory" in r.stderr, r.stderr
 
 
 def test_interrupt_during_a_write_keeps_the_old_file(tmp_path):

@@ -14,8 +14,12 @@ from .common import STDIO, _Ctx, err, status
 
 
 def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
-    """Directories stand for the files directly inside them (.jcd files when decoding; other files when
-    encoding, so a folder holding both its photos and their .jcd files can be encoded again)."""
+    """Directories stand for the files directly inside them: .jcd files when decoding; when encoding, the
+    images (by name or by their first bytes), so that a folder holding its photos, their .jcd files and what
+    cameras and phones put beside them (videos, sidecars) is coded without an error for each of those; the
+    skipped files are named in one warning. Files named one by one are all tried."""
+    from ..formats import file_image_format
+
     out: list[Path] = []
     for p in inputs:
         if not p.is_dir():
@@ -23,8 +27,17 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
             continue
         files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
         files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
+        if not decoding:
+            suffixes = image_suffixes()
+            images = [f for f in files if f.suffix.lower() in suffixes or file_image_format(f) is not None]
+            skipped = [f.name for f in files if f not in images]
+            if skipped:
+                listed = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+                what = "files that are not images" if len(skipped) > 1 else "file that is not an image"
+                warnings.warn(f"{p}: skipped {len(skipped)} {what}: {listed}", JcdWarning, stacklevel=2)
+            files = images
         if not files:
-            raise JcdError(f"{p}: no {'.jcd files' if decoding else 'files to encode'} in this directory")
+            raise JcdError(f"{p}: no {'.jcd files' if decoding else 'images'} in this directory")
         out.extend(files)
     return tuple(out)
 

@@ -59,7 +59,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF, ...) and HEIC: grey, palette, RGB, CMYK,
     with or without alpha, 8 or 16 bits, float TIFF. Alpha is stored losslessly beside the image; the ICC
     profile, EXIF and XMP ride along (--metadata). Several inputs (or a
-    directory) share one weights load; a file that fails is reported and the rest are still coded.
+    directory) share one weights load; a file that fails is reported and the rest are still coded. A
+    directory's files that are not images (videos, sidecars) are skipped and named in one warning.
     Without --weights, each image is coded by the default model (`jcd models`), or by a model whose manifest
     entry claims images that noisy (an `auto` rule; none of the shipped models has one).
     An output name jcd makes up (NAME.jcd beside the input or in the -o directory) never replaces a file:
