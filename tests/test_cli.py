@@ -54,6 +54,25 @@ def test_encode_decode_info(tmp_path, stream, weights_file):
     assert "bpp" in r.stdout and "56x40" in r.stdout
 
 
+def test_info_of_several_files_shows_each_and_names_the_ones_that_are_no_stream(tmp_path, stream, noisy_png):
+    folder = tmp_path / "coded"
+    folder.mkdir()
+    (folder / "a.jcd").write_bytes(stream.read_bytes())
+    (folder / "b.jcd").write_bytes(stream.read_bytes()[:-1])  # cut short
+    r = run_jcd("info", str(folder), str(noisy_png))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stdout.count("bpp") == 1 and str(folder / "a.jcd") in r.stdout
+    assert [ln.split(": ")[2] for ln in r.stderr.splitlines()] == [str(folder / "b.jcd"), str(noisy_png),
+                                                                   "2 of 3 files are not readable streams"]
+    r = run_jcd("info", str(folder / "a.jcd"), str(stream), "--json")
+    listed = json.loads(r.stdout)
+    assert r.returncode == 0 and [i["file"] for i in listed] == [str(folder / "a.jcd"), str(stream)]
+    assert listed[0]["bytes_total"] == stream.stat().st_size and "error" not in listed[1]
+    r = run_jcd("info", str(folder), "--json")
+    listed = json.loads(r.stdout)
+    assert r.returncode == 1 and "error" in listed[1] and listed[1]["file"] == str(folder / "b.jcd")
+
+
 def test_encode_threads_limit_the_networks_and_the_stream_still_decodes(tmp_path, noisy_png, weights_file,
                                                                         monkeypatch):
     """`jcd encode --threads 1` (leaving the other cores to other work) sets PyTorch's threads, or the ONNX

@@ -11,7 +11,7 @@ import click
 
 from ..errors import JcdError
 from .app import cli
-from .batch import Target, _batch, _each, _rate_target
+from .batch import Target, _batch, _each, _expand, _rate_target
 from .common import (
     QUALITY,
     STDIO,
@@ -22,6 +22,7 @@ from .common import (
     device_option,
     encode_engine_option,
     engine_option,
+    err,
     no_clobber_option,
     out,
     say,
@@ -164,21 +165,56 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
 
 
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(input: Path, as_json: bool) -> None:
-    """Show what a .jcd file holds (no weights needed)."""
-    from ..metadata import LABELS
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: an object for one file; for "
+              "several, a list of objects with their \"file\" (and \"error\" for a file that is no stream).")
+def info(inputs: tuple[Path, ...], as_json: bool) -> None:
+    """Show what .jcd files hold (no weights needed).
+
+    \b
+      jcd info out.jcd
+      jcd info coded/ --json       every .jcd file of a directory
+    """
+    from rich.markup import escape
+
     from ..streaminfo import stream_info
 
-    data = _read_input(input)
-    try:
-        i = stream_info(data).to_dict()
-    except JcdError as e:  # say which file, as decode does
-        raise type(e)(f"{input}: {e}") from None
-    if as_json:
-        click.echo(json.dumps(i, indent=2))
+    files = _expand(inputs, decoding=True)
+    if len(files) == 1:
+        data = _read_input(files[0])
+        try:
+            i = stream_info(data).to_dict()
+        except JcdError as e:  # say which file, as decode does
+            raise type(e)(f"{files[0]}: {e}") from None
+        if as_json:
+            click.echo(json.dumps(i, indent=2))
+        else:
+            _print_info(i)
         return
+    listed, failed = [], 0
+    for n, path in enumerate(files):
+        try:
+            i = {"file": str(path), **stream_info(_read_input(path)).to_dict()}
+        except JcdError as e:  # reported, and the other files are still shown
+            failed += 1
+            listed.append({"file": str(path), "error": str(e)})
+            err.print(f"jcd: error: {path}: {e}", soft_wrap=True, markup=False)
+            continue
+        listed.append(i)
+        if not as_json:
+            out.print(("\n" if n else "") + f"[bold]{escape(str(path))}[/bold]", soft_wrap=True)
+            _print_info(i)
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+    if failed:
+        raise JcdError(f"{failed} of {len(files)} files are not readable streams")
+
+
+def _print_info(i: dict) -> None:
+    from rich.markup import escape
+
+    from ..metadata import LABELS
+
     name = i["weights_name"] or "unknown weights"
     if i["weights_trained"] is False:
         name += " (RANDOMLY INITIALISED, not trained)"
@@ -199,7 +235,7 @@ def info(input: Path, as_json: bool) -> None:
         ("checksum", i["checksum"]),
     ]  # fmt: skip
     for k, v in rows:
-        out.print(f"[bold]{k:>11}[/bold]  {v}", soft_wrap=True)
+        out.print(f"[bold]{k:>11}[/bold]  {escape(str(v))}", soft_wrap=True)
 
 
 @cli.command()
