@@ -27,6 +27,8 @@ MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}
 INFO_KEYS = ("icc_profile", "exif", "xmp")
 #: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
 CHILD = [sys.executable, "-m", "jcdcodec.heif"]
+#: Seconds the child may take: a 48 Mpx photo reads in a few; a hostile file must not hang a batch.
+TIMEOUT = 300.0
 #: Exit status of a child that refused the file with a message of its own (not a crash).
 _REFUSED = 3
 
@@ -50,7 +52,11 @@ def read(data: bytes, name: str, max_pixels: int | None):
         import pi_heif  # noqa: F401  only to say what is missing here, not in the child
     except ImportError:
         raise JcdError(f"{name}: a HEIF/HEIC image; reading it needs pi-heif (pip install pi-heif)") from None
-    r = subprocess.run([*CHILD, str(max_pixels or 0), name], input=data, capture_output=True, check=False)
+    try:
+        r = subprocess.run([*CHILD, str(max_pixels or 0), name], input=data, capture_output=True, check=False,
+                           timeout=TIMEOUT)  # fmt: skip
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise JcdError(f"{name}: cannot read image (the HEIF decoder did not finish in {TIMEOUT:g} s)") from None
     if r.returncode == _REFUSED:
         raise JcdError(r.stderr.decode("utf-8", "replace").strip().splitlines()[-1])
     if r.returncode != 0:

@@ -321,6 +321,10 @@ def test_the_heif_reader_child_is_not_trusted(monkeypatch):
         monkeypatch.setattr(heif, "CHILD", [sys.executable, "-c", code])
         with pytest.raises(JcdError, match=f"^x.heic: cannot read image .*{error}"):
             load_image(HEIC.read_bytes(), name="x.heic")
+    monkeypatch.setattr(heif, "CHILD", [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(heif, "TIMEOUT", 0.5)
+    with pytest.raises(JcdError, match=r"^x.heic: cannot read image \(the HEIF decoder did not finish in 0.5 s\)"):
+        load_image(HEIC.read_bytes(), name="x.heic")
 
 
 def test_avif_is_read_by_pillow_itself():
