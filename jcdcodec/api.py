@@ -132,17 +132,21 @@ def decode(
     device: str = "auto",
     weights: str | os.PathLike | None = None,
     engine: str = "auto",
+    metadata: str = "all",
 ) -> Image.Image:
     """Decode a .jcd stream (bytes, or a file's path) into a clean 8-bit Pillow image.
 
     Grey streams give mode L, palette P, colour RGB; alpha adds A. For 16 bits use ``decoder_for(...).decode``.
     ``engine``: "onnx" (no PyTorch), "torch", or "auto" (onnx on the CPU when the weights have its file).
+    ``metadata``: what of the stream's ICC profile, EXIF and XMP goes into ``info`` ("all", "none", or e.g.
+    "icc", as ``jcd decode --metadata``).
     """
+    keep = parse_keep(metadata)  # before the work, not after it
     if not isinstance(data, (bytes, bytearray)):
         data = _read(data)
     p = decoder_for(weights, device, engine).decode(bytes(data)).picture
     im = to_pillow_or_array(p.rgb, p.kind, 8, p.alpha)
-    im.info.update(pillow_info(p.meta))  # Pillow's save writes them back (PNG, JPEG, WebP, TIFF)
+    im.info.update(pillow_info(p.meta.kept(keep)))  # Pillow's save writes them back (PNG, JPEG, WebP, TIFF)
     return im  # type: ignore[return-value]
 
 

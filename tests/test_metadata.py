@@ -295,6 +295,11 @@ def test_api_and_pillow_plugin_carry_the_profile(weights_file):
     data = jcdcodec.encode(im, 2, weights=weights_file)
     assert jcdcodec.info(data).metadata["icc"] == len(P3)
     assert jcdcodec.decode(data, weights=weights_file).info["icc_profile"] == P3
+    shared = jcdcodec.decode(data, weights=weights_file, metadata="icc").info
+    assert shared["icc_profile"] == P3 and "exif" not in shared and "xmp" not in shared
+    assert not {"icc_profile", "exif", "xmp"} & set(jcdcodec.decode(data, weights=weights_file, metadata="none").info)
+    with pytest.raises(JcdError, match="--metadata takes"):
+        jcdcodec.decode(data, weights=weights_file, metadata="gps")
     assert Image.open(io.BytesIO(data)).info["icc_profile"] == P3  # header only: no decoding yet
     only_exif = jcdcodec.encode(im, 2, weights=weights_file, metadata="exif")
     assert set(jcdcodec.info(only_exif).metadata) == {"exif"}
