@@ -27,7 +27,7 @@ def image_format(head: bytes) -> str | None:
 
 
 def file_image_format(path: Path) -> str | None:
-    """:func:`image_format` of a file; None when it cannot be read (the caller's read reports why)."""
+    """:func:`image_format` of a file; None when it cannot be read."""
     try:
         with open(path, "rb") as f:
             return image_format(f.read(HEAD))

@@ -1,6 +1,6 @@
 """HEIF/HEIC input (what phones write), read by pi-heif in a child process.
 
-Why a child: libheif and libde265 are C code, and damaged HEIC files crash them. Two of 400 byte-mutated copies
+Why a child: libheif and libde265 are C code, and damaged HEIC files crash them. Three of 400 byte-mutated copies
 of tests/data/heif/phone.heic ended the reading process with a segmentation fault (pi-heif 1.4.0, inside
 libheif's parsing of the container, before any size could be checked). In jcd's own process that ends `jcd
 encode photos/` at the first such file, without a word about which one, and memory corrupted by a hostile file
@@ -62,7 +62,8 @@ def read(data: bytes, name: str, max_pixels: int | None):
     if r.returncode != 0:
         why = f"signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
         raise JcdError(f"{name}: cannot read image (the HEIF decoder crashed on it, {why}: a damaged file)")
-    head, _, body = r.stdout.partition(b"\n")
+    end = r.stdout.find(b"\n")
+    head, body = r.stdout[: max(end, 0)], memoryview(r.stdout)[end + 1 :]  # the pixels are not copied here
     try:
         h = json.loads(head)
         mode, width, height, frames = h["mode"], int(h["width"]), int(h["height"]), int(h["frames"])
@@ -78,7 +79,7 @@ def read(data: bytes, name: str, max_pixels: int | None):
     info, pos = {}, 0
     for key, n in zip(INFO_KEYS, lengths, strict=True):
         if n:
-            info[key] = body[pos : pos + n]
+            info[key] = bytes(body[pos : pos + n])
         pos += n
     im = Image.frombytes(mode, (width, height), body[pos:])
     im.info.update(info)
