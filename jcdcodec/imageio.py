@@ -81,14 +81,37 @@ def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
     kind = RGB if planes >= 3 else GRAY
     with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
-        orientation = im.getexif().get(_ORIENTATION, 1)
-        if orientation in _TURNS and orientation != 1:
-            # upright like the 8-bit path; Pillow's (8-bit) transpose takes the tag out of the EXIF and XMP
-            rgb, alpha = _TURNS[orientation](rgb), None if alpha is None else _TURNS[orientation](alpha)
-            im = ImageOps.exif_transpose(im)
+        rgb, alpha, im = _upright(im, rgb, alpha)
         meta = from_pillow_info(im.info, grey=kind == GRAY, name=name)
     return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, kind, 16,
                    None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
+
+
+def _load_tiff16(im: Image.Image, data: bytes, name: str) -> Picture | None:
+    """A 16-bit colour TIFF at full precision (tiff16.py), or None for a layout only Pillow reads (at 8 bits)."""
+    from . import tiff16
+
+    tags = dict(im.tag_v2)  # type: ignore[attr-defined]
+    stored = (int(tags.get(256, 0)), int(tags.get(257, 0)))  # im.size is already turned by the orientation
+    arr = tiff16.samples(tags, stored, data[:2] == b"MM", data, name)
+    if arr is None:
+        return None
+    rgb, alpha = arr[:, :, :3], (arr[:, :, 3] if arr.shape[2] == 4 and im.mode == "RGBA" else None)
+    exif = _tiff_exif(im)
+    rgb, alpha, im = _upright(im, rgb, alpha)
+    meta = from_pillow_info({**im.info, "exif": exif} if exif else im.info, grey=False, name=name)
+    return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, RGB, 16,
+                   None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
+
+
+def _upright(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None):
+    """Samples read beside Pillow (16 bits) turned upright by the file's EXIF orientation, like the 8-bit path;
+    Pillow's own (8-bit) transpose then gives the info with the tag taken out of the EXIF and XMP."""
+    orientation = im.getexif().get(_ORIENTATION, 1)
+    if orientation in _TURNS and orientation != 1:
+        rgb, alpha = _TURNS[orientation](rgb), None if alpha is None else _TURNS[orientation](alpha)
+        im = ImageOps.exif_transpose(im)
+    return rgb, alpha, im
 
 
 _ORIENTATION = 0x0112
@@ -157,6 +180,10 @@ def load_image(
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
+            if im.format == "TIFF" and im.mode in ("RGB", "RGBA") and max(_tiff_bits(im), default=8) > 8:
+                p = _load_tiff16(im, data, name)
+                if p is not None:
+                    return p
             return from_pillow(im, name)
     except JcdError:
         raise
@@ -178,8 +205,9 @@ def from_pillow(im: Image.Image, name: str = "image") -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
     tiff_exif = _tiff_exif(im) if im.format == "TIFF" else b""
     if im.format == "TIFF" and im.mode in ("RGB", "RGBA") and max(_tiff_bits(im), default=8) > 8:
-        warnings.warn(f"{name}: a {max(_tiff_bits(im))}-bit colour TIFF is read at 8 bits (Pillow reads no more); "
-                      "a 16-bit PNG of it keeps all its bits", JcdWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(f"{name}: a {max(_tiff_bits(im))}-bit colour TIFF in a layout jcd reads at 8 bits only "
+                      "(LZW, tiles); saved uncompressed or with ZIP, or as a 16-bit PNG, it keeps all its bits",
+                      JcdWarning, stacklevel=2)  # fmt: skip
     im = ImageOps.exif_transpose(im)
     im.load()
     info = im.info if not tiff_exif or "exif" in im.info else {**im.info, "exif": tiff_exif}

@@ -333,6 +333,10 @@ def image_bases() -> list[tuple[str, bytes]]:
     buf = io.BytesIO()  # 16-bit RGB PNG: read by pypng, not Pillow
     png.Writer(32, 24, greyscale=False, bitdepth=16).write(buf, (rgb.astype(np.uint16) * 257).reshape(24, -1))
     out.append(("png", buf.getvalue()))
+    from test_tiff16 import tiff  # 16-bit colour TIFF, read by jcd's own strip reader
+
+    out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), deflate=True, predictor=True)))
+    out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), planar=True, big=True)))
     heic = Path(__file__).parent / "data" / "heif" / "phone.heic"  # read in a child process: crashes stay there
     out.append(("heic", heic.read_bytes()))
     from PIL import features

@@ -174,23 +174,6 @@ def test_a_tiffs_camera_data_is_read_as_exif():
     assert 0x0100 not in tags and 0x0111 not in tags  # the TIFF's layout (width, strip offsets) is not EXIF
 
 
-def test_a_16_bit_colour_tiff_is_read_at_8_bits_with_a_warning():
-    import struct
-
-    h, w = 4, 6
-    pix = (np.arange(h * w * 3, dtype="<u2") * 900 + 7).tobytes()
-    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 8 + 2 + 10 * 12 + 4), (259, 3, 1, 1), (262, 3, 1, 2),
-            (273, 4, 1, 8 + 2 + 10 * 12 + 4 + 6), (277, 3, 1, 3), (278, 3, 1, h), (279, 4, 1, len(pix)),
-            (284, 3, 1, 1)]  # fmt: skip  uncompressed, interleaved 16-bit RGB (what raw converters export)
-    ifd = b"".join(struct.pack("<HHIHH", t, k, n, v, 0) if k == 3 and n == 1 else struct.pack("<HHII", t, k, n, v)
-                   for t, k, n, v in tags)  # fmt: skip
-    data = b"II*\x00" + struct.pack("<IH", 8, len(tags)) + ifd + b"\x00" * 4 + struct.pack("<3H", 16, 16, 16) + pix
-    with pytest.warns(JcdWarning, match=r"^raw.tif: a 16-bit colour TIFF is read at 8 bits"):
-        p = load_image(data, name="raw.tif")
-    assert p.depth == 8 and (p.width, p.height) == (w, h)
-    assert round(float(p.rgb[0, 1, 0]) * 255) == (3 * 900 + 7) >> 8  # the high byte
-
-
 @pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
 def test_a_cmyk_picture_is_converted_through_its_profile(fmt):
     """conftest.cmyk_profile prints cyan ink as blue: through it, pure cyan loads as blue, not as (0, 255, 255)."""
