@@ -30,6 +30,20 @@ def test_tile_side_grows_with_the_budget_and_has_a_floor():
     assert sides == sorted(sides) and sides[0] < sides[-1]
 
 
+def test_tiled_transforms_report_each_tile_within_reporting_and_not_outside():
+    x = np.zeros((1, 3, 16 * 40, 16 * 40), np.float32)
+    y = np.zeros((1, 4, 40, 40), np.float32)
+    tiles = plan(40, 40, 16)
+    told = []
+    with tiling.reporting(lambda done, total: told.append((done, total))):
+        tiling.analysis(lambda a: np.zeros((1, 4, a.shape[2] // 16, a.shape[3] // 16), np.float32), x, tiles, 4)
+        tiling.synthesis(lambda b: np.zeros((1, 3, b.shape[2] * 16, b.shape[3] * 16), np.float32), y, tiles)
+    n = len(tiles)
+    assert n > 1 and told == [(k, n) for k in range(1, n + 1)] * 2
+    tiling.synthesis(lambda b: np.zeros((1, 3, b.shape[2] * 16, b.shape[3] * 16), np.float32), y, tiles)
+    assert len(told) == 2 * n  # the callback is gone after the block
+
+
 def test_parse_bytes():
     assert parse_bytes("1.5G") == 3 << 29 and parse_bytes("800M") == 800 << 20 and parse_bytes("4GiB") == 4 << 30
     assert parse_bytes("123") == 123

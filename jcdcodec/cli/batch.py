@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import JcdError, JcdWarning
-from .common import STDIO, _Ctx, err, status
+from .common import STDIO, _Ctx, err, status, tile_progress
 
 
 def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
@@ -204,7 +204,7 @@ def _named(t: Target, message: str) -> str:
 def _each(todo: list[Target], verb: str, work) -> None:
     """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest."""
     if len(todo) == 1:
-        with status(f"{verb} {todo[0].src.name}"):
+        with tile_progress(f"{verb} {todo[0].src.name}"):
             try:
                 work(todo[0])
             except JcdError as e:

@@ -32,6 +32,31 @@ def status(message: str) -> Iterator[None]:
             yield
 
 
+@contextmanager
+def tile_progress(message: str) -> Iterator[None]:
+    """A spinner that turns into a bar of tiles while a large picture's transforms run in tiles (a 24 Mpx
+    photo spends a minute or more there); nothing when piped or --quiet."""
+    if _Ctx.quiet or not err.is_terminal:
+        yield
+        return
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .. import tiling
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]  # fmt: skip
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(escape(message), total=None)
+
+        def told(done: int, total: int) -> None:  # the tiles; after the last, the rest (entropy coding, writing)
+            what = f"{message}: tiles" if done < total else f"{message}: finishing"
+            bar.update(task, completed=done, total=total, description=escape(what))
+
+        with tiling.reporting(told):
+            yield
+
+
 def say(message: str) -> None:
     if not _Ctx.quiet:
         (err if _Ctx.data_on_stdout else out).print(message, soft_wrap=True)
