@@ -353,6 +353,9 @@ WRITE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", 
 #: A decoded picture is usually viewed or re-edited, not archived as is; oxipng and the like shrink it further.
 PNG_COMPRESS_LEVEL = 3
 
+#: Formats jcd writes at 16 bits per sample (PNG with pypng, TIFF with tiff16).
+SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+
 #: Formats that cannot hold an alpha channel: writing a picture with alpha to them drops it (with a warning).
 NO_ALPHA_FORMATS = frozenset({"JPEG", "PPM"})
 
@@ -366,16 +369,22 @@ def encode_image(
     name: str = "output",
     meta: Metadata = NO_METADATA,
 ) -> bytes:
-    """Float RGB (H, W, 3) as the bytes of an image file in Pillow format ``fmt`` (16 bits: PNG only), with
+    """Float RGB (H, W, 3) as the bytes of an image file in Pillow format ``fmt`` (16 bits: PNG or TIFF), with
     as much of ``meta`` as the format holds (a warning names what it cannot)."""
-    if depth == 16 and fmt != "PNG":
-        raise JcdError("16-bit output needs PNG")
+    if depth == 16 and fmt not in SIXTEEN_BIT_FORMATS:
+        raise JcdError("16-bit output needs PNG or TIFF")
     if alpha is not None and fmt in NO_ALPHA_FORMATS:
         warnings.warn(f"{name}: {fmt} has no alpha channel; the transparency is dropped (write .png to keep it)",
                       JcdWarning, stacklevel=2)  # fmt: skip
         alpha = None
     obj = to_pillow_or_array(rgb, kind, depth, alpha)
     buf = io.BytesIO()
+    if isinstance(obj, np.ndarray) and fmt == "TIFF":  # Pillow writes no 16-bit colour TIFF: tiff16 does
+        from . import tiff16
+
+        if obj.shape[2] == 2:  # 16-bit grey + alpha, which Pillow cannot read back: as RGBA
+            obj = np.concatenate([obj[:, :, :1].repeat(3, axis=2), obj[:, :, 1:]], axis=2)
+        return tiff16.write(obj, meta.icc, meta.exif, meta.xmp)
     if isinstance(obj, np.ndarray):
         h, w, c = obj.shape
         writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16,
@@ -401,9 +410,9 @@ def _with_png_chunks(data: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def fitting_depth(source_depth: int, fmt: str) -> int:
-    """Bits per sample to write when none are asked: the source's where ``fmt`` holds them (16 bits: PNG only),
-    else 8. Why: a 16-bit scan should decode to 16 bits unasked, and a JPEG output should not be refused."""
-    return source_depth if fmt == "PNG" else 8
+    """Bits per sample to write when none are asked: the source's where ``fmt`` holds them (16 bits: PNG or
+    TIFF), else 8. Why: a 16-bit scan should decode to 16 bits unasked, and a JPEG output should not be refused."""
+    return source_depth if fmt in SIXTEEN_BIT_FORMATS else 8
 
 
 def encode_picture(p: Picture, fmt: str, depth: int | None = None, name: str = "output") -> tuple[bytes, int]:
@@ -428,8 +437,8 @@ def check_output(path: str | os.PathLike, depth: int | None = None) -> str:
     fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise JcdError(f"{path}: unknown output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
-    if depth == 16 and fmt != "PNG":
-        raise JcdError(f"{path}: 16-bit output needs a .png file")
+    if depth == 16 and fmt not in SIXTEEN_BIT_FORMATS:
+        raise JcdError(f"{path}: 16-bit output needs a .png or .tif file")
     return fmt
 
 

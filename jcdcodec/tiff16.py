@@ -62,3 +62,43 @@ def samples(tags: dict, size: tuple[int, int], big_endian: bool, data: bytes, na
     if planar == 2:
         return np.ascontiguousarray(out.transpose(1, 2, 0))
     return out[0].reshape(height, width, spp)
+
+
+#: TIFF tags that describe the layout of the pixels: the writer sets them; an EXIF block's copies are dropped.
+_LAYOUT = (254, 256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 317, 338, 339, 322, 323, 324, 325)
+
+
+def write(a: np.ndarray, icc: bytes = b"", exif: bytes = b"", xmp: bytes = b"") -> bytes:
+    """A 16-bit TIFF of ``a`` (height, width, 1-4 uint16: grey, grey + alpha, RGB, RGBA), one deflate strip with
+    the horizontal predictor (what Lightroom's "ZIP" writes), with the ICC profile, the EXIF (camera tags, EXIF
+    and GPS directories) and the XMP. Why: Pillow writes no 16-bit colour TIFF, and 16-bit workflows (raw
+    converter -> jcd -> editor) keep their bits. Pillow's EXIF writer lays out the directories."""
+    from PIL import Image
+
+    height, width, channels = a.shape
+    tags = Image.Exif()
+    if exif:
+        try:
+            tags.load(exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+        except Exception:  # noqa: BLE001  unreadable EXIF: the picture goes without it
+            tags = Image.Exif()
+        for tag in _LAYOUT:
+            tags.pop(tag, None)
+        for ifd in (0x8769, 0x8825):  # the directories themselves, not their stale offsets
+            if ifd in tags:
+                tags[ifd] = dict(tags.get_ifd(ifd))
+    rows = a.astype(np.int32)
+    diff = np.concatenate([rows[:, :1], np.diff(rows, axis=1)], axis=1).astype(np.uint16)
+    strip = zlib.compress(diff.astype(">u2").tobytes(), 6)
+    grey = channels <= 2
+    tags.update({256: width, 257: height, 258: (16,) * channels, 259: 8, 262: 1 if grey else 2,
+                 277: channels, 278: height, 279: len(strip), 284: 1, 317: 2, 339: (1,) * channels, 273: 0})
+    if channels in (2, 4):
+        tags[338] = 2  # unassociated alpha
+    if icc:
+        tags[34675] = icc
+    if xmp:
+        tags[700] = xmp
+    tags.endian = ">"
+    head = tags.tobytes()[6:]  # without "Exif\0\0"; the strip offset comes out as the end of the directories
+    return head + strip

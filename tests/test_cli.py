@@ -188,14 +188,14 @@ def test_unwritable_output_keeps_existing_file(tmp_path, noisy_png, stream, weig
                    "unknown output format")  # fmt: skip
     one_line_error(run_jcd("decode", str(c), "-o", str(tmp_path / "x.bmp"), "--depth", "16", "--weights",
                            str(weights_file)), "16-bit")  # fmt: skip
-    one_line_error(run_jcd("decode", str(c), "-o", "-", "--format", "tiff", "--depth", "16", "--weights",
-                           str(weights_file)), "16-bit output needs --format png")  # fmt: skip
+    one_line_error(run_jcd("decode", str(c), "-o", "-", "--format", "webp", "--depth", "16", "--weights",
+                           str(weights_file)), "16-bit output needs --format png or tiff")  # fmt: skip
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
 
 
 def test_decode_keeps_a_16_bit_source_16_bit_unless_told(tmp_path, stream, weights_file):
-    """--depth auto (the default): a 16-bit source decodes to a 16-bit PNG, an 8-bit one to 8 bits, and a
-    format without 16 bits gets 8 instead of an error; --depth 8 still narrows."""
+    """--depth auto (the default): a 16-bit source decodes to a 16-bit PNG or TIFF, an 8-bit one to 8 bits, and
+    a format without 16 bits gets 8 instead of an error; --depth 8 still narrows."""
     import png
 
     src = tmp_path / "s16.png"
@@ -203,8 +203,8 @@ def test_decode_keeps_a_16_bit_source_16_bit_unless_told(tmp_path, stream, weigh
     png.Writer(32, 24, greyscale=False, bitdepth=16).write(open(src, "wb"), rgb.reshape(24, -1))
     s16 = tmp_path / "s16.jcd"
     assert run_jcd("encode", str(src), "-q", "3", "-o", str(s16), "--weights", str(weights_file)).returncode == 0
-    cases = ((s16, "a.png", (), 16), (s16, "b.png", ("--depth", "8"), 8), (s16, "c.tif", (), 8),
-             (stream, "d.png", (), 8))  # fmt: skip
+    cases = ((s16, "a.png", (), 16), (s16, "b.png", ("--depth", "8"), 8), (s16, "c.tif", (), 16),
+             (s16, "e.tif", ("--depth", "8"), 8), (s16, "f.webp", (), 8), (stream, "d.png", (), 8))  # fmt: skip
     for jcd_file, name, extra, bits in cases:
         r = run_jcd("decode", str(jcd_file), "-o", str(tmp_path / name), *extra, "--weights", str(weights_file))
         assert r.returncode == 0 and f"{bits}-bit" in r.stdout + r.stderr, r.stderr
@@ -212,6 +212,10 @@ def test_decode_keeps_a_16_bit_source_16_bit_unless_told(tmp_path, stream, weigh
             assert png.Reader(filename=str(tmp_path / name)).read()[3]["bitdepth"] == bits
         else:
             assert Image.open(tmp_path / name).mode == "RGB"
+    from jcdcodec.imageio import load_image  # the 16-bit TIFF holds the same samples as the 16-bit PNG
+
+    tif, png16 = load_image(tmp_path / "c.tif"), load_image(tmp_path / "a.png")
+    assert tif.depth == 16 and np.array_equal(tif.rgb, png16.rgb)
 
 
 def test_noise_command_is_deterministic(tmp_path, noisy_png):

@@ -109,3 +109,25 @@ def test_a_layout_it_does_not_read_is_left_to_pillow_at_8_bits_with_a_warning():
         p = load_image(tiff(a, tiles=True), name="tiled.tif")
     assert p.depth == 8
     assert np.abs(np.round(p.rgb * 255) - (a >> 8)).max() <= 1
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_what_jcd_writes_at_16_bits_it_reads_back_with_its_metadata(channels):
+    """jcd decode --depth 16 to .tif: grey, RGB, RGBA, with the profile, the camera's EXIF and the XMP."""
+    from conftest import rgb_profile
+    from test_metadata import XMP, camera_exif
+
+    from jcdcodec import tiff16
+
+    a = np.random.default_rng(4).integers(0, 65536, (7, 5, channels)).astype(np.uint16)
+    icc = rgb_profile() if channels > 1 else b""
+    data = tiff16.write(a, icc, b"Exif\x00\x00" + camera_exif(orientation=6), XMP)
+    p = load_image(data, name="out.tif")
+    assert p.depth == 16 and p.rgb.shape == (7, 5, 3)
+    assert np.array_equal(np.round(p.rgb * 65535).astype(np.uint16), a[:, :, :3] if channels > 1 else a.repeat(3, 2))
+    assert (p.alpha is None) == (channels != 4) and (p.alpha is None or np.array_equal(p.alpha, a[:, :, 3]))
+    assert p.meta.icc == icc and p.meta.xmp == XMP
+    tags = Image.Exif()
+    tags.load(p.meta.exif)
+    assert tags[0x010F] == "Canon" and 0x0112 not in tags  # written upright: no orientation to apply again
+    assert tags.get_ifd(0x8769)[0x8827] == 3200 and tags.get_ifd(0x8825)[1] == "N"

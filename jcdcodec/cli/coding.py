@@ -113,8 +113,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               "for several inputs, created if missing [default: INPUT.png; never over an existing file].")
 @no_clobber_option
 @click.option("--depth", type=click.Choice(["auto", "8", "16"]), default="auto", show_default=True,
-              help="Bits per sample of the output (16 needs .png). auto: the source image's depth when the output "
-              "is a PNG (a 16-bit source gives a 16-bit PNG), else 8.")
+              help="Bits per sample of the output (16 needs .png or .tif). auto: the source image's depth when the "
+              "output is a PNG or TIFF (a 16-bit source gives a 16-bit PNG), else 8.")
 @click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
               default="png", show_default=True, help="Image format written to stdout (-o -).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
@@ -150,8 +150,8 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
         asked = None if depth == "auto" else int(depth)
         if dst != STDIO:
             check_output(dst, asked)  # before the work, not after it
-        elif asked == 16 and out_format != "png":
-            raise JcdError("16-bit output needs --format png")
+        elif asked == 16 and out_format not in ("png", "tiff"):
+            raise JcdError("16-bit output needs --format png or tiff")
         p = codec.decode(_read_input(src)).picture
         p.meta = p.meta.kept(kinds)
         if dst == STDIO:
