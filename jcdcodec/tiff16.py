@@ -1,10 +1,11 @@
-"""16-bit colour TIFF (what raw converters export), which Pillow reads at 8 bits.
+"""16-bit colour TIFF (what raw converters export), which Pillow reads at 8 bits and does not write.
 
 Why by hand: Pillow narrows 16-bit RGB TIFF to 8 bits, and tifffile, which reads it, inflates deflate strips
 without a bound unless imagecodecs is installed (``zlib.decompress``), so a small hostile file could ask for
 gigabytes. This reads the layouts raw converters write (Lightroom, darktable, RawTherapee, Capture One): strips,
 chunky or planar, uncompressed or deflate, with or without the horizontal predictor, and inflates each strip to
 at most the bytes it must hold. Anything else (LZW, tiles, other sample formats) is left to Pillow, at 8 bits.
+:func:`write` makes the 16-bit TIFFs `jcd decode` writes, in a layout :func:`samples` reads.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def write(a: np.ndarray, icc: bytes = b"", exif: bytes = b"", xmp: bytes = b"") 
         for ifd in (0x8769, 0x8825):  # the directories themselves, not their stale offsets
             if ifd in tags:
                 tags[ifd] = dict(tags.get_ifd(ifd))
-    rows = a.astype(np.int32)
-    diff = np.concatenate([rows[:, :1], np.diff(rows, axis=1)], axis=1).astype(np.uint16)
-    strip = zlib.compress(diff.astype(">u2").tobytes(), 6)
+    diff = np.array(a, dtype="<u2")  # one copy: differences to the left neighbour, in place, modulo 2^16
+    np.subtract(diff[:, 1:], a[:, :-1].astype("<u2", copy=False), out=diff[:, 1:])
+    strip = zlib.compress(memoryview(diff).cast("B"), 6)
     grey = channels <= 2
     tags.update({256: width, 257: height, 258: (16,) * channels, 259: 8, 262: 1 if grey else 2,
                  277: channels, 278: height, 279: len(strip), 284: 1, 317: 2, 339: (1,) * channels, 273: 0})
@@ -99,6 +100,6 @@ def write(a: np.ndarray, icc: bytes = b"", exif: bytes = b"", xmp: bytes = b"") 
         tags[34675] = icc
     if xmp:
         tags[700] = xmp
-    tags.endian = ">"
+    tags.endian = "<"
     head = tags.tobytes()[6:]  # without "Exif\0\0"; the strip offset comes out as the end of the directories
     return head + strip
