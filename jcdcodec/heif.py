@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from .errors import JcdError
 
@@ -27,6 +28,9 @@ MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}
 INFO_KEYS = ("icc_profile", "exif", "xmp")
 #: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
 CHILD = [sys.executable, "-m", "jcdcodec.heif"]
+#: Where the child starts: the folder that holds this jcdcodec. ``python -m`` puts its working folder first on
+#: the import path, so a child started in the user's folder would import a ``jcdcodec`` lying there instead.
+_HOME = Path(__file__).resolve().parent.parent
 #: Seconds the child may take: a 48 Mpx photo reads in a few; a hostile file must not hang a batch.
 TIMEOUT = 300.0
 #: Exit status of a child that refused the file with a message of its own (not a crash).
@@ -54,7 +58,7 @@ def read(data: bytes, name: str, max_pixels: int | None):
         raise JcdError(f"{name}: a HEIF/HEIC image; reading it needs pi-heif (pip install pi-heif)") from None
     try:
         r = subprocess.run([*CHILD, str(max_pixels or 0), name], input=data, capture_output=True, check=False,
-                           timeout=TIMEOUT)  # fmt: skip
+                           timeout=TIMEOUT, cwd=_HOME)  # fmt: skip
     except subprocess.TimeoutExpired:  # run() has killed the child
         raise JcdError(f"{name}: cannot read image (the HEIF decoder did not finish in {TIMEOUT:g} s)") from None
     if r.returncode == _REFUSED:

@@ -308,6 +308,18 @@ def test_a_heic_that_crashes_its_decoder_is_one_error_line_not_a_crash(tmp_path,
     assert (tmp_path / "out" / "good.jcd").is_file() and not (tmp_path / "out" / "damaged.jcd").exists()
 
 
+def test_the_heif_reader_child_does_not_import_code_from_the_working_folder(tmp_path, monkeypatch):
+    """`python -m` puts the working folder first on the import path: a `jcdcodec` lying there must not run."""
+    fake = tmp_path / "jcdcodec"
+    fake.mkdir()
+    marker = tmp_path / "ran"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
+    (fake / "heif.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    p = load_image(HEIC.read_bytes(), name="phone.heic")
+    assert (p.width, p.height) == (48, 64) and not marker.exists()
+
+
 def test_the_heif_reader_child_is_not_trusted(monkeypatch):
     """A child that crashes, fails or hands back output that does not add up: one JcdError each."""
     from jcdcodec import heif
