@@ -6,7 +6,8 @@ libheif's parsing of the container, before any size could be checked). In jcd's 
 encode photos/` at the first such file, without a word about which one, and memory corrupted by a hostile file
 is worse than a crash. The child reads the file and hands back the first frame's pixels and its ICC profile,
 EXIF and XMP as plain bytes, which are checked before use; a crash becomes one line of error naming the file,
-and a batch goes on. The price is a Python start-up per HEIC file (about 0.25 s).
+and a batch goes on. The price is a Python start-up per HEIC file (a read of phone.heic took 0.18-0.27 s,
+docs/robustness.md).
 
 AVIF is read by Pillow itself, in process, like every other format.
 """
@@ -61,8 +62,9 @@ def read(data: bytes, name: str, max_pixels: int | None):
                            timeout=TIMEOUT, cwd=_HOME)  # fmt: skip
     except subprocess.TimeoutExpired:  # run() has killed the child
         raise JcdError(f"{name}: cannot read image (the HEIF decoder did not finish in {TIMEOUT:g} s)") from None
-    if r.returncode == _REFUSED:
-        raise JcdError(r.stderr.decode("utf-8", "replace").strip().splitlines()[-1])
+    said = r.stderr.decode("utf-8", "replace").strip().splitlines()
+    if r.returncode == _REFUSED and said:
+        raise JcdError(said[-1])
     if r.returncode != 0:
         why = f"signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
         raise JcdError(f"{name}: cannot read image (the HEIF decoder crashed on it, {why}: a damaged file)")

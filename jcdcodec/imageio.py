@@ -180,7 +180,7 @@ def load_image(
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
-            if im.format == "TIFF" and im.mode in ("RGB", "RGBA") and max(_tiff_bits(im), default=8) > 8:
+            if _tiff16_colour_bits(im):
                 p = _load_tiff16(im, data, name)
                 if p is not None:
                     return p
@@ -204,8 +204,8 @@ def load_image(
 def from_pillow(im: Image.Image, name: str = "image") -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
     tiff_exif = _tiff_exif(im) if im.format == "TIFF" else b""
-    if im.format == "TIFF" and im.mode in ("RGB", "RGBA") and max(_tiff_bits(im), default=8) > 8:
-        warnings.warn(f"{name}: a {max(_tiff_bits(im))}-bit colour TIFF in a layout jcd reads at 8 bits only "
+    if bits := _tiff16_colour_bits(im):
+        warnings.warn(f"{name}: a {bits}-bit colour TIFF in a layout jcd reads at 8 bits only "
                       "(LZW, tiles); saved uncompressed or with ZIP, or as a 16-bit PNG, it keeps all its bits",
                       JcdWarning, stacklevel=2)  # fmt: skip
     im = ImageOps.exif_transpose(im)
@@ -224,13 +224,16 @@ _TIFF_DESCRIPTIVE = (270, 271, 272, 305, 306, 315, 33432)  # description, make, 
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 
 
-def _tiff_bits(im: Image.Image) -> tuple[int, ...]:
-    """Bits per sample a TIFF declares (tag 258)."""
+def _tiff16_colour_bits(im: Image.Image) -> int:
+    """The bits per sample of a colour TIFF that declares more than 8 (tag 258, which Pillow narrows), else 0."""
+    if im.format != "TIFF" or im.mode not in ("RGB", "RGBA"):
+        return 0
     try:
         bits = im.tag_v2.get(258, ())  # type: ignore[attr-defined]
-        return tuple(int(b) for b in (bits if isinstance(bits, tuple) else (bits,)))
+        most = max((int(b) for b in (bits if isinstance(bits, tuple) else (bits,))), default=8)
     except Exception:  # noqa: BLE001
-        return ()
+        return 0
+    return most if most > 8 else 0
 
 
 def _tiff_exif(im: Image.Image) -> bytes:

@@ -58,7 +58,7 @@ def samples(tags: dict, size: tuple[int, int], big_endian: bool, data: bytes, na
             raise JcdError(f"{name}: cannot read image (image file is truncated)")
         rows = np.frombuffer(raw, dtype, (r1 - r0) * width * channels).reshape(r1 - r0, width, channels)
         if predictor == 2:  # each sample was stored as the difference to its left neighbour, modulo 2^16
-            rows = np.cumsum(rows.astype(np.uint16), axis=1, dtype=np.uint16)
+            rows = np.cumsum(rows, axis=1, dtype=np.uint16)
         out[plane, r0:r1] = rows.reshape(r1 - r0, width * channels)
     if planar == 2:
         return np.ascontiguousarray(out.transpose(1, 2, 0))
