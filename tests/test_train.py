@@ -365,6 +365,27 @@ def test_two_process_ddp_keeps_replicas_identical(image_dir, tmp_path):
     assert not torch.equal(a["model.g_s.0.conv1.weight"], init["model.g_s.0.conv1.weight"]), "no step was taken"
 
 
+def test_jcd_train_nproc_runs_its_ranks_without_code_from_the_working_folder(image_dir, tmp_path):
+    """`jcd train --nproc 2` in a folder that holds a `jcdcodec` and a `torch` of its own: neither is imported
+    (by the launcher or by a rank), and the two ranks train the run."""
+    marker = tmp_path / "ran"
+    for name in ("jcdcodec", "torch"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write({name!r})\n")
+    (tmp_path / "jcdcodec" / "train").mkdir()
+    (tmp_path / "jcdcodec" / "train" / "__init__.py").write_text("")
+    (tmp_path / "jcdcodec" / "train" / "__main__.py").write_text("")
+    jcd = Path(sys.executable).with_name("jcd")  # the installed command, as a user types it
+    env = dict(os.environ, PET_MASTER_PORT="29518", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    r = subprocess.run([str(jcd), "train", "--nproc", "2", "--data", str(image_dir), "--out", "run", "-N", "16",
+                        "--steps", "2", "--patch", "64", "--batch", "2", "--val-count", "2", "--val-every", "0",
+                        "--threads", "1", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not marker.exists(), marker.read_text()
+    assert (tmp_path / "run" / "last.ckpt").is_file()
+
+
 def test_the_exported_history_reports_the_learning_rates_the_run_used(tmp_path):
     from jcdcodec.train.loop import lr_schedule
 

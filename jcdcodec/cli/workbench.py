@@ -142,8 +142,10 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
                 skip = True
                 continue
             args.append(a)
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "jcdcodec.train",
-               *args]  # fmt: skip
+        # torchrun runs each rank as a program of its own (--no-python): `python -m` would put the working
+        # folder, where the data and the run lie, first on the import path of the launcher and of every rank.
+        cmd = [*_module_command("torch.distributed.run"), f"--nproc_per_node={nproc}", "--no-python",
+               *_module_command("jcdcodec.train"), *args]  # fmt: skip
         sys.exit(subprocess.call(cmd))
     from ..nn.model import ModelConfig
     from ..train.loop import TrainConfig, Trainer
@@ -190,6 +192,16 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     trainer = Trainer(mcfg, tcfg, resume=ckpt if resume else None, new_lr=lr if resume and "lr" in given else None,
                       also_override=frozenset(given - {"lr"}))  # fmt: skip
     trainer.run(progress=not quiet and err.is_terminal, heartbeat=0 if quiet or err.is_terminal else 60)
+
+
+def _module_command(module: str) -> list[str]:
+    """``python -m module`` without the working folder on the import path.
+
+    Why: ``-m`` puts the folder it starts in first, so a ``jcdcodec`` or ``torch`` folder lying beside the data
+    would be imported instead of the installed one. (``-P`` does this only from Python 3.11.)
+    """
+    code = f"import runpy, sys; del sys.path[0]; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-u", "-c", code]
 
 
 def _parse_qualities(text: str) -> tuple[int, ...]:
