@@ -9,6 +9,10 @@ EXIF and XMP as plain bytes, which are checked before use; a crash becomes one l
 and a batch goes on. The price is a Python start-up per HEIC file (a read of phone.heic took 0.18-0.27 s,
 docs/robustness.md).
 
+A 10- or 12-bit HEIF (HDR phone and camera photos) comes back at 16 bits, its samples stretched to the full
+range by repeating their top bits (1023 -> 65535), like a 16-bit PNG: jcd codes it from all its bits and decodes
+it to a 16-bit file. (Pillow's view of it, through pi-heif's plugin, has 8.)
+
 AVIF is read by Pillow itself, in process, like every other format.
 """
 
@@ -19,12 +23,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .errors import JcdError
 
 #: ftyp brands of HEVC-coded HEIF files (AVIF's are Pillow's own).
 BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")
-#: Modes the child hands back (it converts others to RGB or RGBA first), with their bytes per pixel.
-MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}
+#: Modes the child hands back (it converts others to RGB or RGBA first), with their bytes per pixel; the ";16"
+#: ones are a deep (10- or 12-bit) file's samples, little-endian 16-bit.
+MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "RGB;16": 6, "RGBA;16": 8}
 #: What of the image's info travels back, as raw bytes.
 INFO_KEYS = ("icc_profile", "exif", "xmp")
 #: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
@@ -47,9 +54,11 @@ def is_heif(data: bytes) -> bool:
 
 
 def read(data: bytes, name: str, max_pixels: int | None):
-    """The first frame of a HEIF file as a Pillow image with its info, and the file's frame count.
+    """The primary image of a HEIF file: a Pillow image with its info, the file's image count, and for a deep file
+    its samples, uint16 (H, W, 3 or 4) in the full 16-bit range (None for an 8-bit file).
 
-    Raises JcdError, with ``name``, for a file the child refuses or crashes on.
+    The Pillow image of a deep file holds the samples' top 8 bits: it carries the info and the size. Raises
+    JcdError, with ``name``, for a file the child refuses or crashes on.
     """
     from PIL import Image
 
@@ -87,9 +96,13 @@ def read(data: bytes, name: str, max_pixels: int | None):
         if n:
             info[key] = bytes(body[pos : pos + n])
         pos += n
-    im = Image.frombytes(mode, (width, height), body[pos:])
+    if mode.endswith(";16"):
+        deep = np.frombuffer(body[pos:], dtype="<u2").reshape(height, width, MODES[mode] // 2).astype(np.uint16)
+        im = Image.fromarray((deep >> 8).astype(np.uint8), mode.removesuffix(";16"))
+    else:
+        deep, im = None, Image.frombytes(mode, (width, height), body[pos:])
     im.info.update(info)
-    return im, frames
+    return im, frames, deep
 
 
 def _child(max_pixels: int, name: str) -> int:
@@ -107,12 +120,17 @@ def _child(max_pixels: int, name: str) -> int:
         with Image.open(io.BytesIO(data)) as im:
             _check_size(name, im.width, im.height, max_pixels or None)
             frames = getattr(im, "n_frames", 1)
-            im.load()
+            deep = _deep_samples(data, im) if im.info.get("bit_depth", 8) > 8 and im.mode in ("RGB", "RGBA") else None
+            if deep is None:
+                im.load()
             info = {k: bytes(im.info[k]) if isinstance(im.info.get(k), (bytes, bytearray)) else
                     str(im.info[k]).encode() if im.info.get(k) else b"" for k in INFO_KEYS}  # fmt: skip
-            if im.mode not in MODES:
-                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-            pixels = im.tobytes()
+            if deep is not None:
+                mode, pixels = im.mode + ";16", deep
+            else:
+                if im.mode not in MODES:
+                    im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+                mode, pixels = im.mode, im.tobytes()
     except JcdError as e:
         print(str(e), file=sys.stderr)
         return _REFUSED
@@ -123,7 +141,7 @@ def _child(max_pixels: int, name: str) -> int:
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         print(f"{name}: cannot read image ({detail})", file=sys.stderr)
         return _REFUSED
-    head = {"mode": im.mode, "width": im.width, "height": im.height, "frames": frames,
+    head = {"mode": mode, "width": im.width, "height": im.height, "frames": frames,
             "info": {k: len(v) for k, v in info.items()}}  # fmt: skip
     out = sys.stdout.buffer
     out.write(json.dumps(head).encode() + b"\n")
@@ -132,6 +150,29 @@ def _child(max_pixels: int, name: str) -> int:
     out.write(pixels)
     out.flush()
     return 0
+
+
+def _deep_samples(data: bytes, im) -> bytes | None:
+    """A deep file's primary image at 16 bits, little-endian, rows packed; None where pi-heif gives it otherwise.
+
+    pi-heif hands 10- and 12-bit samples over shifted to the top of 16 bits (1023 -> 65472); repeating their top
+    bits in the low ones stretches them to the full range, so that white stays white.
+    """
+    import io
+
+    import pi_heif
+
+    f = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    bits, planes = int(f.info.get("bit_depth", 8)), {"RGB;16": 3, "RGBA;16": 4}.get(f.mode)
+    if f.size != im.size or planes != len(im.getbands()) or not 8 < bits < 16:
+        return None
+    width, height = f.size
+    if f.stride < width * planes * 2 or len(f.data) < height * f.stride:
+        raise ValueError("the HEIF decoder gave fewer samples than the image holds")
+    a = np.frombuffer(f.data, np.uint16, count=height * f.stride // 2).reshape(height, -1)[:, : width * planes]
+    if (a & ((1 << (16 - bits)) - 1)).any():  # not shifted as expected: taken as they are
+        return a.astype("<u2").tobytes()
+    return (a | (a >> bits)).astype("<u2").tobytes()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ business changing transparency). What else Pillow opens is mapped onto that:
   32-bit integer grey keep 16 bits.
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
-- HEIF/HEIC (what phones write) is read by pi-heif in a child process (heif.py); AVIF by Pillow itself.
+- HEIF/HEIC (what phones write) is read by pi-heif in a child process (heif.py), a 10- or 12-bit one at 16
+  bits; AVIF by Pillow itself.
 
 All writes go through ``outputs`` (atomic, optionally no-clobber).
 """
@@ -97,7 +98,12 @@ def _load_tiff16(im: Image.Image, data: bytes, name: str) -> Picture | None:
     if arr is None:
         return None
     rgb, alpha = arr[:, :, :3], (arr[:, :, 3] if arr.shape[2] == 4 and im.mode == "RGBA" else None)
-    exif = _tiff_exif(im)
+    return _picture16(im, rgb, alpha, name, _tiff_exif(im))
+
+
+def _picture16(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, name: str, exif: bytes = b"") -> Picture:
+    """16-bit colour samples read beside Pillow, turned upright, with the metadata of ``im`` (``exif`` in place of
+    its own where given: a TIFF's, made from its tags)."""
     rgb, alpha, im = _upright(im, rgb, alpha)
     meta = from_pillow_info({**im.info, "exif": exif} if exif else im.info, grey=False, name=name)
     return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, RGB, 16,
@@ -171,9 +177,11 @@ def load_image(
             _check_size(name, width, height, max_pixels)
             return _load_png16(data, name)
         if heif.is_heif(data):  # read in a child process: damaged HEIC files crash libheif (heif.py)
-            im, frames = heif.read(data, name, max_pixels)
+            im, frames, deep = heif.read(data, name, max_pixels)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} images; coding the primary one only", JcdWarning, stacklevel=2)
+            if deep is not None:  # 10 or 12 bits, as 16
+                return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
             _check_size(name, im.width, im.height, max_pixels)

@@ -337,8 +337,9 @@ def image_bases() -> list[tuple[str, bytes]]:
 
     out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), deflate=True, predictor=True)))
     out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), planar=True, big=True)))
-    heic = Path(__file__).parent / "data" / "heif" / "phone.heic"  # read in a child process: crashes stay there
-    out.append(("heic", heic.read_bytes()))
+    heif = Path(__file__).parent / "data" / "heif"  # read in a child process: crashes stay there
+    out.append(("heic", (heif / "phone.heic").read_bytes()))
+    out.append(("heic", (heif / "deep.heic").read_bytes()))  # 10 bits: its samples come back at 16
     from PIL import features
 
     if features.check("avif"):  # read by Pillow in process (400 mutated copies, each alone: no crash)

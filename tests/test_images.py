@@ -263,6 +263,7 @@ def test_pngs_are_written_losslessly_at_the_fast_zlib_level(depth):
 
 
 HEIC = Path(__file__).parent / "data" / "heif" / "phone.heic"
+DEEP_HEIC = HEIC.with_name("deep.heic")
 
 
 def test_a_phone_heic_is_read_upright_with_its_profile_exif_and_xmp():
@@ -277,6 +278,33 @@ def test_a_phone_heic_is_read_upright_with_its_profile_exif_and_xmp():
     tags.load(p.meta.exif)
     assert tags[0x010F] == "Canon" and tags.get(0x0112, 1) == 1
     assert 0.2 < float(p.rgb.mean()) < 0.8
+
+
+def test_a_10_bit_heic_is_read_with_all_its_bits_and_decodes_to_16():
+    """tests/data/heif/deep.heic: conftest.textured(48, 64) at 10 bits, coded near-losslessly (4:4:4) with EXIF
+    orientation 6 turned into the HEIF rotation, the profile, EXIF and XMP (tests/data/heif/README.md)."""
+    from conftest import rgb_profile
+
+    p = load_image(DEEP_HEIC)
+    want = np.rot90(np.round(textured(48, 64) * 1023) / 1023, -1)
+    assert p.depth == 16 and p.rgb.shape == want.shape == (64, 48, 3)
+    # Within one 10-bit step (the 4:4:4 coding rounds its colour transform); 8 bits cannot come this close
+    # (half an 8-bit step is two 10-bit ones): pi-heif's Pillow plugin gave 3.9 steps.
+    assert np.abs(p.rgb - want).max() < 1.5 / 1023
+    assert p.meta.icc == rgb_profile() and p.meta.xmp.startswith(b"<x:xmpmeta")
+    tags = Image.Exif()
+    tags.load(p.meta.exif)
+    assert tags[0x010F] == "Sony" and tags.get(0x0112, 1) == 1
+
+
+def test_a_10_bit_heic_codes_to_a_16_bit_png(tmp_path, weights_file):
+    r = run_jcd("encode", str(DEEP_HEIC), "-q", "1", "-o", str(tmp_path / "d.jcd"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    r = run_jcd("decode", str(tmp_path / "d.jcd"), "-o", str(tmp_path / "d.png"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "d.png") as im:
+        assert im.size == (48, 64) and im.info.get("icc_profile")
+    assert (tmp_path / "d.png").read_bytes()[24] == 16  # the PNG header's bit depth
 
 
 def test_without_pi_heif_a_heic_is_named_with_what_reads_it(monkeypatch):
