@@ -106,8 +106,8 @@ def encode(
 ) -> bytes:
     """Compress and denoise ``image`` into the bytes of a .jcd file (quality 1..6, fractions allowed).
 
-    ``metadata``: what of a file's or PIL image's ICC profile, EXIF and XMP the stream keeps, as ``jcd encode
-    --metadata`` takes it ("all", "none", or e.g. "icc,exif"); :mod:`jcdcodec.metadata` says why.
+    ``metadata``: what of a file's or PIL image's ICC profile, EXIF, XMP and CICP the stream keeps, as ``jcd
+    encode --metadata`` takes it ("all", "none", or e.g. "icc,exif"); :mod:`jcdcodec.metadata` says why.
 
     Without ``weights``, the default codes it, or a shipped model whose ``auto`` rule claims images that noisy
     (:mod:`jcdcodec.choose`; none of the shipped models has one). ``engine``: "onnx" (no PyTorch), "torch",
@@ -138,8 +138,8 @@ def decode(
 
     Grey streams give mode L, palette P, colour RGB; alpha adds A. For 16 bits use ``decoder_for(...).decode``.
     ``engine``: "onnx" (no PyTorch), "torch", or "auto" (onnx on the CPU when the weights have its file).
-    ``metadata``: what of the stream's ICC profile, EXIF and XMP goes into ``info`` ("all", "none", or e.g.
-    "icc", as ``jcd decode --metadata``).
+    ``metadata``: what of the stream's ICC profile, EXIF, XMP and CICP goes into ``info`` ("all", "none", or
+    e.g. "icc", as ``jcd decode --metadata``).
     """
     keep = parse_keep(metadata)  # before the work, not after it
     if not isinstance(data, (bytes, bytearray)):

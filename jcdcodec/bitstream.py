@@ -6,7 +6,7 @@ Layout (docs/bitstream.md has the table)::
     [varint(len alpha)] [varint(len metadata)] z-stream [alpha-stream] [metadata] y-stream
     symbol-crc32 file-crc32
 
-A stream with metadata (ICC profile, EXIF, XMP: metadata.py) is version 2; one without stays version 1,
+A stream with metadata (ICC profile, EXIF, XMP, CICP: metadata.py) is version 2; one without stays version 1,
 byte for byte what earlier jcd wrote and reads, so only a file that carries metadata needs a newer decoder.
 
 Everything that can be derived is not stored: the padded size is W and H rounded up to

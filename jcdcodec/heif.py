@@ -26,14 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import JcdError
+from .metadata import nclx_cicp
 
 #: ftyp brands of HEVC-coded HEIF files (AVIF's are Pillow's own).
 BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")
 #: Modes the child hands back (it converts others to RGB or RGBA first), with their bytes per pixel; the ";16"
 #: ones are a deep (10- or 12-bit) file's samples, little-endian 16-bit.
 MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "RGB;16": 6, "RGBA;16": 8}
-#: What of the image's info travels back, as raw bytes.
-INFO_KEYS = ("icc_profile", "exif", "xmp")
+#: What of the image's info travels back, as raw bytes ("cicp": the nclx box's four code points, metadata.py).
+INFO_KEYS = ("icc_profile", "exif", "xmp", "cicp")
 #: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
 CHILD = [sys.executable, "-m", "jcdcodec.heif"]
 #: Where the child starts: the folder that holds this jcdcodec. ``python -m`` puts its working folder first on
@@ -125,6 +126,7 @@ def _child(max_pixels: int, name: str) -> int:
                 im.load()
             info = {k: bytes(im.info[k]) if isinstance(im.info.get(k), (bytes, bytearray)) else
                     str(im.info[k]).encode() if im.info.get(k) else b"" for k in INFO_KEYS}  # fmt: skip
+            info["cicp"] = nclx_cicp(im.info.get("nclx_profile"))
             if deep is not None:
                 mode, pixels = im.mode + ";16", deep
             else:

@@ -6,7 +6,7 @@ alpha, which jcd stores losslessly beside the image (the codec denoises colour, 
 business changing transparency). What else Pillow opens is mapped onto that:
 
 - EXIF orientation is applied on load, 16-bit PNGs too (the picture is coded upright; the tag is not kept).
-- The ICC profile, EXIF and XMP ride along (metadata.py) and are written back where the format holds them.
+- The ICC profile, EXIF, XMP and CICP ride along (metadata.py) and are written back where the format holds them.
 - CMYK is converted to sRGB through its ICC profile when it has one, YCbCr to RGB; 16-bit grey (I;16) and
   32-bit integer grey keep 16 bits.
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
@@ -47,7 +47,7 @@ class Picture:
     kind: int = RGB  # GRAY, RGB or PALETTE: what the decoder gives back
     depth: int = 8  # bits per sample of the source: 8 or 16
     alpha: np.ndarray | None = None  # (H, W) uint8 or uint16, None when absent
-    meta: Metadata = Metadata()  # ICC profile, EXIF, XMP of the source, kept verbatim
+    meta: Metadata = Metadata()  # ICC profile, EXIF, XMP, CICP of the source, kept verbatim
 
     @property
     def height(self) -> int:
@@ -73,6 +73,19 @@ def _png_header(head: bytes) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
+def _png_cicp(data: bytes) -> bytes:
+    """The cICP chunk of PNG data (before its pixels), which Pillow does not read; b"" when there is none."""
+    pos = 8
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"cICP" and size == 4:
+            return data[pos + 8 : pos + 12]
+        pos += 12 + size
+    return b""
+
+
 def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     """16-bit colour or grey+alpha PNG, which Pillow would truncate to 8 bits."""
     w, h, rows, info = png.Reader(bytes=data).asDirect()
@@ -82,6 +95,7 @@ def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     rgb = arr[:, :, :3] if planes >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
     kind = RGB if planes >= 3 else GRAY
     with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
+        im.info["cicp"] = _png_cicp(data)
         rgb, alpha, im = _upright(im, rgb, alpha)
         meta = from_pillow_info(im.info, grey=kind == GRAY, name=name)
     return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, kind, 16,
@@ -185,6 +199,8 @@ def load_image(
             return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
             _check_size(name, im.width, im.height, max_pixels)
+            if header is not None:
+                im.info["cicp"] = _png_cicp(data)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)

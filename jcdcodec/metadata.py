@@ -1,4 +1,4 @@
-"""What a picture carries beside its pixels, and jcd keeps: the ICC colour profile, EXIF and XMP.
+"""What a picture carries beside its pixels, and jcd keeps: the ICC colour profile, EXIF, XMP and CICP.
 
 Why: the numbers of a wide-gamut photo (Display P3 from a phone, Adobe RGB from a camera) mean other colours
 without their profile, and photo libraries sort and caption by EXIF and XMP. jcd codes the pixels; these ride
@@ -11,6 +11,10 @@ file where its format holds them.
   sRGB, and the common 3 KB sRGB profile would cost about half of a small q1 stream.
 - A profile of another colour space than the picture jcd codes is dropped with a warning: it would describe
   other numbers. (A CMYK picture is converted to sRGB through its CMYK profile on load, imageio.)
+- CICP (ITU-T H.273 code points: colour primaries, transfer function; what HEIF's nclx box and PNG's cICP chunk
+  hold) says what the numbers mean where no ICC profile does, HDR above all: a PQ or HLG photo (10-bit HEIC from
+  cameras and phones) shown as sRGB looks flat and grey. It is kept as 4 bytes (primaries, transfer, matrix 0:
+  RGB, full range 1) when it says more than sRGB does, and written into decoded PNGs (cICP).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from dataclasses import dataclass, replace
 
 from .errors import BitstreamError, JcdError, JcdWarning
 
-#: What can be kept, in the order of their tags in the stream (1, 2, 3).
-KINDS = ("icc", "exif", "xmp")
-LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
+#: What can be kept, in the order of their tags in the stream (1, 2, 3, 4).
+KINDS = ("icc", "exif", "xmp", "cicp")
+LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "cicp": "CICP colour signal"}
 #: The most metadata a stream may hold, inflated: validated before inflating more (a forged section is no
 #: zip bomb). JPEG limits EXIF and XMP to 64 KB each; large LUT profiles reach a few MB.
 MAX_BYTES = 16 << 20
@@ -34,14 +38,16 @@ _EXIF_PREFIX = b"Exif\x00\x00"
 
 @dataclass(frozen=True)
 class Metadata:
-    """Raw bytes of each kind; empty when absent. ``exif`` is stored with its ``Exif\\0\\0`` prefix."""
+    """Raw bytes of each kind; empty when absent. ``exif`` is stored with its ``Exif\\0\\0`` prefix; ``cicp``
+    is 4 bytes (colour primaries, transfer characteristics, matrix coefficients, full-range flag: H.273)."""
 
     icc: bytes = b""
     exif: bytes = b""
     xmp: bytes = b""
+    cicp: bytes = b""
 
     def __bool__(self) -> bool:
-        return bool(self.icc or self.exif or self.xmp)
+        return bool(self.icc or self.exif or self.xmp or self.cicp)
 
     def kept(self, kinds: frozenset[str]) -> Metadata:
         """Only ``kinds`` (a subset of KINDS)."""
@@ -57,7 +63,10 @@ NONE = Metadata()
 
 
 def parse_keep(spec: str) -> frozenset[str]:
-    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp."""
+    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp, cicp.
+
+    "icc" keeps CICP too: both say what the numbers mean, and ``--metadata icc`` is how a user keeps the colours
+    while leaving out camera, date and place; an HDR photo without its CICP would look flat."""
     spec = spec.strip().lower()
     if spec == "all":
         return frozenset(KINDS)
@@ -68,7 +77,7 @@ def parse_keep(spec: str) -> frozenset[str]:
     if unknown or not kinds:
         raise JcdError(f"--metadata takes all, none, or some of {', '.join(KINDS)} (comma-separated), "
                        f"not {spec!r}")  # fmt: skip
-    return frozenset(kinds)
+    return frozenset(kinds | ({"cicp"} if "icc" in kinds else set()))
 
 
 def _as_bytes(v: object) -> bytes:
@@ -99,6 +108,43 @@ def renders_as_srgb(icc: bytes) -> bool:
         return False
 
 
+#: H.273 code points that say no more than sRGB (a file without a profile means sRGB): primaries BT.709 or
+#: unspecified; transfer BT.709, unspecified, BT.601, sRGB, BT.2020 (the SDR curves that viewers show as sRGB).
+_SRGB_PRIMARIES = (1, 2)
+_PRIMARIES = frozenset((1, 2, *range(4, 13), 22))  # the code points H.273 defines (3 and 13-21 are reserved)
+_TRANSFERS = frozenset((1, 2, *range(4, 19)))
+_SDR_TRANSFERS = (1, 2, 6, 13, 14, 15)
+
+
+def cicp_bytes(primaries: int, transfer: int) -> bytes:
+    """The 4 bytes jcd keeps for an RGB picture's code points (matrix 0: RGB; full range)."""
+    return bytes([primaries, transfer, 0, 1])
+
+
+def nclx_cicp(profile: object) -> bytes:
+    """A HEIF nclx profile as Pillow plugins give it (a dict of H.273 code points) in 4 bytes; b"" for none."""
+    keys = ("color_primaries", "transfer_characteristics", "matrix_coefficients", "full_range_flag")
+    try:
+        return bytes(int(profile[k]) for k in keys)  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):  # none, or not what it should be
+        return b""
+
+
+def _kept_cicp(value: object, icc: bytes) -> bytes:
+    """The CICP worth keeping: 4 bytes, valid code points, saying more than sRGB and than the ICC profile does.
+
+    A transfer function beyond SDR (PQ, HLG) is kept whatever the profile; other primaries only without a profile
+    (the profile says them, and viewers read profiles more widely than CICP)."""
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 4:
+        return b""
+    primaries, transfer = value[0], value[1]
+    if primaries not in _PRIMARIES or transfer not in _TRANSFERS:  # reserved: nothing to say
+        return b""
+    if transfer not in _SDR_TRANSFERS or (primaries not in _SRGB_PRIMARIES and not icc):
+        return cicp_bytes(primaries, transfer)
+    return b""
+
+
 def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
     """The metadata of an opened Pillow image (after ``exif_transpose``); ``grey``: jcd codes it as grey."""
     icc = _as_bytes(info.get("icc_profile"))
@@ -116,7 +162,8 @@ def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
         exif = _EXIF_PREFIX + exif
     if exif == _EXIF_PREFIX:
         exif = b""
-    return Metadata(icc, exif, _as_bytes(info.get("xmp")))
+    cicp = b"" if grey else _kept_cicp(info.get("cicp") or nclx_cicp(info.get("nclx_profile")), icc)
+    return Metadata(icc, exif, _as_bytes(info.get("xmp")), cicp)
 
 
 @functools.lru_cache(maxsize=1)  # `jcd encode --size` codes one picture at several qualities: deflate it once
@@ -164,13 +211,14 @@ def unpack(section: bytes) -> Metadata:
 
 
 def pillow_info(meta: Metadata) -> dict[str, bytes]:
-    """``meta`` under the keys of a Pillow image's ``info`` (``icc_profile``, ``exif``, ``xmp``)."""
-    keys = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp"}
+    """``meta`` under the keys of a Pillow image's ``info`` (``icc_profile``, ``exif``, ``xmp``, ``cicp``)."""
+    keys = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp", "cicp": "cicp"}
     return {keys[k]: getattr(meta, k) for k in meta.sizes()}
 
 
-#: Pillow formats and the kinds their files hold (BMP and PPM hold none).
-HOLDS = {"PNG": frozenset(KINDS), "JPEG": frozenset(KINDS), "WEBP": frozenset(KINDS), "TIFF": frozenset(KINDS)}
+#: Pillow formats and the kinds their files hold (BMP and PPM hold none; of these only PNG has CICP, its cICP).
+_NO_CICP = frozenset(KINDS) - {"cicp"}
+HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP, "WEBP": _NO_CICP, "TIFF": _NO_CICP}
 
 
 #: The most bytes of a kind a format's file holds, where that is less than a stream carries: JPEG's 64 KB
@@ -210,11 +258,14 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
         args["exif"] = meta.exif
     if meta.xmp and fmt in ("JPEG", "WEBP"):
         args["xmp"] = meta.xmp
-    elif meta.xmp and fmt == "PNG":
+    elif (meta.xmp or meta.cicp) and fmt == "PNG":
         from PIL.PngImagePlugin import PngInfo
 
         args["pnginfo"] = PngInfo()
-        args["pnginfo"].add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"), zip=True)
+        if meta.cicp:  # Pillow writes it before the palette and the pixels, where it belongs
+            args["pnginfo"].add(b"cICP", meta.cicp)
+        if meta.xmp:
+            args["pnginfo"].add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"), zip=True)
     return args
 
 
@@ -229,6 +280,8 @@ def _warn_dropped(meta: Metadata, fmt: str, name: str) -> None:
 def png_chunks(meta: Metadata) -> list[tuple[bytes, bytes]]:
     """PNG chunks (type, data) that carry ``meta``, for the 16-bit writer (pypng writes none of them)."""
     chunks = []
+    if meta.cicp:
+        chunks.append((b"cICP", meta.cicp))
     if meta.icc:
         chunks.append((b"iCCP", b"icc\x00\x00" + zlib.compress(meta.icc, 9)))
     if meta.exif:

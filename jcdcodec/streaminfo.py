@@ -50,7 +50,7 @@ class StreamInfo:
     bytes_header: int  # container overhead: header, lengths, two checksums
     bpp: float
     checksum: str  # "ok": the file CRC was verified
-    metadata: dict[str, int] = dataclasses.field(default_factory=dict)  # kind (icc, exif, xmp) -> bytes inflated
+    metadata: dict[str, int] = dataclasses.field(default_factory=dict)  # kind (icc, exif, xmp, cicp) -> bytes inflated
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""The ICC profile, EXIF and XMP of a picture ride through a stream and back into the decoded file."""
+"""The ICC profile, EXIF, XMP and CICP of a picture ride through a stream and back into the decoded file."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import io
 import json
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import rgb_profile, run_jcd, textured
 from PIL import Image, ImageCms
+from PIL.PngImagePlugin import PngInfo
 
 from jcdcodec import bitstream, metadata
 from jcdcodec.bitstream import Header, JcdStream
@@ -103,12 +105,75 @@ def test_every_truncation_and_bit_flip_of_a_stream_with_metadata_is_detected():
 def test_keep_parses_what_the_option_takes():
     assert metadata.parse_keep("all") == frozenset(metadata.KINDS)
     assert metadata.parse_keep("none") == frozenset()
-    assert metadata.parse_keep(" ICC, xmp ") == {"icc", "xmp"}
+    assert metadata.parse_keep(" ICC, xmp ") == {"icc", "cicp", "xmp"}  # icc: the colours, CICP too
+    assert metadata.parse_keep("exif,cicp") == {"exif", "cicp"}
     for bad in ("gps", "icc,gps", ",", ""):
         with pytest.raises(JcdError, match="--metadata takes"):
             metadata.parse_keep(bad)
     m = Metadata(icc=P3, exif=exif(), xmp=XMP)
     assert m.kept(frozenset({"exif"})) == Metadata(exif=exif())
+
+
+PQ = bytes([9, 16, 0, 1])  # BT.2020 primaries, PQ transfer, RGB, full range
+HEIF = Path(__file__).parent / "data" / "heif"
+
+
+def test_cicp_round_trips_and_a_reader_that_does_not_know_it_skips_it(monkeypatch):
+    m = Metadata(icc=P3, exif=exif(), cicp=PQ)
+    section = metadata.pack(m)
+    assert metadata.unpack(section) == m
+    monkeypatch.setattr(metadata, "KINDS", ("icc", "exif", "xmp"))  # jcd 0.2's reader: tags 1-3
+    assert metadata.unpack(section) == Metadata(icc=P3, exif=exif())
+
+
+@pytest.mark.parametrize("cicp,icc,kept", [
+    (PQ, b"", PQ), (PQ, P3, PQ),  # HDR: kept, profile or not
+    (bytes([9, 18, 9, 0]), b"", bytes([9, 18, 0, 1])),  # HLG; stored as RGB, full range
+    (bytes([12, 13, 0, 1]), b"", bytes([12, 13, 0, 1])), (bytes([12, 13, 0, 1]), P3, b""),  # P3 primaries: what
+    # a profile says better
+    (bytes([1, 13, 6, 1]), b"", b""), (bytes([2, 2, 2, 1]), b"", b""),  # sRGB, unspecified: nothing to say
+    (bytes([3, 16, 0, 1]), b"", b""), (bytes([9, 3, 0, 1]), b"", b""), (bytes([9, 19, 0, 1]), b"", b""),  # reserved
+    (PQ[:3], b"", b""), ("9,16,0,1", b"", b""),
+])  # fmt: skip
+def test_cicp_is_kept_where_it_says_more_than_srgb_and_the_profile(cicp, icc, kept):
+    assert metadata.from_pillow_info({"cicp": cicp, "icc_profile": icc}, grey=False).cicp == kept
+    assert metadata.from_pillow_info({"cicp": cicp}, grey=True).cicp == b""
+
+
+def test_an_hdr_heic_and_a_png_with_cicp_are_read_with_it():
+    p = load_image(HEIF / "pq.heic")
+    assert p.depth == 16 and p.meta.cicp == PQ
+    assert load_image(HEIF / "deep.heic").meta.cicp == b""  # a profile, no nclx
+    buf = io.BytesIO()
+    info = PngInfo()
+    info.add(b"cICP", PQ)
+    Image.fromarray((textured(24, 32) * 255).astype(np.uint8)).save(buf, "PNG", pnginfo=info)
+    assert load_image(buf.getvalue()).meta.cicp == PQ
+
+
+def _png_chunks(path) -> dict[bytes, bytes]:
+    import png
+
+    return dict(png.Reader(filename=str(path)).chunks())
+
+
+def test_cli_writes_cicp_into_png_and_says_what_a_jpeg_cannot_hold(tmp_path, weights_file):
+    w = ("--weights", str(weights_file))
+    r = run_jcd("encode", str(HEIF / "pq.heic"), "-q", "1", "-o", str(tmp_path / "pq.jcd"), *w)
+    assert r.returncode == 0, r.stderr
+    r = run_jcd("info", str(tmp_path / "pq.jcd"), "--json")
+    assert json.loads(r.stdout)["metadata"] == {"exif": 38, "cicp": 4}
+    for depth in ("16", "8"):
+        r = run_jcd("decode", str(tmp_path / "pq.jcd"), "-o", str(tmp_path / f"{depth}.png"), "--depth", depth, *w)
+        assert r.returncode == 0, r.stderr
+        chunks = _png_chunks(tmp_path / f"{depth}.png")
+        assert chunks[b"cICP"] == PQ and chunks[b"IHDR"][8] == int(depth)
+    r = run_jcd("decode", str(tmp_path / "pq.jcd"), "-o", str(tmp_path / "icc.png"), "--metadata", "icc", *w)
+    assert r.returncode == 0 and _png_chunks(tmp_path / "icc.png")[b"cICP"] == PQ
+    r = run_jcd("decode", str(tmp_path / "pq.jcd"), "-o", str(tmp_path / "exif.png"), "--metadata", "exif", *w)
+    assert r.returncode == 0 and b"cICP" not in _png_chunks(tmp_path / "exif.png")
+    r = run_jcd("decode", str(tmp_path / "pq.jcd"), "-o", str(tmp_path / "pq.jpg"), *w)
+    assert r.returncode == 0 and "JPEG cannot hold the CICP colour signal" in r.stderr, r.stderr
 
 
 def _jpeg(icc: bytes | None = P3, orientation: int | None = None, mode: str = "RGB") -> bytes:

@@ -44,7 +44,8 @@ from .common import (
 @no_clobber_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
-              help="What of the input's ICC colour profile, EXIF and XMP to keep: all, none, or e.g. icc,exif. "
+              help="What of the input's ICC colour profile, EXIF, XMP and CICP (HDR) to keep: all, none, or e.g. "
+              "icc,exif (icc keeps CICP too). "
               "Kept metadata goes back into the decoded file; a stream with any needs jcd 0.2 or later to decode. "
               "An sRGB profile is not stored (no profile means sRGB).")
 @encode_engine_option
@@ -118,8 +119,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
 @click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "ppm"]),
               default="png", show_default=True, help="Image format written to stdout (-o -).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
-              help="What of the stream's ICC colour profile, EXIF and XMP to write into the image: all, none, or "
-              "e.g. icc (keeps the colours, leaves out camera, date and location data before sharing).")
+              help="What of the stream's ICC colour profile, EXIF, XMP and CICP to write into the image: all, none, "
+              "or e.g. icc (keeps the colours, CICP too; leaves out camera, date and location data before sharing).")
 @engine_option
 @threads_option
 @codec_options
