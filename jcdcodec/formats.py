@@ -3,10 +3,16 @@
 Why from the bytes and not the name: `jcd decode` given a photo says what the photo is, and `jcd encode photos/`
 codes the images of a folder and skips what sits beside them (videos of live photos, .AAE and .xmp sidecars,
 notes) instead of failing on each.
+
+Camera raw files are told apart too. Most are TIFF inside (DNG, NEF, ARW, CR2, PEF, ...) and their first image
+is a small preview, which a TIFF reader opens without complaint: coded as the photo, a 24 Mpx raw became a
+256x171 picture without a word (a user who then deletes the raw has lost the photo). jcd codes developed
+pictures; a raw file is refused with what to do instead, and skipped with one warning in a folder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from .heif import is_heif
@@ -29,10 +35,53 @@ def image_format(head: bytes) -> str | None:
     return None
 
 
-def file_image_format(path: Path) -> str | None:
-    """:func:`image_format` of a file; None when it cannot be read."""
+#: Extensions of camera raw files (a folder's raw files are skipped by name; renamed ones are caught by content).
+RAW_SUFFIXES = frozenset((".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2",
+                          ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw",
+                          ".rwl"))  # fmt: skip
+#: (offset, signature, name) of raw formats that are not plain TIFF; the TIFF-based ones are told by their tags.
+RAW_SIGNATURES = ((0, b"II*\x00\x10\x00\x00\x00CR", "Canon CR2"), (4, b"ftypcrx ", "Canon CR3"),
+                  (0, b"FUJIFILMCCD-RAW", "Fujifilm RAF"), (0, b"IIRO", "Olympus ORF"), (0, b"IIRS", "Olympus ORF"),
+                  (0, b"MMOR", "Olympus ORF"), (0, b"IIU\x00", "Panasonic RW2"), (0, b"FOVb", "Sigma X3F"))  # fmt: skip
+#: TIFF tags that make a TIFF a camera raw file: DNGVersion; NewSubfileType with bit 0 (a reduced-resolution
+#: image) on the first image, which says that the picture itself is elsewhere in the file.
+DNG_VERSION, NEW_SUBFILE_TYPE = 50706, 254
+
+
+def camera_raw(head: bytes, tags: Mapping | None = None) -> str | None:
+    """The kind of camera raw file that ``head`` (a file's first bytes) and, for a TIFF, its first image's
+    ``tags`` show, else None."""
+    for offset, sig, name in RAW_SIGNATURES:
+        if head[offset : offset + len(sig)] == sig:
+            return name
+    if tags is None:
+        return None
+    try:
+        if DNG_VERSION in tags:
+            return "DNG"
+        if int(tags.get(NEW_SUBFILE_TYPE, 0)) & 1:
+            return "a TIFF-based raw format"
+    except Exception:  # noqa: BLE001  a damaged tag says nothing about rawness; the reader judges the rest
+        return None
+    return None
+
+
+def raw_error(name: str, kind: str, preview: tuple[int, int] | None = None) -> str:
+    """The one line that refuses a raw file, with what to do instead."""
+    seen = f"; its first image is a {preview[0]}x{preview[1]} preview" if preview else ""
+    return (f"{name}: a camera raw file ({kind}){seen}: jcd codes developed pictures; develop it first "
+            "(a raw converter's 16-bit TIFF or PNG keeps all its bits)")
+
+
+def file_head(path: Path) -> bytes:
+    """A file's first HEAD bytes; b"" when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            return image_format(f.read(HEAD))
+            return f.read(HEAD)
     except OSError:
-        return None
+        return b""
+
+
+def file_image_format(path: Path) -> str | None:
+    """:func:`image_format` of a file; None when it cannot be read."""
+    return image_format(file_head(path))

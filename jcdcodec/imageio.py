@@ -32,6 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import heif
 from .errors import JcdError, JcdWarning
+from .formats import HEAD, camera_raw, raw_error
 from .metadata import NONE as NO_METADATA
 from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks, profile_space
 from .outputs import atomic_write_bytes
@@ -184,6 +185,8 @@ def load_image(
             raise JcdError(f"{path}: cannot read ({e.strerror or e})") from None
     if not data:
         raise JcdError(f"{name}: empty file")
+    if raw := camera_raw(data[:HEAD]):
+        raise JcdError(raw_error(name, raw))
     try:
         header = _png_header(data[:26])
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
@@ -198,6 +201,8 @@ def load_image(
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
+            if im.format == "TIFF" and (raw := camera_raw(data[:HEAD], im.tag_v2)):  # type: ignore[attr-defined]
+                raise JcdError(raw_error(name, raw, im.size))
             _check_size(name, im.width, im.height, max_pixels)
             if header is not None:
                 im.info["cicp"] = _png_cicp(data)

@@ -18,7 +18,7 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
     images (by name or by their first bytes), so that a folder holding its photos, their .jcd files and what
     cameras and phones put beside them (videos, sidecars) is coded without an error for each of those; the
     skipped files are named in one warning. Files named one by one are all tried."""
-    from ..formats import file_image_format
+    from ..formats import RAW_SUFFIXES, camera_raw, file_head, file_image_format
 
     out: list[Path] = []
     for p in inputs:
@@ -28,6 +28,13 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
         files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
         files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
         if not decoding:
+            raws = [f for f in files if f.suffix.lower() in RAW_SUFFIXES or camera_raw(file_head(f))]
+            if raws:
+                listed = ", ".join(f.name for f in raws[:5]) + (f" and {len(raws) - 5} more" if len(raws) > 5 else "")
+                what = "camera raw files" if len(raws) > 1 else "camera raw file"
+                warnings.warn(f"{p}: skipped {len(raws)} {what} (jcd codes developed pictures: develop them "
+                              f"first): {listed}", JcdWarning, stacklevel=2)  # fmt: skip
+                files = [f for f in files if f not in raws]
             suffixes = image_suffixes()
             images = [f for f in files if f.suffix.lower() in suffixes or file_image_format(f) is not None]
             skipped = [f.name for f in files if f not in images]
