@@ -56,6 +56,19 @@ def test_a_directory_round_trip_keeps_every_original(tmp_path, weights_file):
     assert sorted(p.name for p in d.iterdir()) == ["p0-1.png", "p0.jcd", "p0.png", "p1-1.png", "p1.jcd", "p1.png"]
 
 
+def test_names_that_differ_only_in_case_get_outputs_that_do_not(tmp_path, weights_file):
+    """IMG.png and img.PNG: on a case-insensitive disk (macOS, Windows, a card the folder is copied to) IMG.jcd
+    and img.jcd are one file, so the second would replace the first or fail."""
+    d = tmp_path / "d"
+    d.mkdir()
+    for i, name in enumerate(("IMG.png", "img.PNG")):
+        Image.fromarray((textured(32, 40, seed=i) * 255).astype(np.uint8)).save(d / name, format="PNG")
+    r = jcd("encode", str(d), "-q", "1", "-o", str(tmp_path / "out"), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG.jcd", "img-1.jcd"]
+    assert f"{tmp_path / 'out' / 'img.jcd'} differs from another output's name only in case" in r.stderr, r.stderr
+
+
 def test_a_named_output_is_replaced_unless_no_clobber(photo, tmp_path, weights_file):
     dst = tmp_path / "named.jcd"
     dst.write_bytes(b"old")

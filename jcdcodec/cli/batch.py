@@ -57,12 +57,12 @@ class Target:
     dst: Path
     clobber: bool
     instead_of: Path | None = None  # the name jcd derived first, which an existing file already has
+    why: str = "exists and was kept"  # why ``instead_of`` was not used
 
     def done(self) -> None:
         """Say when the output went to another name than the usual one (after it is written, not before)."""
         if self.instead_of is not None:
-            warnings.warn(f"{self.instead_of} exists and was kept: wrote {self.dst} instead", JcdWarning,
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(f"{self.instead_of} {self.why}: wrote {self.dst} instead", JcdWarning, stacklevel=2)
 
 
 def image_suffixes() -> frozenset[str]:
@@ -76,10 +76,14 @@ def image_suffixes() -> frozenset[str]:
                                                        ".tga", ".ico", ".psd", ".jxl"})  # fmt: skip
 
 
-def free_name(path: Path, taken: set[Path]) -> Path:
-    """``path``, or ``stem-1.ext``, ``stem-2.ext``, ... : the first name that no file has and no other target took."""
+def free_name(path: Path, taken: set[str]) -> Path:
+    """``path``, or ``stem-1.ext``, ``stem-2.ext``, ... : the first name that no file has and no other target took.
+
+    ``taken`` holds the other targets' names case-folded: IMG.PNG and img.png would both become the same file on
+    a case-insensitive disk (macOS, Windows, a FAT or exFAT card a folder is copied to), one replacing the other.
+    """
     candidate, k = path, 0
-    while candidate.exists() or candidate.is_symlink() or candidate in taken:
+    while candidate.exists() or candidate.is_symlink() or str(candidate).casefold() in taken:
         k += 1
         candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
     return candidate
@@ -130,13 +134,17 @@ def targets(
         if out_path is not None and not as_dir:
             pairs = [Target(files[0], out_path, not no_clobber)]
         else:
-            taken: set[Path] = set()
+            taken: set[str] = set()
+            exact: set[Path] = set()
             pairs = []
             for f in files:
                 wanted = (out_path / f.name if as_dir else f).with_suffix(suffix)
                 dst = free_name(wanted, taken)
-                taken.add(dst)
-                pairs.append(Target(f, dst, False, None if dst == wanted else wanted))
+                folded = str(wanted).casefold() in taken and wanted not in exact and not wanted.exists()
+                why = "differs from another output's name only in case" if folded else "exists and was kept"
+                taken.add(str(dst).casefold())
+                exact.add(dst)
+                pairs.append(Target(f, dst, False, None if dst == wanted else wanted, why))
     images = image_suffixes()
     for t in pairs:
         if t.dst == STDIO:
