@@ -23,10 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .errors import JcdError
 from .metadata import nclx_cicp
+
+# numpy and Pillow are imported where used: `jcd info` imports this module (formats.py) and stays without them.
 
 #: ftyp brands of HEVC-coded HEIF files (AVIF's are Pillow's own).
 BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")
@@ -61,6 +61,7 @@ def read(data: bytes, name: str, max_pixels: int | None):
     The Pillow image of a deep file holds the samples' top 8 bits: it carries the info and the size. Raises
     JcdError, with ``name``, for a file the child refuses or crashes on.
     """
+    import numpy as np
     from PIL import Image
 
     try:
@@ -162,6 +163,7 @@ def _deep_samples(data: bytes, im) -> bytes | None:
     """
     import io
 
+    import numpy as np
     import pi_heif
 
     f = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)

@@ -116,6 +116,17 @@ _TRANSFERS = frozenset((1, 2, *range(4, 19)))
 _SDR_TRANSFERS = (1, 2, 6, 13, 14, 15)
 
 
+#: Names of common H.273 code points, for `jcd info`.
+PRIMARY_NAMES = {1: "BT.709", 9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
+TRANSFER_NAMES = {1: "BT.709", 8: "linear", 13: "sRGB", 14: "BT.2020", 15: "BT.2020", 16: "PQ", 18: "HLG"}
+
+
+def describe_cicp(cicp: bytes) -> str:
+    """``9/16/0/1 (BT.2020, PQ)``: the code points, and what the common ones are."""
+    names = [PRIMARY_NAMES.get(cicp[0], f"primaries {cicp[0]}"), TRANSFER_NAMES.get(cicp[1], f"transfer {cicp[1]}")]
+    return f"{'/'.join(str(b) for b in cicp)} ({', '.join(names)})"
+
+
 def cicp_bytes(primaries: int, transfer: int) -> bytes:
     """The 4 bytes jcd keeps for an RGB picture's code points (matrix 0: RGB; full range)."""
     return bytes([primaries, transfer, 0, 1])
@@ -207,6 +218,9 @@ def unpack(section: bytes) -> Metadata:
                 raise BitstreamError(f"corrupted stream (two {LABELS[kind]} records)")
             found[kind] = raw[pos : pos + size]
         pos += size
+    cicp = found.get("cicp", b"\x00\x00\x00\x01")
+    if len(cicp) != 4 or cicp[2] != 0 or cicp[3] > 1:  # what a PNG's cICP chunk holds for RGB, nothing else
+        raise BitstreamError(f"corrupted stream (a CICP record of {len(cicp)} bytes that no jcd writes)")
     return Metadata(**found)
 
 

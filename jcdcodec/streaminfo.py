@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from . import bitstream
 from .bitstream import padded_size
 from .manifest import find_by_fingerprint, read_manifest
+from .metadata import describe_cicp
 from .retired import find_retired, retired_label
 
 KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
@@ -51,6 +52,7 @@ class StreamInfo:
     bpp: float
     checksum: str  # "ok": the file CRC was verified
     metadata: dict[str, int] = dataclasses.field(default_factory=dict)  # kind (icc, exif, xmp, cicp) -> bytes inflated
+    cicp: str | None = None  # the CICP code points and their names ("9/16/0/1 (BT.2020, PQ)"), None without
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,5 +96,6 @@ def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
         bytes_header=len(data) - len(s.z) - len(s.y) - len(s.alpha) - len(s.metadata),
         bpp=len(data) * 8 / (h.width * h.height),
         checksum="ok",
-        metadata=s.unpacked_metadata().sizes(),
+        metadata=(meta := s.unpacked_metadata()).sizes(),
+        cicp=describe_cicp(meta.cicp) if meta.cicp else None,
     )

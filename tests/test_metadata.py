@@ -126,6 +126,15 @@ def test_cicp_round_trips_and_a_reader_that_does_not_know_it_skips_it(monkeypatc
     assert metadata.unpack(section) == Metadata(icc=P3, exif=exif())
 
 
+@pytest.mark.parametrize("record", [b"\x09\x10\x00", b"\x09\x10\x00\x01\x00", b"\x09\x10\x09\x01",
+                                    b"\x09\x10\x00\x02", bytes(1000)])  # fmt: skip
+def test_a_cicp_record_that_no_jcd_writes_is_refused(record):
+    """It would go into a PNG's cICP chunk as it is: 4 bytes, matrix 0 (RGB), a range flag, or nothing."""
+    with pytest.raises(BitstreamError, match="CICP record"):
+        metadata.unpack(zlib.compress(bytes([4, len(record)]) + record if len(record) < 128 else
+                                      bytes([4, 0xE8, 0x07]) + record))  # fmt: skip
+
+
 @pytest.mark.parametrize("cicp,icc,kept", [
     (PQ, b"", PQ), (PQ, P3, PQ),  # HDR: kept, profile or not
     (bytes([9, 18, 9, 0]), b"", bytes([9, 18, 0, 1])),  # HLG; stored as RGB, full range
@@ -162,7 +171,10 @@ def test_cli_writes_cicp_into_png_and_says_what_a_jpeg_cannot_hold(tmp_path, wei
     r = run_jcd("encode", str(HEIF / "pq.heic"), "-q", "1", "-o", str(tmp_path / "pq.jcd"), *w)
     assert r.returncode == 0, r.stderr
     r = run_jcd("info", str(tmp_path / "pq.jcd"), "--json")
-    assert json.loads(r.stdout)["metadata"] == {"exif": 38, "cicp": 4}
+    i = json.loads(r.stdout)
+    assert i["metadata"] == {"exif": 38, "cicp": 4} and i["cicp"] == "9/16/0/1 (BT.2020, PQ)"
+    r = run_jcd("info", str(tmp_path / "pq.jcd"))
+    assert "CICP colour signal 9/16/0/1 (BT.2020, PQ)" in r.stdout, r.stdout
     for depth in ("16", "8"):
         r = run_jcd("decode", str(tmp_path / "pq.jcd"), "-o", str(tmp_path / f"{depth}.png"), "--depth", depth, *w)
         assert r.returncode == 0, r.stderr

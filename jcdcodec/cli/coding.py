@@ -233,7 +233,8 @@ def _print_info(i: dict) -> None:
         ("bytes", f"{i['bytes_total']} total: y {i['bytes_y']}, z {i['bytes_z']}, alpha {i['bytes_alpha']}, "
                   + (f"metadata {i['bytes_metadata']}, " if i["bytes_metadata"] else "")
                   + f"header+checksums {i['bytes_header']}"),
-        ("metadata", ", ".join(f"{LABELS[k]} {n} bytes" for k, n in i["metadata"].items()) or "none"),
+        ("metadata", ", ".join(f"{LABELS[k]} {i['cicp']}" if k == "cicp" else f"{LABELS[k]} {n} bytes"
+                               for k, n in i["metadata"].items()) or "none"),
         ("bpp", f"{i['bpp']:.4f}"),
         ("checksum", i["checksum"]),
     ]  # fmt: skip
