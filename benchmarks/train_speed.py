@@ -33,7 +33,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per arithmetic")
     ap.add_argument("--only", choices=["bf16", "fp32"], help="time one arithmetic only")
+    ap.add_argument("--denoiser-scale", action="store_true", help="the denoisers' learnt scale, as jcd-n128 has")
+    ap.add_argument("--channels-last", action="store_true", help="channels_last in fp32 too (jcd train: bf16 only)")
+    ap.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) first")
+    ap.add_argument("--no-onednn", action="store_true", help="torch.backends.mkldnn.enabled = False")
+    ap.add_argument("--profile", action="store_true", help="after timing, the operators of one more step")
     a = ap.parse_args()
+    if a.flush_denormal:
+        torch.set_flush_denormal(True)
+    if a.no_onednn:
+        torch.backends.mkldnn.enabled = False
     batches = [int(b) for b in a.batch.split(",")]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, {a.threads} threads, native bf16: {native_bf16(device)}; N={a.N}, crops of {a.patch} "
@@ -43,7 +52,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as out:
                 tc = TrainConfig(data=a.data, out=out, patch=a.patch, batch=batch, max_images=8, val_every=0,
                                  bf16=arith == "bf16", threads=a.threads, contrastive=False)  # fmt: skip
-                tr = Trainer(ModelConfig(N=a.N), tc)
+                tr = Trainer(ModelConfig(N=a.N, denoiser_scale=a.denoiser_scale), tc)
+                if a.channels_last:
+                    tr.module.to(memory_format=torch.channels_last)
                 tr.load_data(progress=False)
                 tr.train_step()
                 times = []
@@ -53,8 +64,14 @@ def main() -> None:
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     times.append(time.perf_counter() - t0)
+                if a.profile:
+                    from torch.profiler import profile
+
+                    with profile() as prof:
+                        tr.train_step()
+                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
             med = statistics.median(times)
-            print(f"{arith}, batch {batch}: {med:.3f} s/step, {batch * a.patch**2 / med / 1e6:.1f} Mpixel/s "
+            print(f"{arith}, batch {batch}: {med:.3f} s/step, {batch * a.patch**2 / med / 1e6:.2f} Mpixel/s "
                   f"(min {min(times):.3f}, max {max(times):.3f}, {a.steps} steps)")  # fmt: skip
 
 

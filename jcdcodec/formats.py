@@ -80,8 +80,3 @@ def file_head(path: Path) -> bytes:
             return f.read(HEAD)
     except OSError:
         return b""
-
-
-def file_image_format(path: Path) -> str | None:
-    """:func:`image_format` of a file; None when it cannot be read."""
-    return image_format(file_head(path))

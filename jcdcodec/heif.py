@@ -125,9 +125,9 @@ def _child(max_pixels: int, name: str) -> int:
             deep = _deep_samples(data, im) if im.info.get("bit_depth", 8) > 8 and im.mode in ("RGB", "RGBA") else None
             if deep is None:
                 im.load()
+            im.info["cicp"] = nclx_cicp(im.info.get("nclx_profile"))
             info = {k: bytes(im.info[k]) if isinstance(im.info.get(k), (bytes, bytearray)) else
                     str(im.info[k]).encode() if im.info.get(k) else b"" for k in INFO_KEYS}  # fmt: skip
-            info["cicp"] = nclx_cicp(im.info.get("nclx_profile"))
             if deep is not None:
                 mode, pixels = im.mode + ";16", deep
             else:

@@ -201,7 +201,7 @@ def load_image(
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
-            if im.format == "TIFF" and (raw := camera_raw(data[:HEAD], im.tag_v2)):  # type: ignore[attr-defined]
+            if im.format == "TIFF" and (raw := camera_raw(b"", im.tag_v2)):  # type: ignore[attr-defined]  # its tags
                 raise JcdError(raw_error(name, raw, im.size))
             _check_size(name, im.width, im.height, max_pixels)
             if header is not None:

@@ -18,7 +18,7 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
     images (by name or by their first bytes), so that a folder holding its photos, their .jcd files and what
     cameras and phones put beside them (videos, sidecars) is coded without an error for each of those; the
     skipped files are named in one warning. Files named one by one are all tried."""
-    from ..formats import RAW_SUFFIXES, camera_raw, file_head, file_image_format
+    from ..formats import RAW_SUFFIXES, camera_raw, file_head, image_format
 
     out: list[Path] = []
     for p in inputs:
@@ -28,25 +28,29 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
         files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
         files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
         if not decoding:
-            raws = [f for f in files if f.suffix.lower() in RAW_SUFFIXES or camera_raw(file_head(f))]
+            suffixes = image_suffixes()  # files named as images or raws are told by name; the rest by their bytes
+            heads = {f: file_head(f) for f in files if f.suffix.lower() not in suffixes | RAW_SUFFIXES}
+            raws = [f for f in files if f.suffix.lower() in RAW_SUFFIXES or (f in heads and camera_raw(heads[f]))]
             if raws:
-                listed = ", ".join(f.name for f in raws[:5]) + (f" and {len(raws) - 5} more" if len(raws) > 5 else "")
                 what = "camera raw files" if len(raws) > 1 else "camera raw file"
                 warnings.warn(f"{p}: skipped {len(raws)} {what} (jcd codes developed pictures: develop them "
-                              f"first): {listed}", JcdWarning, stacklevel=2)  # fmt: skip
+                              f"first): {_first_five(raws)}", JcdWarning, stacklevel=2)  # fmt: skip
                 files = [f for f in files if f not in raws]
-            suffixes = image_suffixes()
-            images = [f for f in files if f.suffix.lower() in suffixes or file_image_format(f) is not None]
-            skipped = [f.name for f in files if f not in images]
+            images = [f for f in files if f.suffix.lower() in suffixes or image_format(heads[f]) is not None]
+            skipped = [f for f in files if f not in images]
             if skipped:
-                listed = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
                 what = "files that are not images" if len(skipped) > 1 else "file that is not an image"
-                warnings.warn(f"{p}: skipped {len(skipped)} {what}: {listed}", JcdWarning, stacklevel=2)
+                warnings.warn(f"{p}: skipped {len(skipped)} {what}: {_first_five(skipped)}", JcdWarning, stacklevel=2)
             files = images
         if not files:
             raise JcdError(f"{p}: no {'.jcd files' if decoding else 'images'} in this directory")
         out.extend(files)
     return tuple(out)
+
+
+def _first_five(files: list[Path]) -> str:
+    """The names of a warning's files: the first five, then how many more."""
+    return ", ".join(f.name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
 
 
 @dataclass(frozen=True)
