@@ -28,7 +28,7 @@
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16 or GPU_BATCH, noise made on the GPU; also when
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;
 # joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md; a resumed run keeps its own
-# steps, crops and batch unless STEPS, PATCH, BATCH or GPU=1 say otherwise), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), DRY_RUN=1 (print the training command instead of running it).
+# steps, crops and batch unless STEPS, PATCH, BATCH or GPU=1 say otherwise), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), WARMUP (--warmup: steps of lr warm-up, default 500; a new leg from exported weights at LR=5e-5 on a slow CPU may take WARMUP=100, and a resume with it shortens the run's), DRY_RUN=1 (print the training command instead of running it).
 # Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,9 +106,9 @@ if [ -f "$RUN/last.ckpt" ]; then
   if [ "${GPU:-0}" = 1 ]; then asked=("${SIZE[@]}")  # the GPU profile's crops replace a CPU run's
   else asked=(${ASKED_PATCH:+--patch "$ASKED_PATCH"} ${ASKED_BATCH:+--batch "$ASKED_BATCH"}); fi
   run .venv/bin/jcd train --resume --out "$RUN" ${ASKED_STEPS:+--steps "$ASKED_STEPS"} --threads "${THREADS:-1}" \
-    ${asked[@]+"${asked[@]}"} "${EVERY[@]}" ${LR:+--lr "$LR"}
+    ${asked[@]+"${asked[@]}"} "${EVERY[@]}" ${LR:+--lr "$LR"} ${WARMUP:+--warmup "$WARMUP"}
   exit
 fi
 init=(--lr "${LR:-3e-4}")  # from scratch
 [ -f "$INIT_FROM" ] && init=(--init "$INIT_FROM" --lr "${LR:-1e-4}")
-run .venv/bin/jcd train "${common[@]}" "${init[@]}" ${SEED:+--seed "$SEED"} "${ARGS[@]}"
+run .venv/bin/jcd train "${common[@]}" "${init[@]}" ${SEED:+--seed "$SEED"} ${WARMUP:+--warmup "$WARMUP"} "${ARGS[@]}"

@@ -70,7 +70,7 @@ def image_dir(tmp_path_factory):
 def tiny_run(image_dir, out, steps, **kw):
     mc = ModelConfig(N=16, **kw.pop("model", {}))
     tc = TrainConfig(data=str(image_dir), out=str(out), patch=64, batch=2, steps=steps, val_count=2, val_every=0,
-                     ckpt_every=10_000, lr=kw.pop("lr", 1e-4), warmup=1, threads=1, **kw)  # fmt: skip
+                     ckpt_every=10_000, lr=kw.pop("lr", 1e-4), warmup=kw.pop("warmup", 1), threads=1, **kw)  # fmt: skip
     return mc, tc
 
 
@@ -200,6 +200,25 @@ def test_resume_with_a_new_learning_rate(image_dir, tmp_path, ema):
     resumed.load_data(progress=False)
     resumed.train_step()
     assert resumed.sched.get_last_lr()[0] == pytest.approx(3e-5)
+
+
+def test_resume_with_a_shorter_warm_up_trains_at_the_full_rate_from_its_next_step(image_dir, tmp_path):
+    """A leg begun from exported weights with a fresh optimiser warms up over 500 steps; on a slow CPU that is a
+    whole session, so a resume may shorten it. The next step runs at the rate of the new schedule, not the saved one."""
+    from jcdcodec.errors import JcdError
+
+    mc, tc = tiny_run(image_dir, tmp_path / "warm", 20, warmup=10)
+    ckpt = started(mc, tc, 2).save_checkpoint()
+    kept = Trainer(mc, dataclasses.replace(tc, warmup=0), resume=ckpt)  # not asked: the run's own warm-up
+    assert kept.tcfg.warmup == 10 and kept.opt.param_groups[0]["lr"] == pytest.approx(1e-4 * 3 / 10)
+    short = Trainer(mc, dataclasses.replace(tc, warmup=0), resume=ckpt, also_override=frozenset({"warmup"}))
+    assert short.tcfg.warmup == 0 and short.opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    short.load_data(progress=False)
+    short.train_step()
+    assert short.sched.get_last_lr()[0] == pytest.approx(1e-4)
+    assert Trainer(mc, tc, resume=short.save_checkpoint()).tcfg.warmup == 0  # the checkpoint keeps it
+    with pytest.raises(JcdError, match="warm-up"):
+        dataclasses.replace(tc, warmup=-1)
 
 
 def test_export_load_encode(image_dir, tmp_path):
@@ -680,12 +699,14 @@ def test_jcd_train_resume_keeps_the_runs_length_and_rhythm_unless_given(image_di
     seen = []
     monkeypatch.setattr(Trainer, "run", lambda self, **kw: seen.append(self.tcfg))
     base = ["train", "--resume", "--out", str(tmp_path / "keep"), "--data", str(image_dir), "--quiet"]
-    for extra in ([], ["--steps", "9", "--val-every", "5"]):
+    for extra in ([], ["--steps", "9", "--val-every", "5", "--warmup", "0"]):
         res = CliRunner().invoke(cli, [*base, *extra], catch_exceptions=False)
         assert res.exit_code == 0, res.output
     kept, given = seen
-    assert (kept.steps, kept.ckpt_every, kept.val_every) == (6, 10_000, 0)
-    assert (given.steps, given.ckpt_every, given.val_every) == (9, 10_000, 5)
+    assert (kept.steps, kept.ckpt_every, kept.val_every, kept.warmup) == (6, 10_000, 0, 1)
+    assert (given.steps, given.ckpt_every, given.val_every, given.warmup) == (9, 10_000, 5, 0)
+    res = CliRunner().invoke(cli, [*base, "--warmup", "-1"])
+    assert res.exit_code == 2 and "-1" in res.output
 
 
 def test_the_gpu_profile_of_the_training_script(tmp_path):
@@ -724,7 +745,7 @@ def test_a_plain_resume_of_the_training_script_keeps_the_runs_own_length_and_cro
 
     def command(which: str, **extra: str) -> list[str]:
         env = dict(os.environ, DRY_RUN="1", RUN_DIR=str(run), **extra)
-        for name in ("STEPS", "PATCH", "BATCH", "GPU", "GPU_BATCH"):
+        for name in ("STEPS", "PATCH", "BATCH", "GPU", "GPU_BATCH", "WARMUP", "LR"):
             if name not in extra:
                 env.pop(name, None)
         r = subprocess.run(["bash", str(REPO / "scripts" / "train.sh"), which], capture_output=True, text=True,
@@ -736,6 +757,7 @@ def test_a_plain_resume_of_the_training_script_keeps_the_runs_own_length_and_cro
     assert "--resume" in cmd and not {"--steps", "--patch", "--batch", "--init"} & set(cmd)
     cmd = command("camera128", STEPS="2400", BATCH="2")
     assert cmd[cmd.index("--steps") + 1] == "2400" and cmd[cmd.index("--batch") + 1] == "2" and "--patch" not in cmd
+    assert "--warmup" not in cmd and command("joint128", WARMUP="100")[-2:] == ["--warmup", "100"]
     cmd = command("camera128", GPU="1")  # the GPU profile's size replaces a CPU run's
     assert (cmd[cmd.index("--patch") + 1], cmd[cmd.index("--batch") + 1]) == ("256", "16")
     cmd = command("joint128")  # its CPU size always: a GPU leg (16 a batch) continues at the CPU's 4
@@ -744,6 +766,8 @@ def test_a_plain_resume_of_the_training_script_keeps_the_runs_own_length_and_cro
     (run / "last.ckpt").unlink()
     cmd = command("camera128")  # a new leg: the profile's own length and size
     assert "--resume" not in cmd and cmd[cmd.index("--steps") + 1] == "2000" and cmd[cmd.index("--patch") + 1] == "128"
+    cmd = command("joint128", WARMUP="0")  # a new leg takes it too
+    assert "--resume" not in cmd and cmd[cmd.index("--warmup") + 1] == "0"
 
 
 def test_the_gpu_machine_script_runs_the_profile_on_the_packed_data(tmp_path):

@@ -83,6 +83,9 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--steps", default=100_000, show_default=True,
               help="Total steps of the run (lr decays at 80%, 95%). Given with --resume, replaces the run's.")
 @click.option("--lr", default=1e-4, show_default=True, help="Learning rate; with --resume, replaces the run's.")
+@click.option("--warmup", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Steps of linear lr warm-up from the run's start (0: none). Fewer suit a run from --init at a "
+              "small lr. Given with --resume, replaces the run's (steps past it train at the full lr at once).")
 @click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
 @click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
 @click.option("--temperature", default=0.1, show_default=True, help="NT-Xent temperature.")
@@ -118,7 +121,7 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
           cbam: bool | None, denoiser_scale: bool, guidance: bool, detach_guidance: bool, patch: int, batch: int,
-          steps: int, lr: float,
+          steps: int, lr: float, warmup: int,
           lambda_g: float,
           lambda_c: float, temperature: float, wide_noise: bool, gamma: str, noise_model: str, upscale: float,
           gate_init: float | None,
@@ -168,7 +171,7 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     overrides = {k: v for k, v in switches.items() if v is not None}
     mcfg = dataclasses.replace(base, **overrides)
     tcfg = TrainConfig(data=str(data), val=str(val) if val else None, val_count=val_count, out=str(out), patch=patch,
-                       batch=batch, steps=steps, lr=lr, lambda_g=lambda_g, lambda_c=lambda_c,
+                       batch=batch, steps=steps, lr=lr, warmup=warmup, lambda_g=lambda_g, lambda_c=lambda_c,
                        guidance=guidance, detach_guidance=detach_guidance,
                        contrastive=True if contrastive is None else contrastive,
                        temperature=temperature, wide_noise=wide_noise, gamma=gamma, noise=noise_model,

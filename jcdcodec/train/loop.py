@@ -53,6 +53,8 @@ class TrainConfig:
     steps: int = 100_000
     lr: float = 1e-4
     aux_lr: float = 1e-3
+    # Steps of linear lr warm-up from the run's first step (a fresh optimiser). A leg started from exported weights
+    # at a small lr needs fewer; on a slow CPU 500 steps can be a whole session. --resume --warmup replaces it.
     warmup: int = 500
     decay_at: tuple[float, ...] = (0.8, 0.95)  # lr x0.1 at these fractions of ``steps``
     clip: float = 1.0
@@ -107,6 +109,8 @@ class TrainConfig:
             raise JcdError(f"EMA decay must lie in (0, 1) (0 switches it off), got {self.ema}")
         check_noise_model(self.noise)
         check_upscale(self.upscale)
+        if self.warmup < 0:
+            raise JcdError(f"warm-up must be 0 steps or more, got {self.warmup}")
         if self.gamma not in GAMMAS:
             raise JcdError(f"gamma must be one of {', '.join(GAMMAS)}, got {self.gamma!r}")
 
@@ -159,7 +163,8 @@ class Trainer:
     #: What it takes from the new TrainConfig only when named in ``also_override`` (what the user asked for): the
     #: run's length and rhythm, its crops and batches, the contrastive switch. Without asking, a resumed run keeps
     #: its own: a default of the command line must not move a run's learning-rate decay (``decay_at`` x ``steps``).
-    MAY_OVERRIDE = frozenset({"steps", "ckpt_every", "val_every", "log_every", "patch", "batch", "contrastive"})
+    MAY_OVERRIDE = frozenset({"steps", "ckpt_every", "val_every", "log_every", "patch", "batch", "contrastive",
+                              "warmup"})
 
     def __init__(
         self,
@@ -172,8 +177,9 @@ class Trainer:
         """``new_lr`` (with ``resume``) replaces the run's base learning rate from the resumed step on;
         ``also_override`` names further fields of ``MAY_OVERRIDE`` to take from ``tcfg`` on resume: ``steps``
         and how often to checkpoint, validate and log; ``patch`` and ``batch`` (a run begun on a CPU continues on
-        a GPU) and ``contrastive`` (switched off when measurement says the branch does not pay: the run goes on
-        without losing its steps)."""
+        a GPU), ``warmup`` (shortened when a leg from exported weights began with a fresh optimiser) and
+        ``contrastive`` (switched off when measurement says the branch does not pay: the run goes on without
+        losing its steps)."""
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -239,7 +245,10 @@ class Trainer:
                 self.sched.base_lrs = [new_lr]
                 for g in self.opt.param_groups:
                     g["initial_lr"] = new_lr
-                    g["lr"] = new_lr * self._lr_factor(self.step)
+            # The lr of the next step from the schedule as it stands now (a new lr, warm-up or length), not the
+            # one saved; for an unchanged schedule the two are the same number.
+            for g, base in zip(self.opt.param_groups, self.sched.base_lrs, strict=True):
+                g["lr"] = base * self._lr_factor(self.step)
         # Built after the weights are in place: a run from --init (or a checkpoint written before the
         # average existed) starts its average at the weights it starts from.
         self.ema = ParameterEMA(self.module.model, tcfg.ema) if tcfg.ema else None
