@@ -104,7 +104,7 @@ def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
 
 
 def _load_tiff16(im: Image.Image, data: bytes, name: str) -> Picture | None:
-    """A 16-bit colour TIFF at full precision (tiff16.py), or None for a layout only Pillow reads (at 8 bits)."""
+    """A 16-bit colour TIFF at full precision (tiff16.py), or None for a kind only Pillow reads (at 8 bits)."""
     from . import tiff16
 
     tags = dict(im.tag_v2)  # type: ignore[attr-defined]
@@ -204,6 +204,11 @@ def load_image(
             if im.format == "TIFF" and (raw := camera_raw(b"", im.tag_v2)):  # type: ignore[attr-defined]  # its tags
                 raise JcdError(raw_error(name, raw, im.size))
             _check_size(name, im.width, im.height, max_pixels)
+            if im.format == "TIFF":
+                from .tiff16 import check_tiles
+
+                tags = im.tag_v2  # type: ignore[attr-defined]
+                check_tiles(tags, (int(tags.get(256, 0)), int(tags.get(257, 0))), name)
             if header is not None:
                 im.info["cicp"] = _png_cicp(data)
             frames = getattr(im, "n_frames", 1)
@@ -213,6 +218,11 @@ def load_image(
                 p = _load_tiff16(im, data, name)
                 if p is not None:
                     return p
+            if im.format == "TIFF":  # libtiff decodes it here, and says what it meets on the terminal
+                from .tiff16 import libtiff_quiet
+
+                with libtiff_quiet():
+                    im.load()
             return from_pillow(im, name)
     except JcdError:
         raise
@@ -227,6 +237,8 @@ def load_image(
     except Exception as e:  # noqa: BLE001  Pillow's and pypng's decoders raise many kinds on damaged files
         # (OSError, ValueError, SyntaxError, but also TypeError, KeyError, struct.error, EOFError, ...).
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        if re.fullmatch(r"decoder error -?\d+", detail):  # Pillow's word for a decoder's failure code
+            detail = "damaged image data"
         raise JcdError(f"{name}: cannot read image ({detail})") from None
 
 
@@ -234,8 +246,8 @@ def from_pillow(im: Image.Image, name: str = "image") -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
     tiff_exif = _tiff_exif(im) if im.format == "TIFF" else b""
     if bits := _tiff16_colour_bits(im):
-        warnings.warn(f"{name}: a {bits}-bit colour TIFF in a layout jcd reads at 8 bits only "
-                      "(LZW, tiles); saved uncompressed or with ZIP, or as a 16-bit PNG, it keeps all its bits",
+        warnings.warn(f"{name}: a {bits}-bit colour TIFF of a kind jcd reads at 8 bits only (jcd reads unsigned "
+                      "16-bit RGB at full precision); saved so, or as a 16-bit PNG, it keeps all its bits",
                       JcdWarning, stacklevel=2)  # fmt: skip
     im = ImageOps.exif_transpose(im)
     im.load()

@@ -333,10 +333,11 @@ def image_bases() -> list[tuple[str, bytes]]:
     buf = io.BytesIO()  # 16-bit RGB PNG: read by pypng, not Pillow
     png.Writer(32, 24, greyscale=False, bitdepth=16).write(buf, (rgb.astype(np.uint16) * 257).reshape(24, -1))
     out.append(("png", buf.getvalue()))
-    from test_tiff16 import tiff  # 16-bit colour TIFF, read by jcd's own strip reader
+    from test_tiff16 import tiff  # 16-bit colour TIFF, read through libtiff by tiff16.py
 
     out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), deflate=True, predictor=True)))
     out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), planar=True, big=True)))
+    out.append(("tiff", tiff((rgb.astype(np.uint16) * 257), tiles=16, compression=5, predictor=True)))
     heif = Path(__file__).parent / "data" / "heif"  # read in a child process: crashes stay there
     out.append(("heic", (heif / "phone.heic").read_bytes()))
     out.append(("heic", (heif / "deep.heic").read_bytes()))  # 10 bits: its samples come back at 16

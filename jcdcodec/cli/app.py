@@ -60,6 +60,17 @@ def _warning_printer(default):
     return show
 
 
+def _quiet_pillow() -> None:
+    """Pillow's own remarks on a damaged file ("Tag data larger than file. Skipping tag 322", two lines each with
+    a path into site-packages; "More samples per pixel than can be decoded" through logging) stay off the
+    terminal: jcd says in one line what it could not read. Python code using jcdcodec keeps them."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    logging.getLogger("PIL").addHandler(logging.NullHandler())  # a handler: no fallback to stderr
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
     import warnings
@@ -68,6 +79,7 @@ def main() -> None:
 
     warnings.simplefilter("always", JcdWarning)  # even under PYTHONWARNINGS=ignore: these are for the user
     warnings.showwarning = _warning_printer(warnings.showwarning)
+    _quiet_pillow()
     try:
         cli.main(prog_name="jcd", standalone_mode=False)
     except click.exceptions.Abort:  # click's form of Ctrl-C
