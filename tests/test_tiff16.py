@@ -57,6 +57,11 @@ def lzw(data: bytes) -> bytes:
     return bytes(out)
 
 
+def packbits(data: bytes) -> bytes:
+    """PackBits as literal runs only (a count byte n, then n + 1 bytes): valid, if no smaller."""
+    return b"".join(bytes([len(data[i : i + 128]) - 1]) + data[i : i + 128] for i in range(0, len(data), 128))
+
+
 def tiff(a: np.ndarray, *, deflate: bool = False, predictor: bool = False, planar: bool = False, big: bool = False,
          rows_per_strip: int = 3, orientation: int | None = None, tiles: int = 0, strip_bytes=None,
          compression: int | None = None, sample_format: int = 1) -> bytes:
@@ -65,7 +70,7 @@ def tiff(a: np.ndarray, *, deflate: bool = False, predictor: bool = False, plana
     h, w, spp = a.shape
     order, dt = (">", ">u2") if big else ("<", "<u2")
     compression = compression or (8 if deflate else 1)
-    squeeze = strip_bytes or {1: bytes, 5: lzw, 8: zlib.compress}[compression]
+    squeeze = strip_bytes or {1: bytes, 5: lzw, 8: zlib.compress, 32773: packbits}[compression]
     planes = [a[:, :, c : c + 1] for c in range(spp)] if planar else [a]
     if tiles:  # the planes padded to whole tiles, then cut into them
         across, down = -(-w // tiles), -(-h // tiles)
@@ -122,7 +127,8 @@ LAYOUTS = [{}, {"deflate": True}, {"deflate": True, "predictor": True}, {"planar
            {"big": True, "deflate": True, "predictor": True}, {"rows_per_strip": 7},
            {"compression": 5}, {"compression": 5, "predictor": True},
            {"compression": 5, "predictor": True, "big": True},
-           {"compression": 5, "planar": True, "predictor": True}, {"tiles": 16}, {"tiles": 16, "big": True},
+           {"compression": 5, "planar": True, "predictor": True}, {"compression": 32773, "tiles": 16},
+           {"tiles": 16}, {"tiles": 16, "big": True},
            {"tiles": 16, "compression": 5, "predictor": True}, {"tiles": 16, "deflate": True, "planar": True},
            {"tiles": 16, "predictor": True, "planar": True, "big": True}]  # fmt: skip
 
