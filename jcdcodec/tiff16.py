@@ -78,9 +78,19 @@ def samples(tags: dict, size: tuple[int, int], big_endian: bool, data: bytes, na
         if predictor == 2:  # each sample was stored as the difference to its left neighbour, modulo 2^16
             grey = _undo_predictor(grey, tile[0] if tiled else width)
         if out is None:  # chunky: the samples as they come, in this machine's byte order
-            return grey.astype(np.uint16, copy=False)
+            out = grey.astype(np.uint16, copy=False)
+            break
         out[:, :, plane : plane + channels] = grey
-    return out
+    return _unpremultiplied(out) if spp == 4 and one(338, 0) == 1 else out
+
+
+def _unpremultiplied(rgba: np.ndarray) -> np.ndarray:
+    """Associated alpha (ExtraSamples 1, what GIMP writes) turned into the straight alpha jcd codes: the colour
+    samples were stored multiplied by alpha; a fully transparent pixel keeps black."""
+    alpha = rgba[:, :, 3:].astype(np.float32)
+    straight = rgba[:, :, :3] * np.float32(65535) / np.maximum(alpha, 1)
+    colour = np.where(alpha > 0, np.minimum(np.rint(straight), 65535), 0).astype(np.uint16)
+    return np.concatenate([colour, rgba[:, :, 3:]], axis=2)
 
 
 def check_tiles(tags: dict, size: tuple[int, int], name: str) -> None:

@@ -143,6 +143,25 @@ def test_every_sample_is_read_at_16_bits(layout):
     assert np.array_equal(np.round(p.rgb * 65535).astype(np.uint16), a)
 
 
+def test_associated_alpha_is_undone_to_the_straight_alpha_jcd_codes():
+    """GIMP writes RGBA TIFF with associated alpha (ExtraSamples 1): its colours are stored multiplied by alpha.
+    Taken as straight, half-transparent pixels came out twice as dark."""
+    straight = samples(16, 16, 4)
+    straight[:, :, 3] = np.linspace(0, 65535, 256).astype(np.uint16).reshape(16, 16)
+    stored = straight.copy()
+    stored[:, :, :3] = np.rint(straight[:, :, :3] * (straight[:, :, 3:] / 65535)).astype(np.uint16)
+    data = tiff(stored, compression=5)
+    data = data.replace(struct.pack("<HHIHH", 338, 3, 1, 2, 0), struct.pack("<HHIHH", 338, 3, 1, 1, 0), 1)
+    p = load_image(data, name="gimp.tif")
+    rgb = np.round(p.rgb * 65535)
+    assert np.array_equal(p.alpha, straight[:, :, 3])
+    seen = straight[:, :, 3] >= 4096  # where alpha keeps the colour's precision
+    assert np.abs(rgb[seen] - straight[:, :, :3][seen]).max() <= 65535 / 4096
+    assert not rgb[straight[:, :, 3] == 0].any()
+    plain = load_image(tiff(stored, compression=5), name="plain.tif")  # ExtraSamples 2: taken as they are
+    assert np.array_equal(np.round(plain.rgb * 65535), stored[:, :, :3])
+
+
 def test_alpha_and_orientation_come_through_at_16_bits():
     a = samples(spp=4)
     p = load_image(tiff(a, deflate=True, orientation=6), name="raw.tif")
