@@ -7,7 +7,8 @@ notes) instead of failing on each.
 Camera raw files are told apart too. Most are TIFF inside (DNG, NEF, ARW, CR2, PEF, ...) and their first image
 is a small preview, which a TIFF reader opens without complaint: coded as the photo, a 24 Mpx raw became a
 256x171 picture without a word (a user who then deletes the raw has lost the photo). jcd codes developed
-pictures; a raw file is refused with what to do instead, and skipped with one warning in a folder.
+pictures: a raw file is developed first (rawphoto.py), and in a folder one that has a picture of the same
+name beside it (RAW+JPEG, as cameras shoot) is skipped with one warning.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def image_format(head: bytes) -> str | None:
     return None
 
 
-#: Extensions of camera raw files (a folder's raw files are skipped by name; renamed ones are caught by content).
+#: Extensions of camera raw files (a folder's raw files are told by name; renamed ones are caught by content).
 RAW_SUFFIXES = frozenset((".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2",
                           ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw",
                           ".rwl"))  # fmt: skip
@@ -66,11 +67,23 @@ def camera_raw(head: bytes, tags: Mapping | None = None) -> str | None:
     return None
 
 
-def raw_error(name: str, kind: str, preview: tuple[int, int] | None = None) -> str:
-    """The one line that refuses a raw file, with what to do instead."""
-    seen = f"; its first image is a {preview[0]}x{preview[1]} preview" if preview else ""
-    return (f"{name}: a camera raw file ({kind}){seen}: jcd codes developed pictures; develop it first "
-            "(a raw converter's 16-bit TIFF or PNG keeps all its bits)")
+def tiff_tags(data: bytes) -> Mapping | None:
+    """The tags of a TIFF's first image, read even where Pillow cannot open the image (a DNG whose first image is
+    the sensor's mosaic); None for anything else or a damaged directory."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    import io
+
+    from PIL import TiffImagePlugin
+
+    try:
+        fp = io.BytesIO(data)
+        tags = TiffImagePlugin.ImageFileDirectory_v2(data[:8])
+        fp.seek(tags.next)
+        tags.load(fp)
+    except Exception:  # noqa: BLE001  a damaged directory: not told apart here
+        return None
+    return tags
 
 
 def file_head(path: Path) -> bytes:

@@ -1,13 +1,10 @@
 """HEIF/HEIC input (what phones write), read by pi-heif in a child process.
 
-Why a child: libheif and libde265 are C code, and damaged HEIC files crash them. Three of 400 byte-mutated copies
-of tests/data/heif/phone.heic ended the reading process with a segmentation fault (pi-heif 1.4.0, inside
-libheif's parsing of the container, before any size could be checked). In jcd's own process that ends `jcd
-encode photos/` at the first such file, without a word about which one, and memory corrupted by a hostile file
-is worse than a crash. The child reads the file and hands back the first frame's pixels and its ICC profile,
-EXIF and XMP as plain bytes, which are checked before use; a crash becomes one line of error naming the file,
-and a batch goes on. The price is a Python start-up per HEIC file (a read of phone.heic took 0.18-0.27 s,
-docs/robustness.md).
+Why a child (child.py): libheif and libde265 are C code, and damaged HEIC files crash them. Three of 400
+byte-mutated copies of tests/data/heif/phone.heic ended the reading process with a segmentation fault (pi-heif
+1.4.0, inside libheif's parsing of the container, before any size could be checked). The child hands back the
+first frame's pixels and its ICC profile, EXIF, XMP and CICP as plain bytes, which are checked before use. The
+price is a Python start-up per HEIC file (a read of phone.heic took 0.18-0.27 s, docs/robustness.md).
 
 A 10- or 12-bit HEIF (HDR phone and camera photos) comes back at 16 bits, its samples stretched to the full
 range by repeating their top bits (1023 -> 65535), like a 16-bit PNG: jcd codes it from all its bits and decodes
@@ -18,11 +15,9 @@ AVIF is read by Pillow itself, in process, like every other format.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-from pathlib import Path
 
+from . import child
 from .errors import JcdError
 from .metadata import nclx_cicp
 
@@ -36,14 +31,9 @@ MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "RGB;16": 6, "RGBA;16": 8}
 #: What of the image's info travels back, as raw bytes ("cicp": the nclx box's four code points, metadata.py).
 INFO_KEYS = ("icc_profile", "exif", "xmp", "cicp")
 #: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
-CHILD = [sys.executable, "-m", "jcdcodec.heif"]
-#: Where the child starts: the folder that holds this jcdcodec. ``python -m`` puts its working folder first on
-#: the import path, so a child started in the user's folder would import a ``jcdcodec`` lying there instead.
-_HOME = Path(__file__).resolve().parent.parent
+CHILD = child.command("jcdcodec.heif")
 #: Seconds the child may take: a 48 Mpx photo reads in a few; a hostile file must not hang a batch.
 TIMEOUT = 300.0
-#: Exit status of a child that refused the file with a message of its own (not a crash).
-_REFUSED = 3
 
 
 def is_heif(data: bytes) -> bool:
@@ -68,21 +58,8 @@ def read(data: bytes, name: str, max_pixels: int | None):
         import pi_heif  # noqa: F401  only to say what is missing here, not in the child
     except ImportError:
         raise JcdError(f"{name}: a HEIF/HEIC image; reading it needs pi-heif (pip install pi-heif)") from None
+    h, body = child.run(CHILD, data, name, max_pixels, "the HEIF decoder", TIMEOUT)
     try:
-        r = subprocess.run([*CHILD, str(max_pixels or 0), name], input=data, capture_output=True, check=False,
-                           timeout=TIMEOUT, cwd=_HOME)  # fmt: skip
-    except subprocess.TimeoutExpired:  # run() has killed the child
-        raise JcdError(f"{name}: cannot read image (the HEIF decoder did not finish in {TIMEOUT:g} s)") from None
-    said = r.stderr.decode("utf-8", "replace").strip().splitlines()
-    if r.returncode == _REFUSED and said:
-        raise JcdError(said[-1])
-    if r.returncode != 0:
-        why = f"signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
-        raise JcdError(f"{name}: cannot read image (the HEIF decoder crashed on it, {why}: a damaged file)")
-    end = r.stdout.find(b"\n")
-    head, body = r.stdout[: max(end, 0)], memoryview(r.stdout)[end + 1 :]  # the pixels are not copied here
-    try:
-        h = json.loads(head)
         mode, width, height, frames = h["mode"], int(h["width"]), int(h["height"]), int(h["frames"])
         lengths = [int(h["info"][k]) for k in INFO_KEYS]
         if mode not in MODES or width <= 0 or height <= 0 or min(lengths) < 0:
@@ -92,7 +69,7 @@ def read(data: bytes, name: str, max_pixels: int | None):
         if len(body) != sum(lengths) + width * height * MODES[mode]:
             raise ValueError("length")
     except (ValueError, KeyError, TypeError):  # the child's own output is checked like any input
-        raise JcdError(f"{name}: cannot read image (the HEIF reader's output is malformed)") from None
+        raise child.malformed(name, "the HEIF decoder") from None
     info, pos = {}, 0
     for key, n in zip(INFO_KEYS, lengths, strict=True):
         if n:
@@ -107,8 +84,8 @@ def read(data: bytes, name: str, max_pixels: int | None):
     return im, frames, deep
 
 
-def _child(max_pixels: int, name: str) -> int:
-    """Read a HEIF file from stdin; write a JSON line, the info bytes and the pixels to stdout."""
+def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
+    """The child's work: a HEIF file's head (mode, size, frames, info lengths), info bytes and pixels."""
     import io
 
     import pi_heif
@@ -117,7 +94,6 @@ def _child(max_pixels: int, name: str) -> int:
     from .imageio import _check_size
 
     pi_heif.register_heif_opener()
-    data = sys.stdin.buffer.read()
     try:
         with Image.open(io.BytesIO(data)) as im:
             _check_size(name, im.width, im.height, max_pixels or None)
@@ -134,25 +110,11 @@ def _child(max_pixels: int, name: str) -> int:
                 if im.mode not in MODES:
                     im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
                 mode, pixels = im.mode, im.tobytes()
-    except JcdError as e:
-        print(str(e), file=sys.stderr)
-        return _REFUSED
     except UnidentifiedImageError:
-        print(f"{name}: cannot read image (a damaged or truncated HEIF file)", file=sys.stderr)
-        return _REFUSED
-    except Exception as e:  # noqa: BLE001  the decoder raises many kinds on damaged files
-        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        print(f"{name}: cannot read image ({detail})", file=sys.stderr)
-        return _REFUSED
+        raise JcdError(f"{name}: cannot read image (a damaged or truncated HEIF file)") from None
     head = {"mode": mode, "width": im.width, "height": im.height, "frames": frames,
             "info": {k: len(v) for k, v in info.items()}}  # fmt: skip
-    out = sys.stdout.buffer
-    out.write(json.dumps(head).encode() + b"\n")
-    for k in INFO_KEYS:
-        out.write(info[k])
-    out.write(pixels)
-    out.flush()
-    return 0
+    return head, [*(info[k] for k in INFO_KEYS), pixels]
 
 
 def _deep_samples(data: bytes, im) -> bytes | None:
@@ -180,4 +142,4 @@ def _deep_samples(data: bytes, im) -> bytes | None:
 
 
 if __name__ == "__main__":
-    sys.exit(_child(int(sys.argv[1]), sys.argv[2]))
+    sys.exit(child.serve(_child))

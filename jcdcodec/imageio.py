@@ -13,6 +13,8 @@ business changing transparency). What else Pillow opens is mapped onto that:
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
 - HEIF/HEIC (what phones write) is read by pi-heif in a child process (heif.py), a 10- or 12-bit one at 16
   bits; AVIF by Pillow itself.
+- Camera raw files (DNG, CR2, CR3, NEF, ARW, RAF, ...) are developed by LibRaw in a child process
+  (rawphoto.py), at 16 bits; never coded as the small preview a TIFF reader finds first.
 
 All writes go through ``outputs`` (atomic, optionally no-clobber).
 """
@@ -32,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import heif
 from .errors import JcdError, JcdWarning
-from .formats import HEAD, camera_raw, raw_error
+from .formats import HEAD, camera_raw, tiff_tags
 from .metadata import NONE as NO_METADATA
 from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks, profile_space
 from .outputs import atomic_write_bytes
@@ -113,7 +115,7 @@ def _load_tiff16(im: Image.Image, data: bytes, name: str) -> Picture | None:
     if arr is None:
         return None
     rgb, alpha = arr[:, :, :3], (arr[:, :, 3] if arr.shape[2] == 4 and im.mode == "RGBA" else None)
-    return _picture16(im, rgb, alpha, name, _tiff_exif(im))
+    return _picture16(im, rgb, alpha, name, _tiff_exif(im.getexif()))
 
 
 def _picture16(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, name: str, exif: bytes = b"") -> Picture:
@@ -186,7 +188,7 @@ def load_image(
     if not data:
         raise JcdError(f"{name}: empty file")
     if raw := camera_raw(data[:HEAD]):
-        raise JcdError(raw_error(name, raw))
+        return _developed(data, name, raw, max_pixels)
     try:
         header = _png_header(data[:26])
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
@@ -202,7 +204,7 @@ def load_image(
             return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
             if im.format == "TIFF" and (raw := camera_raw(b"", im.tag_v2)):  # type: ignore[attr-defined]  # its tags
-                raise JcdError(raw_error(name, raw, im.size))
+                return _developed(data, name, raw, max_pixels)  # not its first image: a small preview
             _check_size(name, im.width, im.height, max_pixels)
             if im.format == "TIFF":
                 from .tiff16 import check_tiles
@@ -227,6 +229,8 @@ def load_image(
     except JcdError:
         raise
     except (UnidentifiedImageError, png.FormatError) as e:
+        if raw := camera_raw(b"", tiff_tags(data)):  # a DNG whose first image is the mosaic, which Pillow cannot
+            return _developed(data, name, raw, max_pixels)
         raise JcdError(f"{name}: not an image jcd can read ({type(e).__name__})") from None
     except Image.DecompressionBombError as e:  # Pillow's own check, when it comes first
         m = re.search(r"\((\d+) pixels\)", str(e))
@@ -242,9 +246,30 @@ def load_image(
         raise JcdError(f"{name}: cannot read image ({detail})") from None
 
 
+def _developed(data: bytes, name: str, kind: str, max_pixels: int | None) -> Picture:
+    """A camera raw file, developed at 16 bits (rawphoto.py), with its camera data (EXIF) where it is TIFF inside
+    (DNG, NEF, ARW, CR2, PEF, ...)."""
+    from . import rawphoto
+
+    samples = rawphoto.develop(data, name, kind, max_pixels)
+    rgb = samples.astype(np.float32)
+    rgb /= np.float32(65535)  # in place: a 24 Mpx photo's floats are 288 MB
+    grey = samples.shape[2] == 1  # a monochrome sensor
+    exif = b""
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        src = Image.Exif()
+        try:
+            src.load(data)
+        except Exception:  # noqa: BLE001  damaged tags cost the camera data, not the photo
+            src = Image.Exif()
+        exif = _tiff_exif(src)
+    meta = from_pillow_info({"exif": exif} if exif else {}, grey=grey, name=name)
+    return Picture(np.repeat(rgb, 3, axis=2) if grey else rgb, GRAY if grey else RGB, 16, None, meta)
+
+
 def from_pillow(im: Image.Image, name: str = "image") -> Picture:
     """A Pillow image (upright by its EXIF orientation) as jcd codes it; ``name`` for warnings."""
-    tiff_exif = _tiff_exif(im) if im.format == "TIFF" else b""
+    tiff_exif = _tiff_exif(im.getexif()) if im.format == "TIFF" else b""
     if bits := _tiff16_colour_bits(im):
         warnings.warn(f"{name}: a {bits}-bit colour TIFF of a kind jcd reads at 8 bits only (jcd reads unsigned "
                       "16-bit RGB at full precision); saved so, or as a 16-bit PNG, it keeps all its bits",
@@ -277,14 +302,14 @@ def _tiff16_colour_bits(im: Image.Image) -> int:
     return most if most > 8 else 0
 
 
-def _tiff_exif(im: Image.Image) -> bytes:
-    """The EXIF of a TIFF (camera, date, exposure, GPS), which Pillow leaves among the file's own tags.
+def _tiff_exif(src: Image.Exif) -> bytes:
+    """The EXIF of a TIFF (camera, date, exposure, GPS), which Pillow leaves among the file's own tags (``src``:
+    its first image's, as ``getexif()`` gives them); the orientation is not among them (it turns the pixels).
 
-    Why: raw converters and scanners write TIFF, and without this jcd dropped their camera data, while the
-    TIFFs jcd writes carry it (metadata.pillow_save_args).
+    Why: raw converters, scanners and cameras' raw files write TIFF, and without this jcd dropped their camera
+    data, while the TIFFs jcd writes carry it (metadata.pillow_save_args).
     """
     try:
-        src = im.getexif()
         tags = Image.Exif()
         for tag in _TIFF_DESCRIPTIVE:
             if tag in src:

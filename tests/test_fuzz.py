@@ -341,6 +341,12 @@ def image_bases() -> list[tuple[str, bytes]]:
     heif = Path(__file__).parent / "data" / "heif"  # read in a child process: crashes stay there
     out.append(("heic", (heif / "phone.heic").read_bytes()))
     out.append(("heic", (heif / "deep.heic").read_bytes()))  # 10 bits: its samples come back at 16
+    from jcdcodec import rawphoto
+
+    if rawphoto.available():  # developed by LibRaw in a child process, like HEIC
+        from test_rawphoto import dng
+
+        out.append(("dng", dng()))
     from PIL import features
 
     if features.check("avif"):  # read by Pillow in process (400 mutated copies, each alone: no crash)

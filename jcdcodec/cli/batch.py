@@ -15,9 +15,11 @@ from .common import STDIO, _Ctx, err, status, tile_progress
 
 def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
     """Directories stand for the files directly inside them: .jcd files when decoding; when encoding, the
-    images (by name or by their first bytes), so that a folder holding its photos, their .jcd files and what
-    cameras and phones put beside them (videos, sidecars) is coded without an error for each of those; the
-    skipped files are named in one warning. Files named one by one are all tried."""
+    images (by name or by their first bytes) and camera raw files, so that a folder holding its photos, their
+    .jcd files and what cameras and phones put beside them (videos, sidecars, the raw file of a RAW+JPEG pair)
+    is coded without an error for each of those; the skipped files are named in one warning. Files named one by
+    one are all tried."""
+    from .. import rawphoto
     from ..formats import RAW_SUFFIXES, camera_raw, file_head, image_format
 
     out: list[Path] = []
@@ -31,21 +33,35 @@ def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
             suffixes = image_suffixes()  # files named as images or raws are told by name; the rest by their bytes
             heads = {f: file_head(f) for f in files if f.suffix.lower() not in suffixes | RAW_SUFFIXES}
             raws = [f for f in files if f.suffix.lower() in RAW_SUFFIXES or (f in heads and camera_raw(heads[f]))]
-            if raws:
-                what = "camera raw files" if len(raws) > 1 else "camera raw file"
-                warnings.warn(f"{p}: skipped {len(raws)} {what} (jcd codes developed pictures: develop them "
-                              f"first): {_first_five(raws)}", JcdWarning, stacklevel=2)  # fmt: skip
-                files = [f for f in files if f not in raws]
-            images = [f for f in files if f.suffix.lower() in suffixes or image_format(heads[f]) is not None]
-            skipped = [f for f in files if f not in images]
+            rest = [f for f in files if f not in raws]
+            images = [f for f in rest if f.suffix.lower() in suffixes or image_format(heads[f]) is not None]
+            skipped = [f for f in rest if f not in images]
             if skipped:
                 what = "files that are not images" if len(skipped) > 1 else "file that is not an image"
                 warnings.warn(f"{p}: skipped {len(skipped)} {what}: {_first_five(skipped)}", JcdWarning, stacklevel=2)
-            files = images
+            paired = _paired_raws(raws, images)
+            if paired:
+                what = "camera raw files" if len(paired) > 1 else "camera raw file"
+                why = ("a picture of the same name is beside each (RAW+JPEG): that is coded instead" if
+                       rawphoto.available() else "developing them needs rawpy: pip install rawpy")  # fmt: skip
+                warnings.warn(f"{p}: skipped {len(paired)} {what} ({why}): {_first_five(paired)}", JcdWarning,
+                              stacklevel=2)  # fmt: skip
+            files = [f for f in files if f in images or (f in raws and f not in paired)]
         if not files:
             raise JcdError(f"{p}: no {'.jcd files' if decoding else 'images'} in this directory")
         out.extend(files)
     return tuple(out)
+
+
+def _paired_raws(raws: list[Path], images: list[Path]) -> list[Path]:
+    """The raw files of a folder that are not coded: those with a picture of the same name beside them (RAW+JPEG,
+    as cameras shoot: the camera developed it already), or all of them where rawpy is not installed."""
+    from .. import rawphoto
+
+    if not rawphoto.available():
+        return raws
+    stems = {f.stem.casefold() for f in images}
+    return [f for f in raws if f.stem.casefold() in stems]
 
 
 def _first_five(files: list[Path]) -> str:

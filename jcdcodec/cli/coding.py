@@ -61,10 +61,10 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF, ...) and HEIC: grey, palette, RGB, CMYK,
     with or without alpha, 8 or 16 bits (10- and 12-bit HEIC as 16), float TIFF. Alpha is stored losslessly
     beside the image; the ICC profile, EXIF, XMP and CICP (HDR) ride along (--metadata). Camera raw files (DNG,
-    NEF, CR2, ...) are refused: develop them first. Several inputs (or a
-    directory) share one weights load; a file that fails is reported and the rest are still coded. A
-    directory's files that are not images (videos, sidecars) and its raw files are skipped and named in one
-    warning each.
+    CR2, CR3, NEF, ARW, RAF, ...) are developed first, at 16 bits (LibRaw: the camera's white balance, sRGB, no
+    noise reduction). Several inputs (or a directory) share one weights load; a file that fails is reported and
+    the rest are still coded. A directory's files that are not images (videos, sidecars) and its raw files with
+    a picture of the same name beside them (RAW+JPEG) are skipped and named in one warning each.
     Without --weights, each image is coded by the default model (`jcd models`), or by a model whose manifest
     entry claims images that noisy (an `auto` rule; none of the shipped models has one).
     An output name jcd makes up (NAME.jcd beside the input or in the -o directory) never replaces a file:
