@@ -135,3 +135,18 @@ def test_a_folder_develops_its_raw_files_but_not_those_beside_their_jpeg(tmp_pat
     assert sorted(p.name for p in src.glob("*.jcd")) == ["DSC_0001.jcd", "DSC_0002.jcd"]
     info = json.loads(run_jcd("info", "--json", str(src / "DSC_0002.jcd")).stdout)
     assert (info["width"], info["height"], info["bit_depth"], info["colour"]) == (96, 64, 16, "RGB")
+
+
+def test_the_raw_developer_child_is_not_trusted(monkeypatch):
+    """A child that crashes or hands back samples that do not add up: one JcdError each."""
+    import sys
+
+    from jcdcodec import rawphoto
+
+    for code, error in (("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "crashed on it, signal 11"),
+                        ("print('{\"width\": 2, \"height\": 2, \"channels\": 3}'); print('x')", "output is malformed"),
+                        ("print('{\"width\": 2, \"height\": 2, \"channels\": 4}')", "output is malformed"),
+                        ("print('[2, 2]')", "output is malformed")):  # fmt: skip
+        monkeypatch.setattr(rawphoto, "CHILD", [sys.executable, "-c", code])
+        with pytest.raises(JcdError, match=rf"^x.dng: cannot read image \(the raw developer \(LibRaw\).*{error}"):
+            load_image(dng(), name="x.dng")
