@@ -29,12 +29,13 @@ def command(module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def run(cmd: list[str], data: bytes, name: str, max_pixels: int | None, decoder: str,
-        timeout: float) -> tuple[dict, memoryview]:  # fmt: skip
+def run(cmd: list[str], data: bytes, name: str, max_pixels: int | None, decoder: str, timeout: float,
+        *extra: str) -> tuple[dict, memoryview]:  # fmt: skip
     """The child's JSON head and the bytes after it (not copied). ``decoder`` names it in messages ("the HEIF
-    decoder"). Raises JcdError for a refusal, a crash, a hang past ``timeout`` seconds or output without a head."""
+    decoder"); ``extra`` arguments go to the child's work after the name. Raises JcdError for a refusal, a crash,
+    a hang past ``timeout`` seconds or output without a head."""
     try:
-        r = subprocess.run([*cmd, str(max_pixels or 0), name], input=data, capture_output=True, check=False,
+        r = subprocess.run([*cmd, str(max_pixels or 0), name, *extra], input=data, capture_output=True, check=False,
                            timeout=timeout, cwd=HOME)  # fmt: skip
     except subprocess.TimeoutExpired:  # run() has killed the child
         raise JcdError(f"{name}: cannot read image ({decoder} did not finish in {timeout:g} s)") from None
@@ -59,15 +60,15 @@ def malformed(name: str, decoder: str) -> JcdError:
     return JcdError(f"{name}: cannot read image ({decoder}'s output is malformed)")
 
 
-def serve(work: Callable[[bytes, int, str], tuple[dict, list[bytes]]]) -> int:
-    """The child's side: ``work(data, max_pixels, name)`` gives the head and the byte strings that follow it.
+def serve(work: Callable[..., tuple[dict, list[bytes]]]) -> int:
+    """The child's side: ``work(data, max_pixels, name, *extra)`` gives the head and the byte strings after it.
 
     A JcdError is the refusal's message; any other exception (decoders raise many kinds on damaged files) is
     said in one line too."""
-    max_pixels, name = int(sys.argv[1]), sys.argv[2]
+    max_pixels, name, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     data = sys.stdin.buffer.read()
     try:
-        head, parts = work(data, max_pixels, name)
+        head, parts = work(data, max_pixels, name, *extra)
     except JcdError as e:
         print(str(e), file=sys.stderr)
         return REFUSED

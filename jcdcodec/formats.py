@@ -67,10 +67,14 @@ def camera_raw(head: bytes, tags: Mapping | None = None) -> str | None:
     return None
 
 
+#: The first four bytes of a TIFF (little- and big-endian), which many raw formats are inside.
+TIFF_HEADS = (b"II*\x00", b"MM\x00*")
+
+
 def tiff_tags(data: bytes) -> Mapping | None:
     """The tags of a TIFF's first image, read even where Pillow cannot open the image (a DNG whose first image is
     the sensor's mosaic); None for anything else or a damaged directory."""
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+    if data[:4] not in TIFF_HEADS:
         return None
     import io
 

@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import heif
 from .errors import JcdError, JcdWarning
-from .formats import HEAD, camera_raw, tiff_tags
+from .formats import HEAD, TIFF_HEADS, camera_raw, tiff_tags
 from .metadata import NONE as NO_METADATA
 from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks, profile_space
 from .outputs import atomic_write_bytes
@@ -209,8 +209,7 @@ def load_image(
             if im.format == "TIFF":
                 from .tiff16 import check_tiles
 
-                tags = im.tag_v2  # type: ignore[attr-defined]
-                check_tiles(tags, (int(tags.get(256, 0)), int(tags.get(257, 0))), name)
+                check_tiles(im.tag_v2, name)  # type: ignore[attr-defined]
             if header is not None:
                 im.info["cicp"] = _png_cicp(data)
             frames = getattr(im, "n_frames", 1)
@@ -256,7 +255,7 @@ def _developed(data: bytes, name: str, kind: str, max_pixels: int | None) -> Pic
     rgb /= np.float32(65535)  # in place: a 24 Mpx photo's floats are 288 MB
     grey = samples.shape[2] == 1  # a monochrome sensor
     exif = b""
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
+    if data[:4] in TIFF_HEADS:
         src = Image.Exif()
         try:
             src.load(data)

@@ -218,8 +218,8 @@ def unpack(section: bytes) -> Metadata:
                 raise BitstreamError(f"corrupted stream (two {LABELS[kind]} records)")
             found[kind] = raw[pos : pos + size]
         pos += size
-    cicp = found.get("cicp", b"\x00\x00\x00\x01")
-    if len(cicp) != 4 or cicp[2] != 0 or cicp[3] > 1:  # what a PNG's cICP chunk holds for RGB, nothing else
+    cicp = found.get("cicp")
+    if cicp is not None and (len(cicp) != 4 or cicp[2] != 0 or cicp[3] > 1):  # what PNG's cICP holds for RGB
         raise BitstreamError(f"corrupted stream (a CICP record of {len(cicp)} bytes that no jcd writes)")
     return Metadata(**found)
 

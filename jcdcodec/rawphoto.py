@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 #: The child's command line (its arguments follow: the pixel limit, 0 for none, and the file's name).
 CHILD = child.command("jcdcodec.rawphoto")
-#: Seconds the child may take: a 24 Mpx raw develops in about 4 s (docs/robustness.md); a hostile file must not
+#: Seconds the child may take: a 24 Mpx raw develops in 3-5 s (benchmarks/raw_read.py); a hostile file must not
 #: hang a batch.
 TIMEOUT = 300.0
 DECODER = "the raw developer (LibRaw)"
@@ -46,10 +46,7 @@ def develop(data: bytes, name: str, kind: str, max_pixels: int | None) -> np.nda
     if not available():
         raise JcdError(f"{name}: a camera raw file ({kind}); developing it needs rawpy (pip install rawpy), or "
                        "develop it first (a raw converter's 16-bit TIFF or PNG keeps all its bits)")  # fmt: skip
-    try:
-        head, body = child.run(CHILD, data, name, max_pixels, DECODER, TIMEOUT)
-    except JcdError as e:  # the child does not know what the file was taken for: the message says
-        raise JcdError(str(e).replace("a camera raw file that", f"a camera raw file ({kind}) that", 1)) from None
+    head, body = child.run(CHILD, data, name, max_pixels, DECODER, TIMEOUT, kind)
     try:
         width, height, channels = int(head["width"]), int(head["height"]), int(head["channels"])
         if width <= 0 or height <= 0 or (max_pixels and width * height > max_pixels) or channels not in (1, 3):
@@ -61,8 +58,9 @@ def develop(data: bytes, name: str, kind: str, max_pixels: int | None) -> np.nda
     return np.frombuffer(body, "<u2").reshape(height, width, channels)  # a read-only view of the child's output
 
 
-def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
-    """The child's work: the size before anything is developed, then the photo at 16 bits."""
+def _child(data: bytes, max_pixels: int, name: str, kind: str) -> tuple[dict, list[bytes]]:
+    """The child's work: the size before anything is developed, then the photo at 16 bits; ``kind`` ("DNG")
+    names the format in its refusal."""
     import io
 
     import rawpy
@@ -81,7 +79,7 @@ def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
     except (rawpy.LibRawError, ValueError) as e:  # reading or developing
         said = e.args[0] if e.args else ""  # LibRaw's own words come as bytes
         why = (said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)).strip() or type(e).__name__
-        raise JcdError(f"{name}: a camera raw file that LibRaw cannot develop ({why}); develop it with a raw "
+        raise JcdError(f"{name}: a camera raw file ({kind}) that LibRaw cannot develop ({why}); develop it with a raw "
                        "converter first (its 16-bit TIFF or PNG keeps all its bits)") from None  # fmt: skip
     height, width, channels = rgb.shape  # one channel from a monochrome sensor (or a linear DNG of one)
     return {"width": width, "height": height, "channels": channels}, [rgb.astype("<u2").tobytes()]

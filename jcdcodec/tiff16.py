@@ -93,7 +93,7 @@ def _unpremultiplied(rgba: np.ndarray) -> np.ndarray:
     return np.concatenate([colour, rgba[:, :, 3:]], axis=2)
 
 
-def check_tiles(tags: dict, size: tuple[int, int], name: str) -> None:
+def check_tiles(tags: dict, name: str) -> None:
     """Refuses a tiled TIFF whose tiles are far larger than its image, before libtiff decodes it.
 
     Why: libtiff allocates a whole tile before it reads one; a 2 KB file declaring one 16384x16384 tile for a
@@ -102,11 +102,11 @@ def check_tiles(tags: dict, size: tuple[int, int], name: str) -> None:
     if 322 not in tags:
         return
     try:
-        tw, tl = int(tags.get(322, 0)), int(tags.get(323, 0))
+        tw, tl, width, height = (int(tags.get(tag, 0)) for tag in (322, 323, 256, 257))
     except (TypeError, ValueError):
         raise JcdError(f"{name}: cannot read image (its tile size is not a number)") from None
-    if tw <= 0 or tl <= 0 or tw * tl > max(4 * size[0] * size[1], 1 << 20):
-        raise JcdError(f"{name}: cannot read image (tiles of {tw}x{tl} for a {size[0]}x{size[1]} image)")
+    if tw <= 0 or tl <= 0 or tw * tl > max(4 * width * height, 1 << 20):
+        raise JcdError(f"{name}: cannot read image (tiles of {tw}x{tl} for a {width}x{height} image)")
 
 
 def _grey_view(data: bytes, big_endian: bool, width: int, height: int, compression: int, fill_order: int,

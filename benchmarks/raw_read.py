@@ -1,0 +1,52 @@
+"""Time and peak memory of developing a large camera raw file (a DNG written by tests/test_rawphoto.py).
+
+    python benchmarks/raw_read.py                  # 6000x4000, an RGGB mosaic of 12 bits with read noise
+    python benchmarks/raw_read.py --size 8000x6000
+
+`jcdcodec.load_image` runs in a fresh process, which starts LibRaw's child (jcdcodec/rawphoto.py); the line gives
+the wall time, the peak resident memory of jcd's process (VmHWM) and of the child (its ru_maxrss; Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+CHILD = r"""
+import json, resource, sys, time
+from jcdcodec.imageio import load_image
+t = time.perf_counter()
+p = load_image(sys.argv[1])
+seconds = time.perf_counter() - t
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "peak": peak, "child": child, "size": [p.width, p.height], "depth": p.depth}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT (even)")
+    args = ap.parse_args()
+    from test_rawphoto import dng
+
+    w, h = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "photo.dng"
+        path.write_bytes(dng(h, w))
+        r = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
+        m = json.loads(r.stdout)
+        print(f"DNG {w}x{h} {path.stat().st_size / 1e6:.1f} MB: {m['seconds']:.2f} s, jcd's process "
+              f"{m['peak'] / 2**20:.0f} MiB, LibRaw's child {m['child'] / 2**20:.0f} MiB, "
+              f"{m['size'][0]}x{m['size'][1]} at {m['depth']} bits")
+
+
+if __name__ == "__main__":
+    main()
