@@ -10,25 +10,14 @@ the wall time, the peak resident memory of jcd's process (VmHWM) and of the chil
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from tiff_read import measure  # this folder's: the same fresh-process measurement
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-
-CHILD = r"""
-import json, resource, sys, time
-from jcdcodec.imageio import load_image
-t = time.perf_counter()
-p = load_image(sys.argv[1])
-seconds = time.perf_counter() - t
-peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"seconds": seconds, "peak": peak, "child": child, "size": [p.width, p.height], "depth": p.depth}))
-"""
 
 
 def main() -> None:
@@ -41,8 +30,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo.dng"
         path.write_bytes(dng(h, w))
-        r = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
-        m = json.loads(r.stdout)
+        m = measure(path)
         print(f"DNG {w}x{h} {path.stat().st_size / 1e6:.1f} MB: {m['seconds']:.2f} s, jcd's process "
               f"{m['peak'] / 2**20:.0f} MiB, LibRaw's child {m['child'] / 2**20:.0f} MiB, "
               f"{m['size'][0]}x{m['size'][1]} at {m['depth']} bits")

@@ -27,16 +27,24 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 import numpy as np
 from jcdcodec.imageio import load_image
 t = time.perf_counter()
 p = load_image(sys.argv[1])
 seconds = time.perf_counter() - t
 peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-exact = bool(np.array_equal(np.round(p.rgb * 65535).astype(np.uint16), np.load(sys.argv[2])))
-print(json.dumps({"seconds": seconds, "peak": peak, "depth": p.depth, "exact": exact}))
+exact = bool(np.array_equal(np.round(p.rgb * 65535).astype(np.uint16), np.load(sys.argv[2]))) if sys.argv[2:] else None
+print(json.dumps({"seconds": seconds, "peak": peak, "depth": p.depth, "exact": exact, "size": [p.width, p.height],
+                  "child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
 """
+
+
+def measure(path: Path, truth: Path | None = None) -> dict:
+    """``load_image`` of ``path`` in a fresh process: seconds, peak bytes (VmHWM; ``child``: the peak of a decoder
+    child it started), depth, size, and whether every sample equals the uint16 array saved in ``truth``."""
+    cmd = [sys.executable, "-c", CHILD, str(path), *([str(truth)] if truth else [])]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
 def pillow_lzw(raw: bytes, samples_per_row: int) -> bytes:
@@ -78,9 +86,7 @@ def main() -> None:
         for label, make in files.items():
             path = Path(tmp) / "image.tif"
             path.write_bytes(make())
-            r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(truth)], capture_output=True, text=True,
-                               check=True)  # fmt: skip
-            m = json.loads(r.stdout)
+            m = measure(path, truth)
             print(f"{label:46s} {w}x{h} {path.stat().st_size / 1e6:6.1f} MB  {m['seconds']:5.2f} s  "
                   f"peak {m['peak'] / 2**20:5.0f} MiB  {m['depth']}-bit  exact {m['exact']}")
 
