@@ -25,6 +25,7 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import heif
 from .errors import JcdError, JcdWarning
-from .formats import HEAD, TIFF_HEADS, camera_raw, tiff_tags
+from .formats import HEAD, camera_raw, tiff_tags
 from .metadata import NONE as NO_METADATA
 from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks, profile_space
 from .outputs import atomic_write_bytes
@@ -246,22 +247,14 @@ def load_image(
 
 
 def _developed(data: bytes, name: str, kind: str, max_pixels: int | None) -> Picture:
-    """A camera raw file, developed at 16 bits (rawphoto.py), with its camera data (EXIF) where it is TIFF inside
-    (DNG, NEF, ARW, CR2, PEF, ...)."""
+    """A camera raw file, developed at 16 bits (rawphoto.py), with its camera data (EXIF)."""
     from . import rawphoto
 
     samples = rawphoto.develop(data, name, kind, max_pixels)
     rgb = samples.astype(np.float32)
     rgb /= np.float32(65535)  # in place: a 24 Mpx photo's floats are 288 MB
     grey = samples.shape[2] == 1  # a monochrome sensor
-    exif = b""
-    if data[:4] in TIFF_HEADS:
-        src = Image.Exif()
-        try:
-            src.load(data)
-        except Exception:  # noqa: BLE001  damaged tags cost the camera data, not the photo
-            src = Image.Exif()
-        exif = _tiff_exif(src)
+    exif = rawphoto.camera_data(data)
     meta = from_pillow_info({"exif": exif} if exif else {}, grey=grey, name=name)
     return Picture(np.repeat(rgb, 3, axis=2) if grey else rgb, GRAY if grey else RGB, 16, None, meta)
 
@@ -309,12 +302,21 @@ def _tiff_exif(src: Image.Exif) -> bytes:
     data, while the TIFFs jcd writes carry it (metadata.pillow_save_args).
     """
     try:
+        subs = [src.get_ifd(ifd) if ifd in src else {} for ifd in (_EXIF_IFD, _GPS_IFD)]
+    except Exception:  # noqa: BLE001  damaged tags cost the metadata, not the picture
+        return b""
+    return exif_of(src, *subs)
+
+
+def exif_of(ifd0: Mapping, exif: Mapping, gps: Mapping) -> bytes:
+    """EXIF made of the descriptive tags of a first directory ``ifd0`` (make, model, date, ...; not its layout
+    nor orientation) and the EXIF and GPS directories' tags; b"" for none or damaged ones."""
+    try:
         tags = Image.Exif()
         for tag in _TIFF_DESCRIPTIVE:
-            if tag in src:
-                tags[tag] = src[tag]
-        for ifd in (_EXIF_IFD, _GPS_IFD):
-            sub = src.get_ifd(ifd) if ifd in src else {}
+            if tag in ifd0:
+                tags[tag] = ifd0[tag]
+        for ifd, sub in ((_EXIF_IFD, exif), (_GPS_IFD, gps)):
             if sub:
                 tags[ifd] = dict(sub)
         return tags.tobytes() if len(tags) else b""

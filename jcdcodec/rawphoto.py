@@ -7,17 +7,23 @@ hundreds of camera formats, and a damaged file must not take jcd's process down 
 The development is a plain one, the camera's own choices where the file has them: the camera's white balance,
 LibRaw's AHD demosaicking, the camera's colour matrix to sRGB, the sRGB tone curve, LibRaw's automatic
 brightness (as cameras expose their JPEGs), the orientation the camera recorded, and no noise reduction (that is
-jcd's work). It comes out at 16 bits, so a decoded file keeps what the sensor gave. The camera data of
-TIFF-based raw files (DNG, NEF, ARW, CR2, ...) ride along as EXIF (imageio._developed).
+jcd's work). It comes out at 16 bits, so a decoded file keeps what the sensor gave. The camera data (make,
+model, date, exposure, lens, GPS) ride along as EXIF (``camera_data``), read in jcd's own process by Pillow's
+pure-Python tag reader, not by LibRaw.
 """
 
 from __future__ import annotations
 
+import io
+import struct
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import child
 from .errors import JcdError
+from .formats import TIFF_HEADS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,11 +64,105 @@ def develop(data: bytes, name: str, kind: str, max_pixels: int | None) -> np.nda
     return np.frombuffer(body, "<u2").reshape(height, width, channels)  # a read-only view of the child's output
 
 
+def camera_data(data: bytes) -> bytes:
+    """The camera data (EXIF: make, model, date, exposure, lens, GPS) of a raw file, b"" where it has none jcd
+    can find or they are damaged (they cost the camera data, not the photo). The orientation is left out: the
+    development applies it.
+
+    Where each format keeps them: TIFF-based raws (DNG, NEF, ARW, CR2, PEF, SRW) and Olympus ORF (a TIFF with its
+    own magic) in their first directory and its EXIF and GPS directories; Panasonic RW2 (likewise) in the JPEG it
+    embeds (tag 0x2E), which has the full set; Fujifilm RAF in its preview JPEG; Canon CR3 in the TIFFs of its
+    CMT1 (first directory), CMT2 (EXIF) and CMT4 (GPS) boxes. Canon's and others' maker notes inside the EXIF
+    directory ride along as they are; CR3's own (CMT3) does not.
+    """
+    from .imageio import _tiff_exif, exif_of
+
+    with warnings.catch_warnings():  # Pillow warns of each damaged tag: the camera data are best effort
+        warnings.simplefilter("ignore")
+        try:
+            head = data[:4]
+            if head in _AS_TIFF:  # ORF and RW2: TIFF under another magic number
+                tags = _tiff_tags(_AS_TIFF[head] + data[4:])
+                if head == b"IIU\x00" and isinstance(jpeg := tags.get(_RW2_JPEG), bytes):
+                    return _jpeg_exif(jpeg) or _tiff_exif(tags)
+                return _tiff_exif(tags)
+            if head in TIFF_HEADS:
+                return _tiff_exif(_tiff_tags(data))
+            if data.startswith(b"FUJIFILMCCD-RAW"):
+                at, length = struct.unpack_from(">II", data, _RAF_JPEG)
+                return _jpeg_exif(data[at : at + length])
+            if data[4:12] == b"ftypcrx ":
+                cmt = _cr3_tiffs(data)
+                if not cmt:
+                    return b""
+                ifd0, exif, gps = (_tiff_tags(cmt[k]) if k in cmt else {} for k in (b"CMT1", b"CMT2", b"CMT4"))
+                return exif_of(ifd0, dict(exif), dict(gps))
+        except Exception:  # noqa: BLE001  damaged containers or tags: Pillow and struct raise many kinds
+            return b""
+    return b""
+
+
+#: The raw formats that are TIFF under another magic number -> the TIFF magic of their byte order.
+_AS_TIFF = {b"IIRO": b"II*\x00", b"IIRS": b"II*\x00", b"MMOR": b"MM\x00*", b"IIU\x00": b"II*\x00"}
+#: RW2's tag of the JPEG it embeds (JpgFromRaw), whose EXIF is the camera's full set.
+_RW2_JPEG = 0x2E
+#: Where a RAF header says where its preview JPEG is (offset and length, big-endian).
+_RAF_JPEG = 0x54
+#: The uuid of the box in a CR3's moov box that holds Canon's metadata boxes (CMT1 ... CMT4).
+_CANON_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
+
+
+def _tiff_tags(tiff: bytes):
+    """A TIFF's (or EXIF's) first directory, read by Pillow (an ``Image.Exif``; its sub-directories on demand)."""
+    from PIL import Image
+
+    tags = Image.Exif()
+    tags.load(tiff)
+    return tags
+
+
+def _jpeg_exif(jpeg: bytes) -> bytes:
+    """The camera data of a JPEG's EXIF, by Pillow, which reads its header only."""
+    from PIL import Image
+
+    from .imageio import _tiff_exif
+
+    with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as im:
+        return _tiff_exif(im.getexif())
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO base media boxes in ``data[start:end]``; stops at one that
+    does not fit."""
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        head = 8
+        if size == 1:  # a 64-bit size follows
+            if at + 16 > end:
+                return
+            size, head = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif size == 0:  # to the end
+            size = end - at
+        if size < head or at + size > end:
+            return
+        yield kind, at + head, at + size
+        at += size
+
+
+def _cr3_tiffs(data: bytes) -> dict[bytes, bytes]:
+    """The TIFFs of a CR3's Canon metadata boxes (CMT1 ... CMT4) by box type; empty where there are none."""
+    for kind, start, end in _boxes(data, 0, len(data)):
+        if kind == b"moov":
+            for inner, a, b in _boxes(data, start, end):
+                if inner == b"uuid" and data[a : a + 16] == _CANON_UUID:
+                    return {k: data[x:y] for k, x, y in _boxes(data, a + 16, b) if k.startswith(b"CMT")}
+    return {}
+
+
 def _child(data: bytes, max_pixels: int, name: str, kind: str) -> tuple[dict, list[bytes]]:
     """The child's work: the size before anything is developed, then the photo at 16 bits; ``kind`` ("DNG")
     names the format in its refusal."""
-    import io
-
     import rawpy
 
     from .imageio import _check_size
