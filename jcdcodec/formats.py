@@ -13,7 +13,8 @@ name beside it (RAW+JPEG, as cameras shoot) is skipped with one warning.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import struct
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .heif import is_heif
@@ -21,7 +22,8 @@ from .heif import is_heif
 #: (offset, signature, name) of the image formats jcd reads, the common ones first.
 IMAGE_SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (4, b"ftypavif", "AVIF"),
                     (8, b"WEBP", "WebP"), (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (0, b"GIF8", "GIF"),
-                    (0, b"BM", "BMP"), (0, b"P5", "PGM"), (0, b"P6", "PPM"))  # fmt: skip
+                    (0, b"BM", "BMP"), (0, b"P5", "PGM"), (0, b"P6", "PPM"), (0, b"\xff\x0a", "JPEG XL"),
+                    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"))  # fmt: skip
 #: Bytes read to tell (a HEIF file's ftyp box lists its brands within them).
 HEAD = 64
 
@@ -97,3 +99,22 @@ def file_head(path: Path) -> bytes:
             return f.read(HEAD)
     except OSError:
         return b""
+
+
+def bmff_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO base media boxes in ``data[start:end]`` (CR3, JPEG XL's
+    container); stops at one that does not fit."""
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        head = 8
+        if size == 1:  # a 64-bit size follows
+            if at + 16 > end:
+                return
+            size, head = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif size == 0:  # to the end
+            size = end - at
+        if size < head or at + size > end:
+            return
+        yield kind, at + head, at + size
+        at += size

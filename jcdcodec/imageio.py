@@ -12,7 +12,7 @@ business changing transparency). What else Pillow opens is mapped onto that:
 - Floating-point grey (TIFF mode F) is taken as values in [0, 1] (clipped) and coded as 16-bit grey.
 - Animated images (GIF, APNG, WebP, multi-page TIFF) code their first frame, with a JcdWarning.
 - HEIF/HEIC (what phones write) is read by pi-heif in a child process (heif.py), a 10- or 12-bit one at 16
-  bits; AVIF by Pillow itself.
+  bits; AVIF by Pillow itself; JPEG XL by libjxl in a child process (jxl.py).
 - Camera raw files (DNG, CR2, CR3, NEF, ARW, RAF, ...) are developed by LibRaw in a child process
   (rawphoto.py), at 16 bits; never coded as the small preview a TIFF reader finds first.
 
@@ -33,7 +33,7 @@ import numpy as np
 import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import heif
+from . import heif, jxl
 from .errors import JcdError, JcdWarning
 from .formats import HEAD, camera_raw, tiff_tags
 from .metadata import NONE as NO_METADATA
@@ -203,6 +203,8 @@ def load_image(
             if deep is not None:  # 10 or 12 bits, as 16
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
+        if jxl.is_jxl(data):  # read in a child process, its size checked from its header first (jxl.py)
+            return from_pillow(jxl.read(data, name, max_pixels), name)
         with Image.open(io.BytesIO(data)) as im:
             if im.format == "TIFF" and (raw := camera_raw(b"", im.tag_v2)):  # type: ignore[attr-defined]  # its tags
                 return _developed(data, name, raw, max_pixels)  # not its first image: a small preview

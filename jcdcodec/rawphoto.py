@@ -18,12 +18,11 @@ import io
 import struct
 import sys
 import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import child
 from .errors import JcdError
-from .formats import TIFF_HEADS
+from .formats import TIFF_HEADS, bmff_boxes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,32 +130,13 @@ def _jpeg_exif(jpeg: bytes) -> bytes:
         return _tiff_exif(im.getexif())
 
 
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, payload end) of the ISO base media boxes in ``data[start:end]``; stops at one that
-    does not fit."""
-    at = start
-    while at + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, at)
-        head = 8
-        if size == 1:  # a 64-bit size follows
-            if at + 16 > end:
-                return
-            size, head = struct.unpack_from(">Q", data, at + 8)[0], 16
-        elif size == 0:  # to the end
-            size = end - at
-        if size < head or at + size > end:
-            return
-        yield kind, at + head, at + size
-        at += size
-
-
 def _cr3_tiffs(data: bytes) -> dict[bytes, bytes]:
     """The TIFFs of a CR3's Canon metadata boxes (CMT1 ... CMT4) by box type; empty where there are none."""
-    for kind, start, end in _boxes(data, 0, len(data)):
+    for kind, start, end in bmff_boxes(data, 0, len(data)):
         if kind == b"moov":
-            for inner, a, b in _boxes(data, start, end):
+            for inner, a, b in bmff_boxes(data, start, end):
                 if inner == b"uuid" and data[a : a + 16] == _CANON_UUID:
-                    return {k: data[x:y] for k, x, y in _boxes(data, a + 16, b) if k.startswith(b"CMT")}
+                    return {k: data[x:y] for k, x, y in bmff_boxes(data, a + 16, b) if k.startswith(b"CMT")}
     return {}
 
 

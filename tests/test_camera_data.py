@@ -72,8 +72,9 @@ def cr3() -> bytes:
     ifd0 = _tiff({271: MAKE, 272: MODEL, 306: DATE, 274: 6}, little=True)
     exif = _tiff({0x9003: SHOT, 0x8827: ISO}, little=True)
     gps = _tiff({0: b"\x02\x02\x00\x00", 1: "N"}, little=True)
+    notes = b"II*\x00\x08\x00\x00\x00\x00\x00"  # Canon's maker notes: not kept
     meta = _box(b"uuid", canon + _box(b"CNCV", b"CanonCR3_001/00.09.00/00.00.00") + _box(b"CMT1", ifd0)
-                + _box(b"CMT2", exif) + _box(b"CMT3", b"II*\x00\x08\x00\x00\x00\x00\x00") + _box(b"CMT4", gps))  # fmt: skip
+                + _box(b"CMT2", exif) + _box(b"CMT3", notes) + _box(b"CMT4", gps))  # fmt: skip
     return (_box(b"ftyp", b"crx \x00\x00\x00\x01crx isom") + _box(b"moov", _box(b"mvhd", bytes(100)) + meta)
             + _box(b"mdat", bytes(64), wide=True))  # fmt: skip
 

@@ -347,6 +347,14 @@ def image_bases() -> list[tuple[str, bytes]]:
         from test_rawphoto import dng
 
         out.append(("dng", dng()))
+    from importlib.util import find_spec
+
+    if find_spec("pillow_jxl"):  # decoded by libjxl in a child process, its size read from its header first
+        import pillow_jxl  # noqa: F401  registers JPEG XL with Pillow, to write it
+
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JXL", quality=80, effort=3)
+        out.append(("jxl", buf.getvalue()))
     from PIL import features
 
     if features.check("avif"):  # read by Pillow in process (400 mutated copies, each alone: no crash)

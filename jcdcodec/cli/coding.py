@@ -58,7 +58,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
            device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
 
-    Reads what Pillow reads (PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF, ...) and HEIC: grey, palette, RGB, CMYK,
+    Reads what Pillow reads (PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF, ...), HEIC and JPEG XL: grey, palette, RGB, CMYK,
     with or without alpha, 8 or 16 bits (10- and 12-bit HEIC as 16), float TIFF. Alpha is stored losslessly
     beside the image; the ICC profile, EXIF, XMP and CICP (HDR) ride along (--metadata). Camera raw files (DNG,
     CR2, CR3, NEF, ARW, RAF, ...) are developed first, at 16 bits (LibRaw: the camera's white balance, sRGB, no

@@ -1,0 +1,169 @@
+"""JPEG XL input, read by libjxl (pillow-jxl-plugin) in a child process.
+
+Why a child (child.py): libjxl is C++ and its Python binding decodes the whole picture as it opens the file, before
+anything could check its size. So the size is read here first, from the codestream's own header (``size``, a few
+bits parsed in Python), and checked against the pixel limit before the child decodes anything; a file the
+decoder crashes on, or one that declares another size than it decodes to, is one line naming it.
+
+What comes back: colour at 8 bits (the binding hands colour over at 8, also from a 16-bit file), grey at 16
+(floating-point grey clipped to [0, 1]), alpha, the ICC profile and EXIF. A JPEG stored losslessly in a JPEG XL
+file comes back as that JPEG's picture.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import child
+from .errors import JcdError
+
+#: A bare codestream starts with the first; a file in the container format with the second (its signature box).
+CODESTREAM, CONTAINER = b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+#: Modes the child hands back, with their bytes per pixel ("I;16": 16-bit grey, little-endian).
+MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "I;16": 2}
+#: What of the image's info travels back, as raw bytes.
+INFO_KEYS = ("icc_profile", "exif")
+CHILD = child.command("jcdcodec.jxl")
+#: Seconds the child may take: a 48 Mpx photo decodes in a few; a hostile file must not hang a batch.
+TIMEOUT = 300.0
+DECODER = "the JPEG XL decoder"
+#: The SizeHeader's aspect ratios (its ``ratio`` field 1..7): width = height * num // den.
+_RATIOS = {1: (1, 1), 2: (12, 10), 3: (4, 3), 4: (3, 2), 5: (16, 9), 6: (5, 4), 7: (2, 1)}
+
+
+def is_jxl(head: bytes) -> bool:
+    """A JPEG XL file, bare codestream or container."""
+    return head.startswith(CODESTREAM) or head.startswith(CONTAINER)
+
+
+def size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the codestream's SizeHeader (ISO/IEC 18181-1), without decoding; None where the file
+    ends first or the container holds no codestream. The picture's orientation may swap the two: the pixel
+    count is what is checked."""
+    from .formats import bmff_boxes
+
+    stream = data
+    if data.startswith(CONTAINER):
+        stream = b""
+        for kind, start, end in bmff_boxes(data, 0, len(data)):
+            if kind == b"jxlc":
+                stream = data[start : start + 32]
+                break
+            if kind == b"jxlp" and end - start >= 4:  # partial codestreams, numbered: the first holds the header
+                stream = data[start + 4 : start + 36]
+                break
+    if not stream.startswith(CODESTREAM):
+        return None
+    bits = _Bits(stream[2:32])
+    try:
+        small = bits.read(1)
+        height = (bits.read(5) + 1) * 8 if small else bits.u32()
+        ratio = bits.read(3)
+        if ratio:
+            num, den = _RATIOS[ratio]
+            return height * num // den, height
+        return ((bits.read(5) + 1) * 8 if small else bits.u32()), height
+    except EOFError:
+        return None
+
+
+class _Bits:
+    """The codestream's bit reader: least significant bit of each byte first."""
+
+    def __init__(self, data: bytes) -> None:
+        self.value, self.left = int.from_bytes(data, "little"), 8 * len(data)
+
+    def read(self, n: int) -> int:
+        if n > self.left:
+            raise EOFError
+        out = self.value & ((1 << n) - 1)
+        self.value, self.left = self.value >> n, self.left - n
+        return out
+
+    def u32(self) -> int:
+        """A size field: a 2-bit selector of 9, 13, 18 or 30 more bits, plus one."""
+        return self.read((9, 13, 18, 30)[self.read(2)]) + 1
+
+
+def read(data: bytes, name: str, max_pixels: int | None):
+    """The picture of a JPEG XL file, as a Pillow image with its ICC profile and EXIF in its info. Raises JcdError,
+    with ``name``, for a file above ``max_pixels`` (from its header, before decoding), one without a readable
+    header, or one the child refuses or crashes on."""
+    from importlib.util import find_spec
+
+    from PIL import Image
+
+    from .imageio import _check_size
+
+    if find_spec("pillow_jxl") is None:
+        raise JcdError(f"{name}: a JPEG XL image; reading it needs pillow-jxl-plugin (pip install pillow-jxl-plugin)")
+    declared = size(data)
+    if declared is None:
+        raise JcdError(f"{name}: cannot read image (a damaged or truncated JPEG XL file)")
+    _check_size(name, *declared, max_pixels)
+    h, body = child.run(CHILD, data, name, max_pixels, DECODER, TIMEOUT)
+    try:
+        mode, width, height = h["mode"], int(h["width"]), int(h["height"])
+        lengths = [int(h["info"][k]) for k in INFO_KEYS]
+        if mode not in MODES or width * height != declared[0] * declared[1] or min(lengths) < 0:
+            raise ValueError(mode)
+        if len(body) != sum(lengths) + width * height * MODES[mode]:
+            raise ValueError("length")
+    except (ValueError, KeyError, TypeError):  # the child's own output is checked like any input
+        raise child.malformed(name, DECODER) from None
+    info, pos = {}, 0
+    for key, n in zip(INFO_KEYS, lengths, strict=True):
+        if n:
+            info[key] = bytes(body[pos : pos + n])
+        pos += n
+    im = Image.frombytes(mode, (width, height), body[pos:])
+    im.info.update(info)
+    return im
+
+
+def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
+    """The child's work: the picture's head (mode, size, info lengths), its info bytes and pixels."""
+    import io
+
+    import numpy as np
+    import pillow_jxl  # noqa: F401  registers JPEG XL with Pillow
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["JXL"]) as im:
+            im.load()
+            info = {k: bytes(im.info[k]) if isinstance(im.info.get(k), (bytes, bytearray)) else b""
+                    for k in INFO_KEYS}  # fmt: skip
+            if info["exif"] and not getattr(im, "jpeg", False):
+                info["exif"] = _unturned(info["exif"])
+            if im.mode == "F":  # floating-point grey: [0, 1] at 16 bits, as TIFF's mode F is read
+                a = np.asarray(im, dtype=np.float32)
+                out = Image.fromarray((np.clip(np.nan_to_num(a), 0, 1) * 65535 + 0.5).astype(np.uint16))
+            elif im.mode not in MODES:
+                out = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+            else:
+                out = im
+            pixels = out.tobytes("raw", "I;16") if out.mode.startswith("I;16") else out.tobytes()
+            mode = "I;16" if out.mode.startswith("I;16") else out.mode
+    except BaseException as e:  # noqa: BLE001  the binding raises RuntimeError, and its panics as PanicException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # (a BaseException, as pyo3 makes them)
+            raise
+        raise JcdError(f"{name}: cannot read image (a damaged or truncated JPEG XL file)") from None
+    head = {"mode": mode, "width": out.width, "height": out.height, "info": {k: len(v) for k, v in info.items()}}
+    return head, [*(info[k] for k in INFO_KEYS), pixels]
+
+
+def _unturned(exif: bytes) -> bytes:
+    """A JPEG XL file's EXIF without its orientation: libjxl has turned the pixels by the codestream's own, which
+    the format makes the one that counts (an EXIF tag left in would turn them again). "Exif\\0\\0" first, as
+    Pillow's readers give EXIF. (A JPEG stored in the file keeps its EXIF whole: its pixels are not turned.)"""
+    from PIL import Image
+
+    tags = Image.Exif()
+    tags.load(exif)
+    tags.pop(0x0112, None)
+    return tags.tobytes()
+
+
+if __name__ == "__main__":
+    sys.exit(child.serve(_child))

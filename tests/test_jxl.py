@@ -1,0 +1,142 @@
+"""JPEG XL input (jcdcodec/jxl.py): libjxl in a child process, the size read from the header first."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jcdcodec import child, jxl
+from jcdcodec.errors import JcdError
+from jcdcodec.formats import image_format
+from jcdcodec.imageio import GRAY, load_image
+
+pytest.importorskip("pillow_jxl", reason="pillow-jxl-plugin (libjxl) reads JPEG XL; it is not installed")
+import pillow_jxl  # noqa: E402,F401  registers JPEG XL with Pillow, to write the tests' files
+
+
+def _photo(width: int = 96, height: int = 64) -> Image.Image:
+    yy, xx = np.mgrid[0:height, 0:width]
+    rgb = np.stack([xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), (xx + yy) % 256], axis=2)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def _jxl(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JXL", **({"quality": 95, "effort": 3} | kw))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["codestream", "container"])
+def test_the_header_gives_the_size_libjxl_wrote(container):
+    """Every kind of SizeHeader: multiples of 8 up to 256 (its short form), each aspect ratio it names, and sizes
+    that need each of its four field widths."""
+    sizes = [(8, 8), (256, 256), (264, 8), (96, 64), (1000, 750), (120, 100), (1920, 1080), (640, 512), (1002, 501),
+             (1001, 77), (77, 1001), (5000, 3), (3, 9000), (300000, 1)]  # fmt: skip
+    for width, height in sizes:
+        data = _jxl(Image.new("L", (width, height), 128), effort=1, use_container=container)
+        assert jxl.is_jxl(data) and image_format(data) == "JPEG XL"
+        assert jxl.size(data) == (width, height)
+
+
+def test_a_jxl_is_read_with_its_colours_and_metadata():
+    exif = Image.Exif()
+    exif[0x010F] = "JcdCam"
+    src = _photo()
+    p = load_image(_jxl(src, exif=exif.tobytes()), name="photo.jxl")
+    assert (p.width, p.height, p.depth) == (96, 64, 8) and p.alpha is None
+    mse = np.mean((p.rgb * 255 - np.asarray(src, dtype=np.float64)) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 35
+    tags = Image.Exif()
+    tags.load(p.meta.exif)
+    assert tags[0x010F] == "JcdCam"
+
+
+def test_a_lossless_jxl_with_alpha_comes_back_exact():
+    rgba = np.asarray(_photo().convert("RGBA")).copy()
+    rgba[..., 3] = np.arange(96, dtype=np.uint8)[None, :] * 2
+    p = load_image(_jxl(Image.fromarray(rgba), lossless=True), name="alpha.jxl")
+    assert np.array_equal(np.round(p.rgb * 255).astype(np.uint8), rgba[..., :3])
+    assert np.array_equal(p.alpha, rgba[..., 3])
+
+
+def test_16_bit_grey_keeps_its_16_bits():
+    grey = (np.random.default_rng(0).random((40, 56)) * 65535).astype(np.uint16)
+    p = load_image(_jxl(Image.fromarray(grey), lossless=True), name="grey.jxl")
+    assert (p.kind, p.depth) == (GRAY, 16)
+    assert np.array_equal(np.round(p.rgb[..., 0] * 65535).astype(np.uint16), grey)
+
+
+def test_the_orientation_is_applied_once():
+    """libjxl turns the pixels by the codestream's orientation; an EXIF orientation left beside it would turn
+    them again, so it is taken out (the picture here is stored as seen: its EXIF tag is stale)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "JcdCam"
+    p = load_image(_jxl(_photo(), exif=exif.tobytes()), name="turned.jxl")
+    assert (p.width, p.height) == (96, 64)
+    tags = Image.Exif()
+    tags.load(p.meta.exif)
+    assert 0x0112 not in tags and tags[0x010F] == "JcdCam"
+
+
+def _header(width: int, height: int) -> bytes:
+    """A codestream's signature and SizeHeader for a large picture (30-bit size fields), then nothing."""
+    bits = [0]  # not the short form
+    for value in (height - 1, None, width - 1):
+        if value is None:
+            bits += [0, 0, 0]  # ratio 0: the width follows
+            continue
+        bits += [1, 1] + [(value >> i) & 1 for i in range(30)]  # selector 3: 30 bits
+    packed = sum(b << i for i, b in enumerate(bits)).to_bytes((len(bits) + 7) // 8 + 8, "little")
+    return b"\xff\x0a" + packed
+
+
+def test_the_size_is_checked_before_anything_is_decoded(monkeypatch):
+    def no_child(*a, **kw):
+        raise AssertionError("decoded before the size was checked")
+
+    monkeypatch.setattr(child, "run", no_child)
+    data = _header(60000, 60000)
+    assert jxl.size(data) == (60000, 60000)
+    with pytest.raises(JcdError, match=r"^huge.jxl: image is 60000x60000 = 3600000000 pixels, above the limit"):
+        load_image(data, name="huge.jxl")
+
+
+def test_damaged_files_are_one_line_errors():
+    data = _jxl(_photo())
+    with pytest.raises(JcdError, match=r"^cut.jxl: cannot read image \(a damaged or truncated JPEG XL file\)$"):
+        load_image(data[: len(data) // 2], name="cut.jxl")
+    with pytest.raises(JcdError, match=r"^tiny.jxl: cannot read image \(a damaged or truncated JPEG XL file\)$"):
+        load_image(data[:3], name="tiny.jxl")
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        damaged = bytearray(data)
+        for at in rng.integers(2, len(data), 3):
+            damaged[at] ^= 1 << int(rng.integers(8))
+        try:
+            load_image(bytes(damaged), name="damaged.jxl")
+        except JcdError as e:
+            assert str(e).startswith("damaged.jxl: ") and "\n" not in str(e)
+
+
+def test_a_child_that_decodes_another_size_than_declared_is_not_trusted(monkeypatch):
+    real = child.run
+
+    def other_size(cmd, data, name, *rest):
+        return real(cmd, _jxl(_photo(48, 64)), name, *rest)
+
+    monkeypatch.setattr(child, "run", other_size)
+    with pytest.raises(JcdError, match=r"^photo.jxl: cannot read image \(the JPEG XL decoder's output is malformed\)"):
+        load_image(_jxl(_photo()), name="photo.jxl")
+
+
+def test_without_the_plugin_the_error_says_what_reads_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pillow_jxl" else real(n, *a))
+    with pytest.raises(JcdError, match=r"^a.jxl: a JPEG XL image; reading it needs pillow-jxl-plugin"):
+        load_image(_jxl(_photo()), name="a.jxl")
