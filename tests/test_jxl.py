@@ -140,3 +140,11 @@ def test_without_the_plugin_the_error_says_what_reads_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pillow_jxl" else real(n, *a))
     with pytest.raises(JcdError, match=r"^a.jxl: a JPEG XL image; reading it needs pillow-jxl-plugin"):
         load_image(_jxl(_photo()), name="a.jxl")
+
+
+def test_a_jxl_handed_to_the_decoder_is_named():
+    from jcdcodec import bitstream
+
+    for container in (False, True):
+        with pytest.raises(bitstream.BitstreamError, match=r"^not a .jcd file: it is a JPEG XL image"):
+            bitstream.unpack(_jxl(_photo(), use_container=container))
