@@ -44,6 +44,58 @@ def is_heif(data: bytes) -> bool:
     return any(box[i : i + 4] in BRANDS for i in range(0, len(box) - 3, 4))
 
 
+def primary_nclx(data: bytes) -> bytes:
+    """The CICP (4 bytes: primaries, transfer, matrix, full range) of the nclx colour box that a HEIF-family file
+    (AVIF here; pi-heif gives HEIC's) associates with its primary image; b"" for none or a damaged container.
+
+    Why: Pillow's AVIF reader drops it, and an HDR AVIF (PQ or HLG, BT.2020, without an ICC profile) decoded
+    without it is shown as sRGB: washed out. Read from the boxes: meta's pitm names the primary item, iprp's
+    ipma lists its properties by their 1-based place in ipco, and one of them is the colr box.
+    """
+    import struct
+
+    from .formats import bmff_boxes
+
+    try:
+        meta = next(((a + 4, b) for k, a, b in bmff_boxes(data, 0, len(data)) if k == b"meta"), None)
+        if meta is None:
+            return b""
+        primary, props, links = None, [], b""
+        for kind, a, b in bmff_boxes(data, *meta):
+            if kind == b"pitm":
+                primary = struct.unpack_from(">H" if data[a] == 0 else ">I", data, a + 4)[0]
+            elif kind == b"iprp":
+                for inner, x, y in bmff_boxes(data, a, b):
+                    if inner == b"ipco":
+                        props = [(k, data[i:j]) for k, i, j in bmff_boxes(data, x, y)]
+                    elif inner == b"ipma":
+                        links = data[x:y]
+        if primary is None or len(links) < 8:
+            return b""
+        version, flags = links[0], int.from_bytes(links[1:4], "big")
+        at, wide_id, wide_index = 8, version >= 1, bool(flags & 1)
+        for _ in range(int.from_bytes(links[4:8], "big")):
+            item = int.from_bytes(links[at : at + (4 if wide_id else 2)], "big")
+            at += 4 if wide_id else 2
+            count, at = links[at], at + 1
+            width = 2 if wide_index else 1
+            indices = [int.from_bytes(links[at + i * width : at + (i + 1) * width], "big") & (0x7FFF if wide_index
+                       else 0x7F) for i in range(count)]  # fmt: skip
+            at += count * width
+            if item != primary:
+                continue
+            for index in indices:
+                kind, body = props[index - 1] if 0 < index <= len(props) else (b"", b"")
+                if kind == b"colr" and body[:4] == b"nclx" and len(body) >= 11:
+                    primaries, transfer, matrix = struct.unpack_from(">HHH", body, 4)
+                    if max(primaries, transfer, matrix) < 256:
+                        return bytes((primaries, transfer, matrix, body[10] >> 7))
+            return b""
+    except (struct.error, IndexError):  # a damaged container: no colour data, as without the box
+        return b""
+    return b""
+
+
 def read(data: bytes, name: str, max_pixels: int | None):
     """The primary image of a HEIF file: a Pillow image with its info, the file's image count, and for a deep file
     its samples, uint16 (H, W, 3 or 4) in the full 16-bit range (None for an 8-bit file).

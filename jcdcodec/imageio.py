@@ -215,6 +215,8 @@ def load_image(
                 check_tiles(im.tag_v2, name)  # type: ignore[attr-defined]
             if header is not None:
                 im.info["cicp"] = _png_cicp(data)
+            elif im.format == "AVIF":  # Pillow drops its nclx box: an HDR AVIF would come out as sRGB
+                im.info["cicp"] = heif.primary_nclx(data)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)

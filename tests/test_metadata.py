@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import warnings
 import zlib
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import rgb_profile, run_jcd, textured
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, features
 from PIL.PngImagePlugin import PngInfo
 
 from jcdcodec import bitstream, metadata
@@ -158,6 +159,32 @@ def test_an_hdr_heic_and_a_png_with_cicp_are_read_with_it():
     info.add(b"cICP", PQ)
     Image.fromarray((textured(24, 32) * 255).astype(np.uint8)).save(buf, "PNG", pnginfo=info)
     assert load_image(buf.getvalue()).meta.cicp == PQ
+
+
+def _avif(mode: str = "RGB", primaries: int = 9, transfer: int = 16) -> bytes:
+    """An AVIF whose primary image's nclx box says ``primaries``/``transfer`` (libavif writes sRGB's, 1/13; the
+    code points are rewritten in place: its pixels decode the same)."""
+    buf = io.BytesIO()
+    Image.fromarray((textured(24, 32) * 255).astype(np.uint8)).convert(mode).save(buf, "AVIF", quality=80)
+    data = buf.getvalue()
+    at = data.index(b"colrnclx") + 8
+    assert data[at : at + 4] == b"\x00\x01\x00\x0d"
+    return data[:at] + struct.pack(">HH", primaries, transfer) + data[at + 4 :]
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+def test_an_hdr_avif_is_read_with_its_cicp():
+    """Pillow's AVIF reader drops the nclx box; jcd reads it from the primary image's properties."""
+    from jcdcodec.heif import primary_nclx
+
+    assert load_image(_avif()).meta.cicp == PQ
+    assert load_image(_avif("RGBA", 9, 18)).meta.cicp == bytes((9, 18, 0, 1))  # HLG, the alpha item beside it
+    assert primary_nclx(_avif(primaries=1, transfer=13)) == bytes((1, 13, 6, 1))
+    assert load_image(_avif(primaries=1, transfer=13)).meta.cicp == b""  # sRGB: nothing more to say
+    data = _avif()
+    assert primary_nclx(data.replace(b"pitm\x00\x00\x00\x00\x00\x01", b"pitm\x00\x00\x00\x00\x00\x07")) == b""
+    for cut in range(0, len(data), 7):  # a damaged container gives none, never an error
+        assert primary_nclx(data[:cut]) in (b"", primary_nclx(data))
 
 
 def _png_chunks(path) -> dict[bytes, bytes]:
