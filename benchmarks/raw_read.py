@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tiff_read import measure  # this folder's: the same fresh-process measurement
+from tiff_read import child_line, measure  # this folder's: the same fresh-process measurement
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -30,10 +30,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo.dng"
         path.write_bytes(dng(h, w))
-        m = measure(path)
-        print(f"DNG {w}x{h} {path.stat().st_size / 1e6:.1f} MB: {m['seconds']:.2f} s, jcd's process "
-              f"{m['peak'] / 2**20:.0f} MiB, LibRaw's child {m['child'] / 2**20:.0f} MiB, "
-              f"{m['size'][0]}x{m['size'][1]} at {m['depth']} bits")
+        print(child_line(f"DNG {w}x{h}", path, measure(path), "LibRaw's child"))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,19 @@ def measure(path: Path, truth: Path | None = None) -> dict:
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
+def noisy_picture(width: int, height: int) -> np.ndarray:
+    """A smooth colour picture with noise, float (H, W, 3) in [0, 1]: what the read benchmarks write."""
+    yy, xx = np.mgrid[0:height, 0:width] / width
+    base = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in range(3)], axis=2) * 0.35 + 0.5
+    return np.clip(base + np.random.default_rng(0).normal(0, 0.03, (height, width, 3)), 0, 1)
+
+
+def child_line(label: str, path: Path, m: dict, child: str) -> str:
+    """One benchmark line for a read through a decoder's child process (``child`` names it)."""
+    return (f"{label} {path.stat().st_size / 1e6:.1f} MB: {m['seconds']:.2f} s, jcd's process {m['peak'] / 2**20:.0f} "
+            f"MiB, {child} {m['child'] / 2**20:.0f} MiB, {m['size'][0]}x{m['size'][1]} at {m['depth']} bits")
+
+
 def pillow_lzw(raw: bytes, samples_per_row: int) -> bytes:
     """``raw`` (rows of 16-bit samples) LZW-compressed by libtiff, through Pillow's 16-bit grey writer."""
     rows = len(raw) // (2 * samples_per_row)
@@ -67,11 +80,7 @@ def main() -> None:
     from jcdcodec import tiff16
 
     w, h = (int(v) for v in args.size.split("x"))
-    yy, xx = np.mgrid[0:h, 0:w] / w
-    base = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in range(3)], axis=2) * 0.35 + 0.5
-    noisy = np.clip(base + np.random.default_rng(0).normal(0, 0.03, (h, w, 3)), 0, 1)
-    a = (noisy * 65535).astype(np.uint16)
-    del yy, xx, base, noisy
+    a = (noisy_picture(w, h) * 65535).astype(np.uint16)
     files = {
         "LZW + predictor, strips of 16 rows": lambda: tiff(
             a, compression=5, predictor=True, rows_per_strip=16,
