@@ -148,3 +148,18 @@ def test_a_jxl_handed_to_the_decoder_is_named():
     for container in (False, True):
         with pytest.raises(bitstream.BitstreamError, match=r"^not a .jcd file: it is a JPEG XL image"):
             bitstream.unpack(_jxl(_photo(), use_container=container))
+
+
+def test_the_header_reader_never_raises_on_damaged_starts():
+    """Bytes changed anywhere in the first few hundred (signature, boxes, header), or cut short: a size or None."""
+    rng = np.random.default_rng(3)
+    for container in (False, True):
+        base = _jxl(_photo(640, 480), effort=1, use_container=container)
+        for _ in range(1000):
+            data = bytearray(base)
+            for at in rng.integers(0, min(len(data), 300), rng.integers(1, 8)):
+                data[at] = int(rng.integers(0, 256))
+            if rng.random() < 0.2:
+                data = data[: int(rng.integers(0, len(data)))]
+            found = jxl.size(bytes(data))
+            assert found is None or (isinstance(found, tuple) and min(found) >= 1)

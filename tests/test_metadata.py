@@ -185,6 +185,13 @@ def test_an_hdr_avif_is_read_with_its_cicp():
     assert primary_nclx(data.replace(b"pitm\x00\x00\x00\x00\x00\x01", b"pitm\x00\x00\x00\x00\x00\x07")) == b""
     for cut in range(0, len(data), 7):  # a damaged container gives none, never an error
         assert primary_nclx(data[:cut]) in (b"", primary_nclx(data))
+    rng = np.random.default_rng(3)
+    for _ in range(2000):  # bytes changed in the boxes (before the pixels)
+        damaged = bytearray(data)
+        for at in rng.integers(0, data.index(b"mdat"), rng.integers(1, 8)):
+            damaged[at] = int(rng.integers(0, 256))
+        found = primary_nclx(bytes(damaged))
+        assert isinstance(found, bytes) and len(found) in (0, 4)
 
 
 def _png_chunks(path) -> dict[bytes, bytes]:
