@@ -9,26 +9,18 @@ the peak resident memory of jcd's process (VmHWM) and of the child (its ru_maxrs
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
-from tiff_read import child_line, measure, noisy_picture  # this folder's: the same measurement
+from tiff_read import child_read, noisy_picture  # this folder's: the same fresh-process measurement
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT")
-    args = ap.parse_args()
     import pillow_jxl  # noqa: F401  registers JPEG XL with Pillow, to write the file
 
-    w, h = (int(v) for v in args.size.split("x"))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "photo.jxl"
+    def write(path, w, h):
         Image.fromarray((noisy_picture(w, h) * 255).astype(np.uint8)).save(path, "JXL", quality=90, effort=3)
-        print(child_line(f"JPEG XL {w}x{h}", path, measure(path), "the decoder's child"))
+
+    child_read(__doc__, "6000x4000", "photo.jxl", write, "JPEG XL", "the decoder's child")
 
 
 if __name__ == "__main__":

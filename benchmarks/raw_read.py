@@ -9,28 +9,20 @@ the wall time, the peak resident memory of jcd's process (VmHWM) and of the chil
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
-from tiff_read import child_line, measure  # this folder's: the same fresh-process measurement
+from tiff_read import child_read  # this folder's: the same fresh-process measurement
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT (even)")
-    args = ap.parse_args()
     from test_rawphoto import dng
 
-    w, h = (int(v) for v in args.size.split("x"))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "photo.dng"
-        path.write_bytes(dng(h, w))
-        print(child_line(f"DNG {w}x{h}", path, measure(path), "LibRaw's child"))
+    child_read(__doc__, "6000x4000", "photo.dng", lambda path, w, h: path.write_bytes(dng(h, w)), "DNG",
+               "LibRaw's child")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -54,10 +54,19 @@ def noisy_picture(width: int, height: int) -> np.ndarray:
     return np.clip(base + np.random.default_rng(0).normal(0, 0.03, (height, width, 3)), 0, 1)
 
 
-def child_line(label: str, path: Path, m: dict, child: str) -> str:
-    """One benchmark line for a read through a decoder's child process (``child`` names it)."""
-    return (f"{label} {path.stat().st_size / 1e6:.1f} MB: {m['seconds']:.2f} s, jcd's process {m['peak'] / 2**20:.0f} "
-            f"MiB, {child} {m['child'] / 2**20:.0f} MiB, {m['size'][0]}x{m['size'][1]} at {m['depth']} bits")
+def child_read(doc: str, default_size: str, filename: str, write, label: str, child: str) -> None:
+    """The whole of a benchmark that reads one file through a decoder's child process (raw_read.py, jxl_read.py):
+    --size, ``write(path, width, height)`` makes the file, one line with the fresh-process measurement."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default=default_size, help="WIDTHxHEIGHT")
+    w, h = (int(v) for v in ap.parse_args().size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        write(path, w, h)
+        m = measure(path)
+        print(f"{label} {w}x{h} {path.stat().st_size / 1e6:.1f} MB: {m['seconds']:.2f} s, jcd's process "
+              f"{m['peak'] / 2**20:.0f} MiB, {child} {m['child'] / 2**20:.0f} MiB, {m['size'][0]}x{m['size'][1]} at "
+              f"{m['depth']} bits")  # fmt: skip
 
 
 def pillow_lzw(raw: bytes, samples_per_row: int) -> bytes:
