@@ -1,4 +1,4 @@
-"""Decoders of C code that damaged files crash (libheif, LibRaw), run in a child process.
+"""Decoders of C and C++ code that damaged files crash (libheif, LibRaw, libjxl), run in a child process.
 
 Why: a segmentation fault in jcd's own process ends `jcd encode photos/` at the first such file without a word
 about which one, and memory corrupted by a hostile file is worse than a crash. The child reads one file from

@@ -18,12 +18,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .heif import is_heif
+from .jxl import is_jxl
 
 #: (offset, signature, name) of the image formats jcd reads, the common ones first.
 IMAGE_SIGNATURES = ((0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"\xff\xd8\xff", "JPEG"), (4, b"ftypavif", "AVIF"),
                     (8, b"WEBP", "WebP"), (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"), (0, b"GIF8", "GIF"),
-                    (0, b"BM", "BMP"), (0, b"P5", "PGM"), (0, b"P6", "PPM"), (0, b"\xff\x0a", "JPEG XL"),
-                    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"))  # fmt: skip
+                    (0, b"BM", "BMP"), (0, b"P5", "PGM"), (0, b"P6", "PPM"))  # fmt: skip
 #: Bytes read to tell (a HEIF file's ftyp box lists its brands within them).
 HEAD = 64
 
@@ -32,6 +32,8 @@ def image_format(head: bytes) -> str | None:
     """The image format whose signature ``head`` (a file's first bytes) starts with, else None."""
     if is_heif(head):  # HEVC brands, as the reader routes them
         return "HEIC"
+    if is_jxl(head):  # bare codestream or container, as the reader routes them
+        return "JPEG XL"
     for offset, sig, name in IMAGE_SIGNATURES:
         if head[offset : offset + len(sig)] == sig:
             return name
