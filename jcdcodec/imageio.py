@@ -119,12 +119,15 @@ def _load_tiff16(im: Image.Image, data: bytes, name: str) -> Picture | None:
     return _picture16(im, rgb, alpha, name, _tiff_exif(im.getexif()))
 
 
-def _picture16(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, name: str, exif: bytes = b"") -> Picture:
-    """16-bit colour samples read beside Pillow, turned upright, with the metadata of ``im`` (``exif`` in place of
-    its own where given: a TIFF's, made from its tags)."""
+def _picture16(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, name: str, exif: bytes = b"",
+               grey: bool = False) -> Picture:  # fmt: skip
+    """16-bit colour samples (grey: one plane) read beside Pillow, turned upright, with the metadata of ``im``
+    (``exif`` in place of its own where given: a TIFF's, made from its tags)."""
+    if grey:
+        rgb = np.repeat(rgb, 3, axis=2)
     rgb, alpha, im = _upright(im, rgb, alpha)
-    meta = from_pillow_info({**im.info, "exif": exif} if exif else im.info, grey=False, name=name)
-    return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, RGB, 16,
+    meta = from_pillow_info({**im.info, "exif": exif} if exif else im.info, grey=grey, name=name)
+    return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, GRAY if grey else RGB, 16,
                    None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
 
 
@@ -204,7 +207,10 @@ def load_image(
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
         if jxl.is_jxl(data):  # read in a child process, its size checked from its header first (jxl.py)
-            return from_pillow(jxl.read(data, name, max_pixels), name)
+            im, deep = jxl.read(data, name, max_pixels)
+            if deep is not None:  # grey and alpha above 8 bits, as 16
+                return _picture16(im, deep[:, :, :1], deep[:, :, 1], name, grey=True)
+            return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
             if im.format == "TIFF" and (raw := camera_raw(b"", im.tag_v2)):  # type: ignore[attr-defined]  # its tags
                 return _developed(data, name, raw, max_pixels)  # not its first image: a small preview

@@ -5,9 +5,9 @@ anything could check its size. So the size is read here first, from the codestre
 bits parsed in Python), and checked against the pixel limit before the child decodes anything; a file the
 decoder crashes on, or one that declares another size than it decodes to, is one line naming it.
 
-What comes back: colour at 8 bits (the binding hands colour over at 8, also from a 16-bit file), grey at 16
-(floating-point grey clipped to [0, 1]), alpha, the ICC profile and EXIF. A JPEG stored losslessly in a JPEG XL
-file comes back as that JPEG's picture.
+What comes back: colour at 8 bits (the binding hands colour over at 8, also from a 16-bit file), grey at 16, grey
+with alpha at 16 where the file holds more than 8 bits (floating-point grey clipped to [0, 1]), the ICC profile and
+EXIF. A JPEG stored losslessly in a JPEG XL file comes back as that JPEG's picture.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from .errors import JcdError
 
 #: A bare codestream starts with the first; a file in the container format with the second (its signature box).
 CODESTREAM, CONTAINER = b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n"
-#: Modes the child hands back, with their bytes per pixel ("I;16": 16-bit grey, little-endian).
-MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "I;16": 2}
+#: Modes the child hands back, with their bytes per pixel ("I;16": 16-bit grey, "LA;16": 16-bit grey and alpha,
+#: little-endian).
+MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "I;16": 2, "LA;16": 4}
 #: What of the image's info travels back, as raw bytes.
 INFO_KEYS = ("icc_profile", "exif")
 CHILD = child.command("jcdcodec.jxl")
@@ -86,11 +87,13 @@ class _Bits:
 
 
 def read(data: bytes, name: str, max_pixels: int | None):
-    """The picture of a JPEG XL file, as a Pillow image with its ICC profile and EXIF in its info. Raises JcdError,
-    with ``name``, for a file above ``max_pixels`` (from its header, before decoding), one without a readable
-    header, or one the child refuses or crashes on."""
+    """The picture of a JPEG XL file: a Pillow image with its ICC profile and EXIF in its info, and for grey with
+    alpha above 8 bits its samples, uint16 (H, W, 2) (else None; the Pillow image then holds their top 8 bits and
+    carries the info). Raises JcdError, with ``name``, for a file above ``max_pixels`` (from its header, before
+    decoding), one without a readable header, or one the child refuses or crashes on."""
     from importlib.util import find_spec
 
+    import numpy as np
     from PIL import Image
 
     from .imageio import _check_size
@@ -116,9 +119,13 @@ def read(data: bytes, name: str, max_pixels: int | None):
         if n:
             info[key] = bytes(body[pos : pos + n])
         pos += n
-    im = Image.frombytes(mode, (width, height), body[pos:])
+    if mode == "LA;16":
+        deep = np.frombuffer(body[pos:], dtype="<u2").reshape(height, width, 2).astype(np.uint16)
+        im = Image.fromarray((deep >> 8).astype(np.uint8))
+    else:
+        deep, im = None, Image.frombytes(mode, (width, height), body[pos:])
     im.info.update(info)
-    return im
+    return im, deep
 
 
 def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
@@ -131,11 +138,20 @@ def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
 
     try:
         with Image.open(io.BytesIO(data), formats=["JXL"]) as im:
-            im.load()
+            samples = im._data  # type: ignore[attr-defined]  # the binding's pixels, as it decoded them
             info = {k: bytes(im.info[k]) if isinstance(im.info.get(k), (bytes, bytearray)) else b""
                     for k in INFO_KEYS}  # fmt: skip
             if info["exif"] and not getattr(im, "jpeg", False):
                 info["exif"] = _unturned(info["exif"])
+            n = im.width * im.height
+            if im.mode == "LA" and len(samples) in (4 * n, 8 * n):  # grey and alpha above 8 bits, which the
+                # binding hands over under the 8-bit mode: 16-bit samples (any depth above 8, scaled to 16) or float
+                a = (np.frombuffer(samples, "<u2") if len(samples) == 4 * n
+                     else np.clip(np.nan_to_num(np.frombuffer(samples, "<f4")), 0, 1) * 65535 + 0.5)  # fmt: skip
+                head = {"mode": "LA;16", "width": im.width, "height": im.height,
+                        "info": {k: len(v) for k, v in info.items()}}  # fmt: skip
+                return head, [*(info[k] for k in INFO_KEYS), a.astype("<u2").tobytes()]
+            im.load()
             if im.mode == "F":  # floating-point grey: [0, 1] at 16 bits, as TIFF's mode F is read
                 a = np.asarray(im, dtype=np.float32)
                 out = Image.fromarray((np.clip(np.nan_to_num(a), 0, 1) * 65535 + 0.5).astype(np.uint16))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,44 @@ def test_16_bit_grey_keeps_its_16_bits():
     p = load_image(_jxl(Image.fromarray(grey), lossless=True), name="grey.jxl")
     assert (p.kind, p.depth) == (GRAY, 16)
     assert np.array_equal(np.round(p.rgb[..., 0] * 65535).astype(np.uint16), grey)
+
+
+FIXTURES = Path(__file__).parent / "data" / "jxl"
+
+
+def _grey_alpha(scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The grey and alpha planes of tests/data/jxl/grey-alpha-*.jxl, in [0, 1] (README.md there)."""
+    from conftest import textured
+
+    grey, alpha = textured(48, 64)[:, :, 0].astype(np.float64), np.linspace(0, 1, 64 * 48).reshape(48, 64)
+    if scale:
+        return np.round(grey * scale) / scale, np.round(alpha * scale) / scale
+    return np.clip(np.float32(grey * 1.2 - 0.1), 0, 1), alpha.astype(np.float32)
+
+
+@pytest.mark.parametrize(("name", "scale"), [("16", 65535), ("12", 4095), ("float", 0)])
+def test_grey_with_alpha_above_8_bits_keeps_its_samples(name, scale):
+    """libjxl's binding hands grey+alpha above 8 bits over under its 8-bit mode name with 16-bit (or float)
+    samples; read as 8-bit they made a picture of noise and a striped alpha, without an error."""
+    p = load_image(str(FIXTURES / f"grey-alpha-{name}.jxl"))
+    grey, alpha = _grey_alpha(scale)
+    assert (p.kind, p.depth, p.width, p.height) == (GRAY, 16, 64, 48) and p.alpha.dtype == np.uint16
+    assert np.abs(p.rgb - grey[:, :, None]).max() <= 0.6 / 65535
+    assert np.abs(p.alpha / 65535 - alpha).max() <= 0.6 / 65535
+
+
+def test_grey_with_16_bit_alpha_goes_through_the_codec(tmp_path):
+    """Encoded from the file and decoded to PNG in other processes: a 16-bit grey PNG, its alpha exact."""
+    from conftest import run_jcd
+
+    src = FIXTURES / "grey-alpha-16.jxl"
+    assert run_jcd("encode", str(src), "-q", "6", "-o", str(tmp_path / "a.jcd")).returncode == 0
+    assert run_jcd("decode", str(tmp_path / "a.jcd"), "-o", str(tmp_path / "a.png")).returncode == 0
+    out = load_image(str(tmp_path / "a.png"))
+    grey, alpha = _grey_alpha(65535)
+    assert (out.kind, out.depth) == (GRAY, 16)
+    assert np.array_equal(out.alpha, np.round(alpha * 65535).astype(np.uint16))
+    assert 10 * np.log10(1 / np.mean((out.rgb[:, :, 0] - grey) ** 2)) > 20
 
 
 def test_the_orientation_is_applied_once():
