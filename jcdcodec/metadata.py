@@ -230,9 +230,10 @@ def pillow_info(meta: Metadata) -> dict[str, bytes]:
     return {keys[k]: getattr(meta, k) for k in meta.sizes()}
 
 
-#: Pillow formats and the kinds their files hold (BMP and PPM hold none; of these only PNG has CICP, its cICP).
+#: Pillow formats and the kinds their files hold (BMP and PPM hold none; of these only PNG has CICP, its cICP:
+#: AVIF's would be its nclx box, which Pillow does not write).
 _NO_CICP = frozenset(KINDS) - {"cicp"}
-HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP, "WEBP": _NO_CICP, "TIFF": _NO_CICP}
+HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP, "WEBP": _NO_CICP, "TIFF": _NO_CICP, "AVIF": _NO_CICP}
 
 
 #: The most bytes of a kind a format's file holds, where that is less than a stream carries: JPEG's 64 KB
@@ -270,7 +271,7 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
         return args
     if meta.exif and fmt in HOLDS:
         args["exif"] = meta.exif
-    if meta.xmp and fmt in ("JPEG", "WEBP"):
+    if meta.xmp and fmt in ("JPEG", "WEBP", "AVIF"):
         args["xmp"] = meta.xmp
     elif (meta.xmp or meta.cicp) and fmt == "PNG":
         from PIL.PngImagePlugin import PngInfo

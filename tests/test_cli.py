@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -191,6 +192,39 @@ def test_unwritable_output_keeps_existing_file(tmp_path, noisy_png, stream, weig
     one_line_error(run_jcd("decode", str(c), "-o", "-", "--format", "webp", "--depth", "16", "--weights",
                            str(weights_file)), "16-bit output needs --format png or tiff")  # fmt: skip
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_lossy_outputs_take_the_output_quality(tmp_path, stream, weights_file):
+    """JPEG, WebP and AVIF at --output-quality (default 90, JPEG at 4:4:4 from 90 up): nearer the decoded picture
+    than at 75 and smaller than at 100; -o - with --format avif gives an AVIF; a quality outside 1..100 is one
+    line."""
+    from PIL import JpegImagePlugin
+
+    from jcdcodec.cli.coding import decode
+    from jcdcodec.imageio import OUTPUT_QUALITY
+
+    assert next(p.default for p in decode.params if p.name == "output_quality") == OUTPUT_QUALITY
+    w = ("--weights", str(weights_file))
+    assert run_jcd("decode", str(stream), "-o", str(tmp_path / "ref.png"), *w).returncode == 0
+    ref = np.asarray(Image.open(tmp_path / "ref.png").convert("RGB"), dtype=np.float64)
+    for ext in ("jpg", "webp", "avif"):
+        sizes, errors = {}, {}
+        for q in ("75", None, "100"):
+            out = tmp_path / f"{q}.{ext}"
+            r = run_jcd("decode", str(stream), "-o", str(out), *w, *(("--output-quality", q) if q else ()))
+            assert r.returncode == 0, r.stderr
+            sizes[q], im = out.stat().st_size, Image.open(out)
+            errors[q] = np.mean((np.asarray(im.convert("RGB"), dtype=np.float64) - ref) ** 2)
+            if ext == "jpg":
+                assert JpegImagePlugin.get_sampling(im) == (2 if q == "75" else 0), q  # 4:2:0 / 4:4:4
+        assert sizes["75"] < sizes[None] < sizes["100"], (ext, sizes)
+        assert errors["75"] > errors[None] >= errors["100"], (ext, errors)
+    r = subprocess.run([sys.executable, "-m", "jcdcodec", "decode", str(stream), "-o", "-", "--format", "avif", *w],
+                       capture_output=True, check=False)  # fmt: skip
+    assert r.returncode == 0 and Image.open(io.BytesIO(r.stdout)).format == "AVIF"
+    one_line_error(run_jcd("decode", str(stream), "-o", str(tmp_path / "x.jpg"), "--output-quality", "0", *w),
+                   "--output-quality")  # fmt: skip
+    assert not (tmp_path / "x.jpg").exists()
 
 
 def test_decode_keeps_a_16_bit_source_16_bit_unless_told(tmp_path, stream, weights_file):

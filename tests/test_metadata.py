@@ -348,7 +348,7 @@ def test_cli_keeps_metadata_through_a_stream_in_another_process(tmp_path, weight
     assert 0 < i["bytes_metadata"] < len(P3) + i["metadata"]["exif"] + len(XMP)
     assert "ICC profile" in run_jcd("info", str(out)).stdout
     for name, depth in (("clean.png", "8"), ("clean16.png", "16"), ("clean.jpg", "8"), ("clean.webp", "8"),
-                        ("clean.tif", "8")):  # fmt: skip
+                        ("clean.tif", "8"), ("clean.avif", "8")):  # fmt: skip
         r = run_jcd("decode", str(out), "-o", str(tmp_path / name), "--depth", depth, "--weights", str(weights_file))
         assert r.returncode == 0, r.stderr
         icc, tags, xmp, size = _read_back(tmp_path / name)
