@@ -532,6 +532,35 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes(image_dir, tmp_path, 
     assert tr.step == step
 
 
+def test_a_running_run_takes_its_thread_count_from_its_threads_file(image_dir, tmp_path, capsys):
+    """OUT/threads holds the count the run started with; a number written there applies from the next step (the
+    log says which), anything else is said once and changes nothing."""
+    before = torch.get_num_threads()
+    mc, tc = tiny_run(image_dir, tmp_path / "t", 6, log_every=1)
+    tr = started(mc, tc)
+    step, writes = tr.train_step, {2: "2\n", 4: "two"}
+
+    def stepping():
+        if tr.step in writes:
+            (tmp_path / "t" / "threads").write_text(writes[tr.step])
+        return step()
+
+    tr.train_step = stepping
+    try:
+        tr.run(progress=False)
+        threads = [json.loads(line).get("threads") for line in (tmp_path / "t" / "log.jsonl").read_text().splitlines()]
+        assert threads == [1, 1, 1, 2, 2, 2]  # written during step 3
+        said = capsys.readouterr().out
+        assert "train: step 4: 2 threads" in said and said.count("not a thread count") == 1
+        assert (tmp_path / "t" / "threads").read_text() == "two"
+        tr.train_step = step
+        tr = Trainer(mc, dataclasses.replace(tc, steps=7), resume=tr.save_checkpoint())
+        tr.run(progress=False)  # a resumed run starts at its --threads and says so in the file
+        assert (tmp_path / "t" / "threads").read_text() == "1\n" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_progress_lines_without_a_terminal(image_dir, tmp_path, capsys):
     mc, tc = tiny_run(image_dir, tmp_path / "hb", 30)
     tr = started(mc, tc)

@@ -454,16 +454,18 @@ class Trainer:
                 {"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2).encode())  # fmt: skip
             _truncate_log(self.out / "log.jsonl", self.step)
         log = open(self.out / "log.jsonl", "a") if main else None
+        threads = _ThreadsFile(self.out / _ThreadsFile.NAME, write=main)
         with _StopOnSignal() as stop:
             try:
-                self._loop(progress, heartbeat, log, stop)
+                self._loop(progress, heartbeat, log, stop, threads)
             finally:
                 if log:
                     log.close()
         if stop.requested:
             raise KeyboardInterrupt
 
-    def _loop(self, progress: bool, heartbeat: float, log, stop: _StopOnSignal) -> None:  # noqa: ANN001
+    def _loop(self, progress: bool, heartbeat: float, log, stop: _StopOnSignal,  # noqa: ANN001
+              threads: _ThreadsFile) -> None:  # fmt: skip
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         t = self.tcfg
@@ -478,6 +480,9 @@ class Trainer:
         with Progress(*cols, disable=not progress or not main, transient=False) as bar:
             task = bar.add_task("train", total=t.steps, completed=self.step, rate="", info="")
             while self.step < t.steps and not stop.requested:
+                if (said := threads.poll()) and main:
+                    bar.console.print(f"train: step {self.step + 1}: {said}", markup=False, highlight=False,
+                                      soft_wrap=True)  # fmt: skip
                 skipped_before = self.skipped
                 rec = self.train_step()
                 now = time.perf_counter()
@@ -501,7 +506,8 @@ class Trainer:
                               file=sys.stderr, flush=True)  # fmt: skip
                 if log and (self.step % t.log_every == 0 or rec["skipped"] > skipped_before):
                     log.write(json.dumps({"step": self.step, "time": round(self.elapsed, 1),
-                                          "lr": self.sched.get_last_lr()[0], **rec}) + "\n")  # fmt: skip
+                                          "lr": self.sched.get_last_lr()[0], "threads": torch.get_num_threads(),
+                                          **rec}) + "\n")  # fmt: skip
                     log.flush()
                 if main and self.step % t.ckpt_every == 0:
                     self.save_checkpoint()
@@ -522,6 +528,35 @@ class Trainer:
             if stop.requested:
                 print(f"train: stopped at step {self.step}; checkpoint saved to {path} (continue with --resume)",
                       file=sys.stderr, flush=True)  # fmt: skip
+
+
+class _ThreadsFile:
+    """``OUT/threads``: the run's CPU threads, written when it starts; a number written there by hand sets them from
+    the next step on. Why: a background run on a shared machine should take one thread while other work runs and
+    all of them when the machine is idle, without stopping (a restart costs the data loading and up to a
+    checkpoint interval of steps)."""
+
+    NAME = "threads"
+
+    def __init__(self, path: Path, write: bool) -> None:
+        self.path, self.text = path, str(torch.get_num_threads())
+        if write:
+            atomic_write_bytes(path, f"{self.text}\n".encode())
+
+    def poll(self) -> str | None:
+        """Apply what the file asks, if it changed: a line to say (the new count, or why it is not taken), or
+        None."""
+        try:
+            text = self.path.read_text()[:32].strip()
+        except (OSError, UnicodeDecodeError):
+            return None  # removed or being replaced: the run goes on as it is
+        if text == self.text:
+            return None
+        self.text = text
+        if not text.isdigit() or not 1 <= int(text) <= 1024:
+            return f"{self.path} holds {text!r}, not a thread count from 1 to 1024; {torch.get_num_threads()} kept"
+        torch.set_num_threads(int(text))
+        return f"{int(text)} threads ({self.path})"
 
 
 class _StopOnSignal:
