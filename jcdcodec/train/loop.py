@@ -454,7 +454,7 @@ class Trainer:
                 {"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2).encode())  # fmt: skip
             _truncate_log(self.out / "log.jsonl", self.step)
         log = open(self.out / "log.jsonl", "a") if main else None
-        threads = _ThreadsFile(self.out / _ThreadsFile.NAME, write=main)
+        threads = _ThreadsFile(self.out / _ThreadsFile.NAME, write=main)  # polled by the main process only
         with _StopOnSignal() as stop:
             try:
                 self._loop(progress, heartbeat, log, stop, threads)
@@ -480,7 +480,7 @@ class Trainer:
         with Progress(*cols, disable=not progress or not main, transient=False) as bar:
             task = bar.add_task("train", total=t.steps, completed=self.step, rate="", info="")
             while self.step < t.steps and not stop.requested:
-                if (said := threads.poll()) and main:
+                if main and (said := threads.poll()):
                     bar.console.print(f"train: step {self.step + 1}: {said}", markup=False, highlight=False,
                                       soft_wrap=True)  # fmt: skip
                 skipped_before = self.skipped
@@ -534,7 +534,8 @@ class _ThreadsFile:
     """``OUT/threads``: the run's CPU threads, written when it starts; a number written there by hand sets them from
     the next step on. Why: a background run on a shared machine should take one thread while other work runs and
     all of them when the machine is idle, without stopping (a restart costs the data loading and up to a
-    checkpoint interval of steps)."""
+    checkpoint interval of steps). In a run of several processes only the first one's: it alone writes the file
+    at the start, so the others could read a previous run's."""
 
     NAME = "threads"
 
