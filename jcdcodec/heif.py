@@ -49,9 +49,31 @@ def primary_nclx(data: bytes) -> bytes:
     (AVIF here; pi-heif gives HEIC's) associates with its primary image; b"" for none or a damaged container.
 
     Why: Pillow's AVIF reader drops it, and an HDR AVIF (PQ or HLG, BT.2020, without an ICC profile) decoded
-    without it is shown as sRGB: washed out. Read from the boxes: meta's pitm names the primary item, iprp's
-    ipma lists its properties by their 1-based place in ipco, and one of them is the colr box.
+    without it is shown as sRGB: washed out.
     """
+    import struct
+
+    for kind, body in _primary_properties(data):
+        if kind == b"colr" and body[:4] == b"nclx" and len(body) >= 11:
+            primaries, transfer, matrix = struct.unpack_from(">HHH", body, 4)
+            if max(primaries, transfer, matrix) < 256:
+                return bytes((primaries, transfer, matrix, body[10] >> 7))
+    return b""
+
+
+def primary_bits(data: bytes) -> int:
+    """The bits per channel that the pixi box of a HEIF-family file's primary image declares (its most), or 8
+    without one. Why: Pillow's AVIF reader gives 8 bits, and a user should hear when a 10-bit file loses two."""
+    for kind, body in _primary_properties(data):
+        if kind == b"pixi" and len(body) >= 5 and body[4]:  # version and flags, the channel count, their bits
+            return max(body[5 : 5 + body[4]] or b"\x08")
+    return 8
+
+
+def _primary_properties(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The item properties (box type, body) associated with the primary image; [] for a damaged container. Read
+    from the boxes: meta's pitm names the primary item, iprp's ipma lists its properties by their 1-based place
+    in ipco."""
     import struct
 
     from .formats import bmff_boxes
@@ -59,7 +81,7 @@ def primary_nclx(data: bytes) -> bytes:
     try:
         meta = next(((a + 4, b) for k, a, b in bmff_boxes(data, 0, len(data)) if k == b"meta"), None)
         if meta is None:
-            return b""
+            return []
         primary, props, links = None, [], b""
         for kind, a, b in bmff_boxes(data, *meta):
             if kind == b"pitm":
@@ -71,7 +93,7 @@ def primary_nclx(data: bytes) -> bytes:
                     elif inner == b"ipma":
                         links = data[x:y]
         if primary is None or len(links) < 8:
-            return b""
+            return []
         version, flags = links[0], int.from_bytes(links[1:4], "big")
         at, wide_id, wide_index = 8, version >= 1, bool(flags & 1)
         for _ in range(int.from_bytes(links[4:8], "big")):
@@ -82,17 +104,11 @@ def primary_nclx(data: bytes) -> bytes:
             indices = [int.from_bytes(links[at + i * width : at + (i + 1) * width], "big") & (0x7FFF if wide_index
                        else 0x7F) for i in range(count)]  # fmt: skip
             at += count * width
-            if item != primary:
-                continue
-            for index in indices:
-                kind, body = props[index - 1] if 0 < index <= len(props) else (b"", b"")
-                if kind == b"colr" and body[:4] == b"nclx" and len(body) >= 11:
-                    primaries, transfer, matrix = struct.unpack_from(">HHH", body, 4)
-                    if max(primaries, transfer, matrix) < 256:
-                        return bytes((primaries, transfer, matrix, body[10] >> 7))
-            return b""
-    except (struct.error, IndexError):  # a damaged container: no colour data, as without the box
-        return b""
+            if item == primary:
+                return [props[index - 1] for index in indices if 0 < index <= len(props)]
+    except (struct.error, IndexError):  # a damaged container: no properties, as without the boxes
+        return []
+    return []
     return b""
 
 

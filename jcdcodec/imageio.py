@@ -223,6 +223,9 @@ def load_image(
                 im.info["cicp"] = _png_cicp(data)
             elif im.format == "AVIF":  # Pillow drops its nclx box: an HDR AVIF would come out as sRGB
                 im.info["cicp"] = heif.primary_nclx(data)
+                if (bits := heif.primary_bits(data)) > 8:
+                    warnings.warn(f"{name}: {bits}-bit, read at 8 bits (the AVIF reader gives 8)", JcdWarning,
+                                  stacklevel=2)  # fmt: skip
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)

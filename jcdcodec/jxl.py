@@ -13,9 +13,11 @@ EXIF. A JPEG stored losslessly in a JPEG XL file comes back as that JPEG's pictu
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import NamedTuple
 
 from . import child
-from .errors import JcdError
+from .errors import JcdError, JcdWarning
 
 #: A bare codestream starts with the first; a file in the container format with the second (its signature box).
 CODESTREAM, CONTAINER = b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n"
@@ -37,10 +39,29 @@ def is_jxl(head: bytes) -> bool:
     return head.startswith(CODESTREAM) or head.startswith(CONTAINER)
 
 
+class Header(NamedTuple):
+    """What the codestream's first fields say: its size, the bits per colour sample (None where the header ends
+    before them), whether they are floats and whether it is an animation."""
+
+    width: int
+    height: int
+    bits: int | None
+    floats: bool
+    animated: bool
+
+
 def size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the codestream's SizeHeader (ISO/IEC 18181-1), without decoding; None where the file
     ends first or the container holds no codestream. The picture's orientation may swap the two: the pixel
     count is what is checked."""
+    head = header(data)
+    return (head.width, head.height) if head else None
+
+
+def header(data: bytes) -> Header | None:
+    """The codestream's SizeHeader and ImageMetadata up to its BitDepth; None without a size. Why the depth: the
+    binding hands colour over at 8 bits whatever the file holds, and a user should hear when a 16-bit file loses
+    its precision (and when an animation loses all but its first frame)."""
     from .formats import bmff_boxes
 
     stream = data
@@ -48,24 +69,60 @@ def size(data: bytes) -> tuple[int, int] | None:
         stream = b""
         for kind, start, end in bmff_boxes(data, 0, len(data)):
             if kind == b"jxlc":
-                stream = data[start : start + 32]
+                stream = data[start : start + 64]
                 break
             if kind == b"jxlp" and end - start >= 4:  # partial codestreams, numbered: the first holds the header
-                stream = data[start + 4 : start + 36]
+                stream = data[start + 4 : start + 68]
                 break
     if not stream.startswith(CODESTREAM):
         return None
-    bits = _Bits(stream[2:32])
+    bits = _Bits(stream[2:64])
     try:
-        small = bits.read(1)
-        height = (bits.read(5) + 1) * 8 if small else bits.u32()
-        ratio = bits.read(3)
-        if ratio:
-            num, den = _RATIOS[ratio]
-            return height * num // den, height
-        return ((bits.read(5) + 1) * 8 if small else bits.u32()), height
+        width, height = _size_header(bits)
     except EOFError:
         return None
+    try:
+        return Header(width, height, *_bit_depth(bits))
+    except EOFError:
+        return Header(width, height, None, False, False)
+
+
+def _size_header(bits: _Bits) -> tuple[int, int]:
+    """A SizeHeader: (width, height)."""
+    small = bits.read(1)
+    height = (bits.read(5) + 1) * 8 if small else bits.u32()
+    ratio = bits.read(3)
+    if ratio:
+        num, den = _RATIOS[ratio]
+        return height * num // den, height
+    return ((bits.read(5) + 1) * 8 if small else bits.u32()), height
+
+
+def _bit_depth(bits: _Bits) -> tuple[int, bool, bool]:
+    """ImageMetadata up to its BitDepth: the bits per sample (8 where all its fields are the defaults), whether
+    they are floats, and whether it has an AnimationHeader."""
+    if bits.read(1):  # all_default
+        return 8, False, False
+    animated = False
+    if bits.read(1):  # extra_fields: orientation, intrinsic size, preview, animation
+        bits.read(3)
+        if bits.read(1):
+            _size_header(bits)
+        if bits.read(1):  # PreviewHeader
+            div8 = bits.read(1)
+            dims = ((0, 16), (0, 32), (5, 1), (9, 33)) if div8 else ((6, 1), (8, 65), (10, 321), (12, 1345))
+            bits.field(dims)
+            if bits.read(3) == 0:
+                bits.field(dims)
+        animated = bool(bits.read(1))
+        if animated:  # AnimationHeader
+            bits.field(((0, 100), (0, 1000), (10, 1), (30, 1)))
+            bits.field(((0, 1), (0, 1001), (8, 1), (10, 1)))
+            bits.field(((0, 0), (3, 0), (16, 0), (32, 0)))
+            bits.read(1)
+    if bits.read(1):  # float samples
+        return bits.field(((0, 32), (0, 16), (0, 24), (6, 1))), True, animated
+    return bits.field(((0, 8), (0, 10), (0, 12), (6, 1))), False, animated
 
 
 class _Bits:
@@ -83,7 +140,12 @@ class _Bits:
 
     def u32(self) -> int:
         """A size field: a 2-bit selector of 9, 13, 18 or 30 more bits, plus one."""
-        return self.read((9, 13, 18, 30)[self.read(2)]) + 1
+        return self.field(((9, 1), (13, 1), (18, 1), (30, 1)))
+
+    def field(self, choices: tuple[tuple[int, int], ...]) -> int:
+        """A U32 field: a 2-bit selector of (bits, offset), the value those bits plus the offset."""
+        n, offset = choices[self.read(2)]
+        return self.read(n) + offset
 
 
 def read(data: bytes, name: str, max_pixels: int | None):
@@ -100,20 +162,26 @@ def read(data: bytes, name: str, max_pixels: int | None):
 
     if find_spec("pillow_jxl") is None:
         raise JcdError(f"{name}: a JPEG XL image; reading it needs pillow-jxl-plugin (pip install pillow-jxl-plugin)")
-    declared = size(data)
-    if declared is None:
+    head = header(data)
+    if head is None:
         raise JcdError(f"{name}: cannot read image (a damaged or truncated JPEG XL file)")
-    _check_size(name, *declared, max_pixels)
+    _check_size(name, head.width, head.height, max_pixels)
     h, body = child.run(CHILD, data, name, max_pixels, DECODER, TIMEOUT)
     try:
         mode, width, height = h["mode"], int(h["width"]), int(h["height"])
         lengths = [int(h["info"][k]) for k in INFO_KEYS]
-        if mode not in MODES or width * height != declared[0] * declared[1] or min(lengths) < 0:
+        if mode not in MODES or width * height != head.width * head.height or min(lengths) < 0:
             raise ValueError(mode)
         if len(body) != sum(lengths) + width * height * MODES[mode]:
             raise ValueError("length")
     except (ValueError, KeyError, TypeError):  # the child's own output is checked like any input
         raise child.malformed(name, DECODER) from None
+    if head.animated:
+        warnings.warn(f"{name}: an animation; coding its first frame only", JcdWarning, stacklevel=3)
+    if mode.startswith("RGB") and (head.bits or 8) > 8:
+        kind = " float" if head.floats else ""
+        warnings.warn(f"{name}: {head.bits}-bit{kind} colour, read at 8 bits (the JPEG XL reader gives colour at 8)",
+                      JcdWarning, stacklevel=3)  # fmt: skip
     info, pos = {}, 0
     for key, n in zip(INFO_KEYS, lengths, strict=True):
         if n:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from jcdcodec import child, jxl
-from jcdcodec.errors import JcdError
+from jcdcodec.errors import JcdError, JcdWarning
 from jcdcodec.formats import image_format
 from jcdcodec.imageio import GRAY, load_image
 
@@ -202,3 +203,28 @@ def test_the_header_reader_never_raises_on_damaged_starts():
                 data = data[: int(rng.integers(0, len(data)))]
             found = jxl.size(bytes(data))
             assert found is None or (isinstance(found, tuple) and min(found) >= 1)
+            head = jxl.header(bytes(data))
+            assert head is None or head.bits is None or 1 <= head.bits <= 64
+
+
+def test_the_header_gives_the_sample_depth_and_says_what_is_lost():
+    """The BitDepth of ImageMetadata after the size (and after an AnimationHeader); a colour file above 8 bits
+    and an animation are read with a warning naming the file, grey above 8 bits and an 8-bit photo without."""
+    def head(name):
+        return jxl.header((FIXTURES / name).read_bytes())
+
+    assert head("grey-alpha-16.jxl").bits == 16 and head("grey-alpha-12.jxl").bits == 12
+    assert head("grey-alpha-float.jxl")[2:] == (32, True, False)
+    assert head("colour-16.jxl") == (32, 24, 16, False, False)
+    assert head("animation.jxl") == (32, 24, 8, False, True)
+    for container in (False, True):
+        assert jxl.header(_jxl(_photo(), use_container=container)) == (96, 64, 8, False, False)
+    with pytest.warns(JcdWarning, match=r"^c.jxl: 16-bit colour, read at 8 bits \(the JPEG XL reader gives colour "
+                                        r"at 8\)$"):  # fmt: skip
+        assert load_image((FIXTURES / "colour-16.jxl").read_bytes(), name="c.jxl").depth == 8
+    with pytest.warns(JcdWarning, match=r"^a.jxl: an animation; coding its first frame only$"):
+        load_image((FIXTURES / "animation.jxl").read_bytes(), name="a.jxl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image(str(FIXTURES / "grey-alpha-16.jxl"))
+        load_image(_jxl(_photo()), name="photo.jxl")

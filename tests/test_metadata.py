@@ -175,7 +175,7 @@ def _avif(mode: str = "RGB", primaries: int = 9, transfer: int = 16) -> bytes:
 @pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
 def test_an_hdr_avif_is_read_with_its_cicp():
     """Pillow's AVIF reader drops the nclx box; jcd reads it from the primary image's properties."""
-    from jcdcodec.heif import primary_nclx
+    from jcdcodec.heif import primary_bits, primary_nclx
 
     assert load_image(_avif()).meta.cicp == PQ
     assert load_image(_avif("RGBA", 9, 18)).meta.cicp == bytes((9, 18, 0, 1))  # HLG, the alpha item beside it
@@ -192,6 +192,23 @@ def test_an_hdr_avif_is_read_with_its_cicp():
             damaged[at] = int(rng.integers(0, 256))
         found = primary_nclx(bytes(damaged))
         assert isinstance(found, bytes) and len(found) in (0, 4)
+        assert 1 <= primary_bits(bytes(damaged)) <= 255
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+def test_a_deep_avif_says_it_is_read_at_8_bits():
+    """tests/data/avif/deep-10.avif (libavif through imagecodecs, README.md there): Pillow gives its 10 bits as 8,
+    and jcd says so, naming the file; an 8-bit AVIF says nothing."""
+    from jcdcodec.heif import primary_bits
+
+    deep = (Path(__file__).parent / "data" / "avif" / "deep-10.avif").read_bytes()
+    assert primary_bits(deep) == 10 and primary_bits(_avif()) == 8
+    with pytest.warns(JcdWarning, match=r"^deep.avif: 10-bit, read at 8 bits \(the AVIF reader gives 8\)$"):
+        p = load_image(deep, name="deep.avif")
+    assert p.depth == 8 and np.abs(p.rgb - np.round(textured(48, 64) * 1023) / 1023).mean() < 0.02
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image(_avif(), name="8.avif")
 
 
 def _png_chunks(path) -> dict[bytes, bytes]:
