@@ -77,17 +77,28 @@ def _png_header(head: bytes) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
+def _png_keyed(data: bytes) -> bool:
+    """Whether PNG data has a tRNS chunk (a transparent key colour for grey or RGB) before its pixels."""
+    return _png_chunk(data, b"tRNS") is not None
+
+
 def _png_cicp(data: bytes) -> bytes:
     """The cICP chunk of PNG data (before its pixels), which Pillow does not read; b"" when there is none."""
+    body = _png_chunk(data, b"cICP")
+    return body if body is not None and len(body) == 4 else b""
+
+
+def _png_chunk(data: bytes, wanted: bytes) -> bytes | None:
+    """The body of PNG data's first chunk of type ``wanted`` before its pixels, or None."""
     pos = 8
     while pos + 8 <= len(data):
         size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
         if kind in (b"IDAT", b"IEND"):
             break
-        if kind == b"cICP" and size == 4:
-            return data[pos + 8 : pos + 12]
+        if kind == wanted:
+            return data[pos + 8 : pos + 8 + size]
         pos += 12 + size
-    return b""
+    return None
 
 
 def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
@@ -195,7 +206,8 @@ def load_image(
         return _developed(data, name, raw, max_pixels)
     try:
         header = _png_header(data[:26])
-        if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # RGB, grey+alpha, RGBA
+        if header is not None and header[0] == 16 and (header[1] in (2, 4, 6) or _png_keyed(data)):  # RGB, grey
+            # +alpha, RGBA; grey with a transparent key (tRNS), which pypng makes alpha
             width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
             _check_size(name, width, height, max_pixels)
             return _load_png16(data, name)
@@ -221,6 +233,10 @@ def load_image(
                 check_tiles(im.tag_v2, name)  # type: ignore[attr-defined]
             if header is not None:
                 im.info["cicp"] = _png_cicp(data)
+                if header[0] in (2, 4) and header[1] == 0 and isinstance(im.info.get("transparency"), int):
+                    # Pillow widens 2- and 4-bit grey to 8 bits but keeps the key colour's sample as it is (1-bit
+                    # grey's it widens too)
+                    im.info["transparency"] = im.info["transparency"] * 255 // ((1 << header[0]) - 1)
             elif im.format == "AVIF":  # Pillow drops its nclx box: an HDR AVIF would come out as sRGB
                 im.info["cicp"] = heif.primary_nclx(data)
                 if (bits := heif.primary_bits(data)) > 8:
@@ -377,6 +393,11 @@ def _from_pillow(im: Image.Image) -> Picture:
         a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         return Picture(np.repeat(np.clip(a, 0, 1)[:, :, None], 3, axis=2), GRAY, 16, None)
     kind = GRAY if mode in ("1", "L", "LA", "La") else PALETTE if mode in ("P", "PA") else RGB
+    key = im.info.get("transparency") if mode in ("1", "L", "RGB") else None
+    if isinstance(key, (int, tuple)):  # a grey or RGB PNG's (or a grey GIF's) transparent key colour (tRNS)
+        rgb = np.asarray(im.convert("RGB"))
+        opaque = rgb != (np.array(key[:3]) if isinstance(key, tuple) else key)
+        return Picture(rgb.astype(np.float32) / 255.0, kind, 8, np.where(opaque.any(axis=2), 255, 0).astype(np.uint8))
     has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info)
     if has_alpha:
         rgba = np.asarray(im.convert("RGBA"))

@@ -175,6 +175,30 @@ def test_alpha_is_kept_losslessly(codec, tmp_path):
     assert out.mode == "LA" and np.array_equal(np.asarray(out)[:, :, 1], alpha)
 
 
+@pytest.mark.parametrize(("greyscale", "bitdepth"), [(False, 8), (True, 8), (False, 16), (True, 16), (True, 4),
+                                                        (True, 2), (True, 1)])
+def test_a_transparent_key_colour_is_kept_as_alpha(codec, greyscale, bitdepth):
+    """A grey or RGB PNG's tRNS chunk (one colour that is transparent; GIFs and old web graphics have it): that
+    colour's pixels were coded opaque. Now they are alpha 0 and the rest opaque, after coding too."""
+    import io
+
+    import png
+
+    top = (1 << bitdepth) - 1
+    planes = 1 if greyscale else 3
+    a = np.zeros((12, 10, planes), dtype=np.uint16 if bitdepth == 16 else np.uint8)
+    a[:5], a[5:, :, 0] = top, top // 3  # the key colour on top, another below
+    key = top if greyscale else (top, top, top)
+    buf = io.BytesIO()
+    png.Writer(10, 12, greyscale=greyscale, bitdepth=bitdepth, transparent=key).write(buf, a.reshape(12, -1))
+    pic = load_image(buf.getvalue())
+    opaque = 65535 if bitdepth == 16 else 255
+    expected = np.where(np.arange(12)[:, None] < 5, 0, opaque) * np.ones((1, 10), dtype=int)
+    assert pic.alpha is not None and np.array_equal(pic.alpha, expected)
+    assert pic.kind == (GRAY if greyscale else RGB)
+    assert np.array_equal(codec.decode(codec.encode(pic, 3).data).picture.alpha, pic.alpha)
+
+
 def test_opaque_alpha_costs_no_bytes(codec):
     pic = Picture.from_array(textured(16, 16))
     pic.alpha = np.full((16, 16), 255, np.uint8)
