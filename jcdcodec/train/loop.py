@@ -557,7 +557,7 @@ class _ThreadsFile:
         if not text.isdigit() or not 1 <= int(text) <= 1024:
             return f"{self.path} holds {text!r}, not a thread count from 1 to 1024; {torch.get_num_threads()} kept"
         torch.set_num_threads(int(text))
-        return f"{int(text)} threads ({self.path})"
+        return f"{int(text)} thread{'s' if int(text) > 1 else ''} ({self.path})"
 
 
 class _StopOnSignal:
