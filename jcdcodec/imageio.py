@@ -454,8 +454,9 @@ WRITE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", 
 #: Formats written lossily, at ``quality`` (1..100, Pillow's scale for each).
 LOSSY_FORMATS = frozenset({"JPEG", "WEBP", "AVIF"})
 #: Their quality when none is asked. Pillow's own defaults (JPEG 75 with its colour at half resolution, WebP 80,
-#: AVIF 75) took 0.50, 0.36 and 0.16 dB off a decoded Kodak picture (kodim01 with level-2 noise coded at q6: 27.94
-#: dB against the clean original as PNG, 27.44 as JPEG); at 90 (JPEG and AVIF at 4:4:4) 0.16, 0.16 and 0.03 dB.
+#: AVIF 75) took 0.49, 0.37 and 0.16 dB off a decoded Kodak picture (kodim01 with level-2 noise coded at q6: 27.94
+#: dB against the clean original as an 8-bit PNG, 27.44 as JPEG); at 90 (JPEG and AVIF at 4:4:4) 0.16, 0.16 and
+#: 0.02 dB, in files 1.7, 1.5 and 1.6 times larger (benchmarks/output_quality.py).
 OUTPUT_QUALITY = 90
 
 
