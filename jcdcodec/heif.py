@@ -109,7 +109,6 @@ def _primary_properties(data: bytes) -> list[tuple[bytes, bytes]]:
     except (struct.error, IndexError):  # a damaged container: no properties, as without the boxes
         return []
     return []
-    return b""
 
 
 def read(data: bytes, name: str, max_pixels: int | None):

@@ -5,9 +5,9 @@ anything could check its size. So the size is read here first, from the codestre
 bits parsed in Python), and checked against the pixel limit before the child decodes anything; a file the
 decoder crashes on, or one that declares another size than it decodes to, is one line naming it.
 
-What comes back: colour at 8 bits (the binding hands colour over at 8, also from a 16-bit file), grey at 16, grey
-with alpha at 16 where the file holds more than 8 bits (floating-point grey clipped to [0, 1]), the ICC profile and
-EXIF. A JPEG stored losslessly in a JPEG XL file comes back as that JPEG's picture.
+What comes back: colour at 8 bits (the binding hands colour over at 8, also from a 16-bit file: a warning says
+so), grey at 16 (floating-point grey clipped to [0, 1]), alpha (at 16 bits with grey of more than 8), the ICC
+profile and EXIF. A JPEG stored losslessly in a JPEG XL file comes back as that JPEG's picture.
 """
 
 from __future__ import annotations
