@@ -242,8 +242,14 @@ def load_image(
                 if (bits := heif.primary_bits(data)) > 8:
                     warnings.warn(f"{name}: {bits}-bit, read at 8 bits (the AVIF reader gives 8)", JcdWarning,
                                   stacklevel=2)  # fmt: skip
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1:
+            frames, xmp = getattr(im, "n_frames", 1), im.info.get("xmp", b"")
+            if im.format in ("JPEG", "MPO") and isinstance(xmp, bytes) and b"hdrgm:" in xmp:  # Android's HDR photos
+                warnings.warn(f"{name}: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding the "
+                              "standard picture", JcdWarning, stacklevel=2)  # fmt: skip
+            elif frames > 1 and im.format == "MPO":  # a depth map, a stereo view, a gain map of another kind
+                warnings.warn(f"{name}: {frames} pictures in a multi-picture JPEG; coding the first only", JcdWarning,
+                              stacklevel=2)  # fmt: skip
+            elif frames > 1:
                 warnings.warn(f"{name}: {frames} frames; coding the first only", JcdWarning, stacklevel=2)
             if _tiff16_colour_bits(im):
                 p = _load_tiff16(im, data, name)

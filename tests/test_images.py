@@ -424,3 +424,25 @@ def test_jcd_encode_codes_a_heic_and_the_decoded_png_keeps_its_profile(tmp_path,
     assert r.returncode == 0, r.stderr
     out = Image.open(tmp_path / "p.png")
     assert out.size == (48, 64) and out.info["icc_profile"] == rgb_profile()
+
+
+def test_a_multi_picture_jpeg_says_what_is_left_out():
+    """Phones write JPEGs with more pictures behind the first (MPF): an Ultra HDR gain map, a depth map. jcd codes
+    the first and names what it leaves: the gain map of an Ultra HDR JPEG (its XMP's hdrgm fields) by name."""
+    photo = Image.fromarray((textured(48, 64) * 255).astype(np.uint8))
+    second = photo.convert("L").resize((32, 24)).convert("RGB")
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0"/></rdf:RDF>'
+           b"</x:xmpmeta>")  # fmt: skip
+    said = {}
+    for label, extra in (("mpo", {}), ("ultrahdr", {"xmp": xmp})):
+        buf = io.BytesIO()
+        photo.save(buf, "MPO", save_all=True, append_images=[second], **extra)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            p = load_image(buf.getvalue(), name="phone.jpg")
+        assert (p.width, p.height) == (64, 48)
+        said[label] = [str(x.message) for x in w if issubclass(x.category, JcdWarning)]
+    assert said["mpo"] == ["phone.jpg: 2 pictures in a multi-picture JPEG; coding the first only"]
+    assert said["ultrahdr"] == ["phone.jpg: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding "
+                                "the standard picture"]  # fmt: skip
