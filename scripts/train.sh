@@ -29,8 +29,8 @@
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;
 # joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md; a resumed run keeps its own
 # steps, crops and batch unless STEPS, PATCH, BATCH or GPU=1 say otherwise), RUN_DIR (instead of runs/MODEL), SEED (a new run's --seed: another order of crops and noise than the last leg's), WARMUP (--warmup: steps of lr warm-up, default 500; a new leg from exported weights at LR=5e-5 on a slow CPU may take WARMUP=100, and a resume with it shortens the run's), DRY_RUN=1 (print the training command instead of running it).
-# Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &  (echo 2 > runs/main/threads: two threads
-# from the next step on, e.g. while the machine is idle; echo 1 before other work)
+# Background use: nohup bash scripts/train.sh main > runs/main.out 2>&1 &  (echo auto > runs/main/threads: from
+# the next step on, the cores other work leaves idle; echo 1 or 2: that many threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-}

@@ -561,6 +561,52 @@ def test_a_running_run_takes_its_thread_count_from_its_threads_file(image_dir, t
         torch.set_num_threads(before)
 
 
+def test_threads_follow_what_other_work_leaves_idle(tmp_path):
+    """Under auto, each poll takes the cores that the machine's other processes left during the last step; the
+    load itself is measured from /proc/stat less this process's own time."""
+    from jcdcodec.train.threads import CpuLoad, ThreadsFile, threads_for
+
+    assert [threads_for(2, x) for x in (0.0, 0.4, 0.6, 1.0, 1.7, 3.0)] == [2, 2, 1, 1, 1, 1]
+    assert [threads_for(8, x) for x in (0.0, 2.2, 2.6, 7.9)] == [8, 6, 5, 1]
+
+    class Load(CpuLoad):  # the load a test says, in turn
+        def __init__(self, values):
+            super().__init__()
+            self.values = iter(values)
+
+        def others(self):
+            self.last = (0.0, 0.0, 0.0)  # a sample was taken
+            return next(self.values)
+
+    before = torch.get_num_threads()
+    path = tmp_path / "threads"
+    try:
+        torch.set_num_threads(1)
+        f = ThreadsFile(path, write=True, load=Load([None, 0.1, 0.2, 1.3, 0.9, 0.0]))
+        f.cores = 2
+        assert path.read_text() == "1\n" and f.poll() is None
+        path.write_text("auto\n")
+        assert "follow the machine's idle cores" in f.poll()  # the first sample: nothing measured yet
+        assert f.poll().startswith("2 threads, other work taking 0.1 of 2 cores") and torch.get_num_threads() == 2
+        assert f.poll() is None  # 0.2: still two
+        assert f.poll().startswith("1 thread, other work taking 1.3") and torch.get_num_threads() == 1
+        assert f.poll() is None  # 0.9: still one
+        path.write_text("2")  # a number ends auto
+        assert f.poll() == f"2 threads ({path})" and torch.get_num_threads() == 2 and f.poll() is None
+        no_stat = ThreadsFile(path, write=False, load=CpuLoad(tmp_path / "no-such-stat"))
+        path.write_text("auto")
+        assert "auto needs /proc/stat" in no_stat.poll() and not no_stat.auto
+    finally:
+        torch.set_num_threads(before)
+    load = CpuLoad()
+    if load.others() is None and load.last is None:
+        pytest.skip("no /proc/stat here")
+    t = time.monotonic()
+    while time.monotonic() - t < 0.5:  # this process's own work (a whole core) is not counted as other work
+        sum(range(10_000))
+    assert load.others() < len(os.sched_getaffinity(0)) - 0.5
+
+
 def test_progress_lines_without_a_terminal(image_dir, tmp_path, capsys):
     mc, tc = tiny_run(image_dir, tmp_path / "hb", 30)
     tr = started(mc, tc)

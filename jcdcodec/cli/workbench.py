@@ -110,8 +110,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
               help="bf16 autocast (entropy models stay fp32). Default: bf16 where the hardware has it (CUDA, CPUs "
               "with AVX512-BF16 or AMX), else fp32, since emulated bf16 is slower than fp32.")
 @click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine). "
-              "A running run takes a new count from OUT/threads at its next step: echo 2 > OUT/threads when the "
-              "machine is idle, echo 1 > OUT/threads before other work.")
+              "A running run takes a new count from OUT/threads at its next step (echo 1 > OUT/threads before other "
+              "work), or with echo auto > OUT/threads the cores that other work left idle during its last step.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--ckpt-every", default=1000, show_default=True,
               help="Steps between checkpoints. Given with --resume, replaces the run's.")

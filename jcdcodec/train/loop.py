@@ -38,6 +38,8 @@ from ..outputs import atomic_target, atomic_write_bytes
 from .data import PatchSampler, center_crop, check_noise_model, check_upscale, readable_uint8
 from .ema import ParameterEMA
 from .losses import ProjectionHead, augment_clean, bpp, guidance_l1, nt_xent
+from .threads import NAME as THREADS_FILE
+from .threads import ThreadsFile
 
 
 @dataclass
@@ -454,7 +456,7 @@ class Trainer:
                 {"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2).encode())  # fmt: skip
             _truncate_log(self.out / "log.jsonl", self.step)
         log = open(self.out / "log.jsonl", "a") if main else None
-        threads = _ThreadsFile(self.out / _ThreadsFile.NAME, write=main)  # polled by the main process only
+        threads = ThreadsFile(self.out / THREADS_FILE, write=main)  # polled by the main process only
         with _StopOnSignal() as stop:
             try:
                 self._loop(progress, heartbeat, log, stop, threads)
@@ -465,7 +467,7 @@ class Trainer:
             raise KeyboardInterrupt
 
     def _loop(self, progress: bool, heartbeat: float, log, stop: _StopOnSignal,  # noqa: ANN001
-              threads: _ThreadsFile) -> None:  # fmt: skip
+              threads: ThreadsFile) -> None:  # fmt: skip
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         t = self.tcfg
@@ -528,36 +530,6 @@ class Trainer:
             if stop.requested:
                 print(f"train: stopped at step {self.step}; checkpoint saved to {path} (continue with --resume)",
                       file=sys.stderr, flush=True)  # fmt: skip
-
-
-class _ThreadsFile:
-    """``OUT/threads``: the run's CPU threads, written when it starts; a number written there by hand sets them from
-    the next step on. Why: a background run on a shared machine should take one thread while other work runs and
-    all of them when the machine is idle, without stopping (a restart costs the data loading and up to a
-    checkpoint interval of steps). In a run of several processes only the first one's: it alone writes the file
-    at the start, so the others could read a previous run's."""
-
-    NAME = "threads"
-
-    def __init__(self, path: Path, write: bool) -> None:
-        self.path, self.text = path, str(torch.get_num_threads())
-        if write:
-            atomic_write_bytes(path, f"{self.text}\n".encode())
-
-    def poll(self) -> str | None:
-        """Apply what the file asks, if it changed: a line to say (the new count, or why it is not taken), or
-        None."""
-        try:
-            text = self.path.read_text()[:32].strip()
-        except (OSError, UnicodeDecodeError):
-            return None  # removed or being replaced: the run goes on as it is
-        if text == self.text:
-            return None
-        self.text = text
-        if not text.isdigit() or not 1 <= int(text) <= 1024:
-            return f"{self.path} holds {text!r}, not a thread count from 1 to 1024; {torch.get_num_threads()} kept"
-        torch.set_num_threads(int(text))
-        return f"{int(text)} thread{'s' if int(text) > 1 else ''} ({self.path})"
 
 
 class _StopOnSignal:
