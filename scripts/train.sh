@@ -24,7 +24,7 @@
 #                                        # "Larger crops for the default")
 #   bash scripts/train.sh MODEL export   # export runs/<model>/last.ckpt into models/ (fp16 + manifest)
 #   (a leg of the default is measured against it first: bash scripts/measure_leg.sh RUN_DIR)
-# Environment: THREADS (default 1; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
+# Environment: THREADS (default auto: the cores other work leaves idle, one at the least; 4 with GPU=1), LR (default 1e-4 when starting from weights, else 3e-4),
 # STEPS (default 200000; camera128 2000), UPSCALE (camera128: --upscale, the fraction of crops enlarged), DETACH=1 (joint128: --detach-guidance), GPU=1 (the CUDA profile: crops of 256, batches of 16 or GPU_BATCH, noise made on the GPU; also when
 # resuming a run begun on a CPU), PATCH and BATCH (CPU crops and batch, default 128 and 8;
 # joint128 256 and 4, which trained jcd-n128 faster per CPU hour, docs/training.md; a resumed run keeps its own
@@ -102,11 +102,11 @@ if [ "${2:-}" = "export" ]; then
     --data-note "../shared/data/train: 481 photos (CBSD432 + Wikipedia), 4 held out for validation; $NOTE"
   exit
 fi
-common=(--out "$RUN" --steps "${STEPS:-200000}" --threads "${THREADS:-1}" "${SIZE[@]}" "${EVERY[@]}")
+common=(--out "$RUN" --steps "${STEPS:-200000}" --threads "${THREADS:-auto}" "${SIZE[@]}" "${EVERY[@]}")
 if [ -f "$RUN/last.ckpt" ]; then
   if [ "${GPU:-0}" = 1 ]; then asked=("${SIZE[@]}")  # the GPU profile's crops replace a CPU run's
   else asked=(${ASKED_PATCH:+--patch "$ASKED_PATCH"} ${ASKED_BATCH:+--batch "$ASKED_BATCH"}); fi
-  run .venv/bin/jcd train --resume --out "$RUN" ${ASKED_STEPS:+--steps "$ASKED_STEPS"} --threads "${THREADS:-1}" \
+  run .venv/bin/jcd train --resume --out "$RUN" ${ASKED_STEPS:+--steps "$ASKED_STEPS"} --threads "${THREADS:-auto}" \
     ${asked[@]+"${asked[@]}"} "${EVERY[@]}" ${LR:+--lr "$LR"} ${WARMUP:+--warmup "$WARMUP"}
   exit
 fi

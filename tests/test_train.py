@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -598,11 +599,19 @@ def test_threads_follow_what_other_work_leaves_idle(tmp_path):
         assert "auto needs /proc/stat" in no_stat.poll() and not no_stat.auto
     finally:
         torch.set_num_threads(before)
+    auto = ThreadsFile(path, write=True, auto=True)  # a run started with --threads auto
+    assert path.read_text() == "auto\n" and auto.text == "auto" and auto.auto == (auto.load.last is not None)
+    from jcdcodec.cli.workbench import _thread_count
+
+    assert (_thread_count("auto"), _thread_count("0"), _thread_count("3")) == (-1, 0, 3)
+    with pytest.raises(click.BadParameter, match="or auto"):
+        _thread_count("two")
     load = CpuLoad()
+    t = time.monotonic()
     if load.others() is None and load.last is None:
         pytest.skip("no /proc/stat here")
-    t = time.monotonic()
-    while time.monotonic() - t < 0.5:  # this process's own work (a whole core) is not counted as other work
+    assert load.others() is None  # within a second of the first sample: too short to measure
+    while time.monotonic() - t < 1.2:  # this process's own work (a whole core) is not counted as other work
         sum(range(10_000))
     assert load.others() < len(os.sched_getaffinity(0)) - 0.5
 

@@ -109,9 +109,11 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--bf16/--fp32", default=None,
               help="bf16 autocast (entropy models stay fp32). Default: bf16 where the hardware has it (CUDA, CPUs "
               "with AVX512-BF16 or AMX), else fp32, since emulated bf16 is slower than fp32.")
-@click.option("--threads", default=0, help="torch threads (1 keeps a background run from starving the machine). "
-              "A running run takes a new count from OUT/threads at its next step (echo 1 > OUT/threads before other "
-              "work), or with echo auto > OUT/threads the cores that other work left idle during its last step.")
+@click.option("--threads", default="0", metavar="N|auto", callback=lambda c, p, v: _thread_count(v),
+              help="torch threads (0: torch's default; 1 keeps a background run from starving the machine; auto: at "
+              "each step the cores that other work left idle during the last one, starting at one). A running run "
+              "takes a new count, or auto, from OUT/threads at its next step (echo 1 > OUT/threads before other "
+              "work).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--ckpt-every", default=1000, show_default=True,
               help="Steps between checkpoints. Given with --resume, replaces the run's.")
@@ -207,6 +209,15 @@ def _module_command(module: str) -> list[str]:
     """
     code = f"import runpy, sys; del sys.path[0]; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
     return [sys.executable, "-u", "-c", code]
+
+
+def _thread_count(text: str) -> int:
+    """--threads: a count (0: torch's default), or auto as TrainConfig says it (-1)."""
+    if text == "auto":
+        return -1
+    if not text.isdigit() or int(text) > 1024:
+        raise click.BadParameter(f"{text!r}: a thread count from 0 to 1024, or auto")
+    return int(text)
 
 
 def _parse_qualities(text: str) -> tuple[int, ...]:

@@ -91,7 +91,7 @@ class TrainConfig:
     # bf16 autocast: None picks it where the hardware computes bf16 natively (CUDA, CPUs with AVX512-BF16 or
     # AMX) and fp32 elsewhere, where bf16 is emulated and slower than fp32 (benchmarks/train_speed.py).
     bf16: bool | None = None
-    threads: int = 0  # 0: leave torch's default
+    threads: int = 0  # 0: leave torch's default; -1: auto (threads.py), starting at one
     seed: int = 0
     ckpt_every: int = 1000
     val_every: int = 2000
@@ -188,7 +188,7 @@ class Trainer:
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         if tcfg.threads:
-            torch.set_num_threads(tcfg.threads)
+            torch.set_num_threads(max(tcfg.threads, 1))
         self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}") if torch.cuda.is_available() \
             else torch.device("cpu")  # fmt: skip
         ckpt = None
@@ -456,7 +456,8 @@ class Trainer:
                 {"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2).encode())  # fmt: skip
             _truncate_log(self.out / "log.jsonl", self.step)
         log = open(self.out / "log.jsonl", "a") if main else None
-        threads = ThreadsFile(self.out / THREADS_FILE, write=main)  # polled by the main process only
+        threads = ThreadsFile(self.out / THREADS_FILE, write=main, auto=t.threads == -1)  # polled by the main
+        # process only
         with _StopOnSignal() as stop:
             try:
                 self._loop(progress, heartbeat, log, stop, threads)

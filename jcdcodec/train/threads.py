@@ -29,8 +29,12 @@ def threads_for(cores: int, others: float) -> int:
 
 
 class CpuLoad:
-    """Cores' worth of CPU that other processes took since the last call (None for the first call, or where the
-    machine has no /proc/stat)."""
+    """Cores' worth of CPU that other processes took since the last measurement (None for the first call, within
+    ``MIN_SECONDS`` of the last measurement, whose sample then stays the start, or where the machine has no
+    /proc/stat)."""
+
+    #: Shorter intervals measure noise (the clock ticks are 10 ms).
+    MIN_SECONDS = 1.0
 
     def __init__(self, stat: Path = Path("/proc/stat")) -> None:
         self.stat, self.last = stat, None
@@ -48,9 +52,11 @@ class CpuLoad:
         return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
     def others(self) -> float | None:
-        now = self._sample()
-        last, self.last = self.last, now
-        if now is None or last is None or now[0] - last[0] <= 0:
+        now, last = self._sample(), self.last
+        if now is not None and last is not None and now[0] - last[0] < self.MIN_SECONDS:
+            return None
+        self.last = now
+        if now is None or last is None:
             return None
         return max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0])
 
@@ -59,9 +65,13 @@ class ThreadsFile:
     """``OUT/threads`` of a running run (in a run of several processes only the first one's: it alone writes the
     file at the start, so the others could read a previous run's)."""
 
-    def __init__(self, path: Path, write: bool, load: CpuLoad | None = None) -> None:
-        self.path, self.text, self.auto = path, str(torch.get_num_threads()), False
+    def __init__(self, path: Path, write: bool, load: CpuLoad | None = None, auto: bool = False) -> None:
+        """``auto``: the run was started so (``--threads auto``), and the file says it."""
         self.load = load or CpuLoad()
+        self.path, self.text, self.auto = path, AUTO if auto else str(torch.get_num_threads()), False
+        if auto:
+            self.load.others()  # the first sample: the first step measures from here
+            self.auto = self.load.last is not None
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if write:
             atomic_write_bytes(path, f"{self.text}\n".encode())
