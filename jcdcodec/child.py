@@ -55,6 +55,28 @@ def run(cmd: list[str], data: bytes, name: str, max_pixels: int | None, decoder:
     return head, memoryview(r.stdout)[end + 1 :]
 
 
+def picture(body: memoryview, keys: tuple[str, ...], lengths: list[int], mode: str, width: int, height: int):
+    """A child's checked output as a Pillow image with its info bytes (``keys``, ``lengths`` long, first in
+    ``body``), and for a 16-bit mode that Pillow has not ("LA;16", "RGB;16", "RGBA;16": little-endian samples)
+    those samples, uint16 (H, W, C), else None; the Pillow image of such a mode holds their top 8 bits and carries
+    the info and the size."""
+    import numpy as np
+    from PIL import Image
+
+    info, pos = {}, 0
+    for key, n in zip(keys, lengths, strict=True):
+        if n:
+            info[key] = bytes(body[pos : pos + n])
+        pos += n
+    if mode in ("LA;16", "RGB;16", "RGBA;16"):
+        deep = np.frombuffer(body[pos:], dtype="<u2").reshape(height, width, -1).astype(np.uint16)
+        im = Image.fromarray((deep >> 8).astype(np.uint8))  # (H, W, 2, 3 or 4): LA, RGB, RGBA
+    else:
+        deep, im = None, Image.frombytes(mode, (width, height), body[pos:])
+    im.info.update(info)
+    return im, deep
+
+
 def malformed(name: str, decoder: str) -> JcdError:
     """The error for a child's output that does not add up."""
     return JcdError(f"{name}: cannot read image ({decoder}'s output is malformed)")

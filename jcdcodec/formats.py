@@ -105,7 +105,7 @@ def file_head(path: Path) -> bytes:
 
 def bmff_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the ISO base media boxes in ``data[start:end]`` (CR3, JPEG XL's
-    container); stops at one that does not fit."""
+    container, AVIF's item properties); stops at one that does not fit."""
     at = start
     while at + 8 <= end:
         size, kind = struct.unpack_from(">I4s", data, at)

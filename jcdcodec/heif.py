@@ -118,8 +118,6 @@ def read(data: bytes, name: str, max_pixels: int | None):
     The Pillow image of a deep file holds the samples' top 8 bits: it carries the info and the size. Raises
     JcdError, with ``name``, for a file the child refuses or crashes on.
     """
-    import numpy as np
-    from PIL import Image
 
     try:
         import pi_heif  # noqa: F401  only to say what is missing here, not in the child
@@ -137,17 +135,7 @@ def read(data: bytes, name: str, max_pixels: int | None):
             raise ValueError("length")
     except (ValueError, KeyError, TypeError):  # the child's own output is checked like any input
         raise child.malformed(name, "the HEIF decoder") from None
-    info, pos = {}, 0
-    for key, n in zip(INFO_KEYS, lengths, strict=True):
-        if n:
-            info[key] = bytes(body[pos : pos + n])
-        pos += n
-    if mode.endswith(";16"):
-        deep = np.frombuffer(body[pos:], dtype="<u2").reshape(height, width, MODES[mode] // 2).astype(np.uint16)
-        im = Image.fromarray((deep >> 8).astype(np.uint8), mode.removesuffix(";16"))
-    else:
-        deep, im = None, Image.frombytes(mode, (width, height), body[pos:])
-    im.info.update(info)
+    im, deep = child.picture(body, INFO_KEYS, lengths, mode, width, height)
     return im, frames, deep
 
 

@@ -1,7 +1,7 @@
 """JPEG XL input, read by libjxl (pillow-jxl-plugin) in a child process.
 
 Why a child (child.py): libjxl is C++ and its Python binding decodes the whole picture as it opens the file, before
-anything could check its size. So the size is read here first, from the codestream's own header (``size``, a few
+anything could check its size. So the size is read here first, from the codestream's own header (``header``, a few
 bits parsed in Python), and checked against the pixel limit before the child decodes anything; a file the
 decoder crashes on, or one that declares another size than it decodes to, is one line naming it.
 
@@ -50,18 +50,12 @@ class Header(NamedTuple):
     animated: bool
 
 
-def size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the codestream's SizeHeader (ISO/IEC 18181-1), without decoding; None where the file
-    ends first or the container holds no codestream. The picture's orientation may swap the two: the pixel
-    count is what is checked."""
-    head = header(data)
-    return (head.width, head.height) if head else None
-
-
 def header(data: bytes) -> Header | None:
-    """The codestream's SizeHeader and ImageMetadata up to its BitDepth; None without a size. Why the depth: the
-    binding hands colour over at 8 bits whatever the file holds, and a user should hear when a 16-bit file loses
-    its precision (and when an animation loses all but its first frame)."""
+    """The codestream's SizeHeader (ISO/IEC 18181-1) and ImageMetadata up to its BitDepth, read without decoding;
+    None where the file ends before a size or the container holds no codestream. The picture's orientation may
+    swap width and height: the pixel count is what is checked. Why the depth: the binding hands colour over at 8
+    bits whatever the file holds, and a user should hear when a 16-bit file loses its precision (and when an
+    animation loses all but its first frame)."""
     from .formats import bmff_boxes
 
     stream = data
@@ -155,9 +149,6 @@ def read(data: bytes, name: str, max_pixels: int | None):
     decoding), one without a readable header, or one the child refuses or crashes on."""
     from importlib.util import find_spec
 
-    import numpy as np
-    from PIL import Image
-
     from .imageio import _check_size
 
     if find_spec("pillow_jxl") is None:
@@ -182,18 +173,7 @@ def read(data: bytes, name: str, max_pixels: int | None):
         kind = " float" if head.floats else ""
         warnings.warn(f"{name}: {head.bits}-bit{kind} colour, read at 8 bits (the JPEG XL reader gives colour at 8)",
                       JcdWarning, stacklevel=3)  # fmt: skip
-    info, pos = {}, 0
-    for key, n in zip(INFO_KEYS, lengths, strict=True):
-        if n:
-            info[key] = bytes(body[pos : pos + n])
-        pos += n
-    if mode == "LA;16":
-        deep = np.frombuffer(body[pos:], dtype="<u2").reshape(height, width, 2).astype(np.uint16)
-        im = Image.fromarray((deep >> 8).astype(np.uint8))
-    else:
-        deep, im = None, Image.frombytes(mode, (width, height), body[pos:])
-    im.info.update(info)
-    return im, deep
+    return child.picture(body, INFO_KEYS, lengths, mode, width, height)
 
 
 def _child(data: bytes, max_pixels: int, name: str) -> tuple[dict, list[bytes]]:
