@@ -70,6 +70,39 @@ def primary_bits(data: bytes) -> int:
     return 8
 
 
+def gain_map(data: bytes) -> str:
+    """Which HDR gain map a HEIF-family file holds beside its picture: "Apple" (an auxiliary image whose auxC
+    names urn:com:apple:photo:2020:aux:hdrgainmap, iPhones since the 12), "ISO 21496-1" (a tmap item deriving the
+    HDR rendition, iPhones since iOS 18, Android, libavif), or "" for none or a damaged container.
+
+    Why: jcd codes the primary picture, the standard rendition; a phone's HDR photo comes out of it as its standard
+    picture, and a user should hear that, as for an Ultra HDR JPEG.
+    """
+    import struct
+
+    from .formats import bmff_boxes
+
+    try:
+        meta = next(((a + 4, b) for k, a, b in bmff_boxes(data, 0, len(data)) if k == b"meta"), None)
+        if meta is None:
+            return ""
+        for kind, a, b in bmff_boxes(data, *meta):
+            if kind == b"iinf":  # version 0: a 16-bit entry count, else 32; each infe of version >= 2 holds the
+                # item's id (16 bits in version 2, 32 in 3), its protection index and its type
+                for inner, x, _ in bmff_boxes(data, a + (6 if data[a] == 0 else 8), b):
+                    at = x + 4 + (2 if data[x] == 2 else 4) + 2
+                    if inner == b"infe" and data[x] >= 2 and data[at : at + 4] == b"tmap":
+                        return "ISO 21496-1"
+            elif kind == b"iprp":
+                for inner, x, y in bmff_boxes(data, a, b):
+                    for prop, i, j in bmff_boxes(data, x, y) if inner == b"ipco" else ():
+                        if prop == b"auxC" and data[i + 4 : j].rstrip(b"\0").endswith(b":aux:hdrgainmap"):
+                            return "Apple"
+    except (struct.error, IndexError):  # a damaged container: as without the boxes
+        return ""
+    return ""
+
+
 def _primary_properties(data: bytes) -> list[tuple[bytes, bytes]]:
     """The item properties (box type, body) associated with the primary image; [] for a damaged container. Read
     from the boxes: meta's pitm names the primary item, iprp's ipma lists its properties by their 1-based place

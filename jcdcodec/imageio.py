@@ -215,6 +215,7 @@ def load_image(
             im, frames, deep = heif.read(data, name, max_pixels)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} images; coding the primary one only", JcdWarning, stacklevel=2)
+            _warn_gain_map(data, name)
             if deep is not None:  # 10 or 12 bits, as 16
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
@@ -242,6 +243,7 @@ def load_image(
                 if (bits := heif.primary_bits(data)) > 8:
                     warnings.warn(f"{name}: {bits}-bit, read at 8 bits (the AVIF reader gives 8)", JcdWarning,
                                   stacklevel=2)  # fmt: skip
+                _warn_gain_map(data, name)
             frames, xmp = getattr(im, "n_frames", 1), im.info.get("xmp", b"")
             if im.format in ("JPEG", "MPO") and isinstance(xmp, bytes) and b"hdrgm:" in xmp:  # Android's HDR photos
                 warnings.warn(f"{name}: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding the "
@@ -279,6 +281,13 @@ def load_image(
         if re.fullmatch(r"decoder error -?\d+", detail):  # Pillow's word for a decoder's failure code
             detail = "damaged image data"
         raise JcdError(f"{name}: cannot read image ({detail})") from None
+
+
+def _warn_gain_map(data: bytes, name: str) -> None:
+    """Say that a HEIC's or AVIF's HDR gain map is left behind (heif.gain_map), as for an Ultra HDR JPEG."""
+    if kind := heif.gain_map(data):
+        warnings.warn(f"{name}: an HDR photo: its gain map ({kind}; the HDR rendition) is not kept; coding the "
+                      "standard picture", JcdWarning, stacklevel=3)  # fmt: skip
 
 
 def _developed(data: bytes, name: str, kind: str, max_pixels: int | None) -> Picture:

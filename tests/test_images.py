@@ -301,6 +301,65 @@ def test_pngs_are_written_losslessly_at_the_fast_zlib_level(depth):
 
 HEIC = Path(__file__).parent / "data" / "heif" / "phone.heic"
 DEEP_HEIC = HEIC.with_name("deep.heic")
+GAIN_MAPS = {  # made by tests/data/heif/add_gain_map.py from phone.heic and deep-10.avif (README.md there)
+    "gain-apple.heic": ("Apple", HEIC),
+    "gain-iso.heic": ("ISO 21496-1", HEIC),
+    "gain-iso.avif": ("ISO 21496-1", HEIC.parent.parent / "avif" / "deep-10.avif"),
+}
+
+
+def _gain_map_file(name: str) -> Path:
+    return (HEIC.parent if name.endswith(".heic") else HEIC.parent.parent / "avif") / name
+
+
+@pytest.mark.parametrize("name", sorted(GAIN_MAPS))
+def test_an_hdr_phone_photo_says_its_gain_map_is_not_kept(name):
+    """An iPhone's HDR HEIC holds a gain map beside its picture (an auxiliary image, auxC ...:aux:hdrgainmap; since
+    iOS 18 also an ISO 21496-1 tmap item), as AVIF may; jcd codes the standard picture, the primary, and names
+    what it leaves, as for an Ultra HDR JPEG. The picture is the one of the file without the gain map."""
+    from PIL import features
+
+    from jcdcodec import heif
+
+    if name.endswith(".avif") and not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    kind, base = GAIN_MAPS[name]
+    data = _gain_map_file(name).read_bytes()
+    assert heif.gain_map(data) == kind and heif.gain_map(base.read_bytes()) == ""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name=name)
+        q = load_image(base)
+    said = [str(x.message) for x in w if issubclass(x.category, JcdWarning) and "gain map" in str(x.message)]
+    assert said == [f"{name}: an HDR photo: its gain map ({kind}; the HDR rendition) is not kept; coding the "
+                    "standard picture"]  # fmt: skip
+    assert (p.width, p.height) == (q.width, q.height) and np.array_equal(p.rgb, q.rgb)
+
+
+def test_the_gain_map_reader_takes_damaged_containers():
+    """heif.gain_map reads boxes of untrusted files in jcd's own process: cut or damaged, it says "" or a kind,
+    never raises."""
+    from jcdcodec import heif
+
+    rng = np.random.default_rng(3)
+    for name in GAIN_MAPS:
+        data = _gain_map_file(name).read_bytes()
+        meta = data.index(b"meta")
+        for end in range(0, meta + 1200, 7):
+            assert heif.gain_map(data[:end]) in ("", GAIN_MAPS[name][0])
+        for _ in range(300):
+            damaged = bytearray(data)
+            for at in rng.integers(meta - 4, meta + 900, 3):
+                damaged[at] = int(rng.integers(256))
+            assert heif.gain_map(bytes(damaged)) in ("", "Apple", "ISO 21496-1")
+
+
+def test_the_cli_says_a_heic_gain_map_is_not_kept(tmp_path, weights_file):
+    src = _gain_map_file("gain-apple.heic")
+    r = run_jcd("encode", str(src), "-q", "1", "-o", str(tmp_path / "g.jcd"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == (f"jcd: warning: {src}: an HDR photo: its gain map (Apple; the HDR rendition) is not "
+                                "kept; coding the standard picture")  # fmt: skip
 
 
 def test_a_phone_heic_is_read_upright_with_its_profile_exif_and_xmp():
