@@ -3,6 +3,7 @@ temporaries do not pile up (issue 17 items 0, 3, 4, 5; issue 18 items 1, 2, 4, 5
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,80 @@ def test_a_named_output_is_replaced_unless_no_clobber(photo, tmp_path, weights_f
     dst.write_bytes(b"old")
     r = jcd("encode", str(photo), "-o", str(dst), "-n", weights=weights_file)
     assert r.returncode == 1 and "exists" in r.stderr and dst.read_bytes() == b"old"
+
+
+def _tree(root, names):
+    """Pictures at ``names`` below ``root`` (folders made as needed), each its own."""
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((textured(24, 32, seed=i) * 255).astype(np.uint8)).save(root / name)
+
+
+def _files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_a_tree_of_photos_is_coded_with_r_into_the_same_folders(tmp_path, weights_file):
+    """A phone's DCIM holds its photos in folders: without -r only the top folder was coded, without a word.
+    Now the folders left out are named, and -r codes them into the same places below -o, and back; hidden
+    folders and folders reached through symbolic links (which may loop) are not entered."""
+    photos = tmp_path / "DCIM"
+    _tree(photos, ["a.png", "100APPLE/b.png", "100APPLE/deeper/c.png", ".thumbnails/t.png"])
+    (photos / "notes").mkdir()
+    (photos / "notes" / "readme.txt").write_text("not a picture")
+    (photos / "loop").symlink_to(photos)
+    r = jcd("encode", str(photos), "-q", "1", "-o", str(tmp_path / "top"), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert _files(tmp_path / "top") == ["a.jcd"]
+    assert f"jcd: warning: {photos}: skipped 3 folders inside it (100APPLE, loop, notes): -r/--recursive codes " \
+           "them too" in r.stderr  # fmt: skip
+    r = jcd("encode", str(photos), "-r", "-q", "1", "-o", str(tmp_path / "coded"), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert _files(tmp_path / "coded") == ["100APPLE/b.jcd", "100APPLE/deeper/c.jcd", "a.jcd"]
+    assert f"{photos}: skipped 1 file that is not an image: notes/readme.txt" in r.stderr
+    assert f"{photos}: skipped 1 folder reached through a symbolic link (loop): name them to code them" in r.stderr
+    r = jcd("decode", str(tmp_path / "coded"), "-r", "-o", str(tmp_path / "clean"), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert _files(tmp_path / "clean") == ["100APPLE/b.png", "100APPLE/deeper/c.png", "a.png"]
+    with Image.open(tmp_path / "clean" / "100APPLE" / "deeper" / "c.png") as im:
+        assert im.size == (32, 24)
+    r = run_jcd("info", str(tmp_path / "coded"), "-r", "--json")
+    assert r.returncode == 0, r.stderr
+    assert sorted(i["file"] for i in json.loads(r.stdout)) == [
+        str(tmp_path / "coded" / n) for n in ("100APPLE/b.jcd", "100APPLE/deeper/c.jcd", "a.jcd")]
+    # Without -o, beside each input, in its own folder.
+    r = jcd("encode", str(photos / "100APPLE"), "-r", "-q", "1", weights=weights_file)
+    assert r.returncode == 0 and (photos / "100APPLE" / "deeper" / "c.jcd").is_file(), r.stderr
+
+
+def test_an_output_directory_inside_the_tree_is_not_read_back(tmp_path, weights_file):
+    """-o inside the input tree: its streams (from this run's files or the last one's) are not inputs, and it is
+    not named as a folder left out."""
+    photos = tmp_path / "photos"
+    _tree(photos, ["a.png", "sub/b.png"])
+    for _ in range(2):
+        r = jcd("encode", str(photos), "-r", "-q", "1", "-o", str(photos / "coded"), weights=weights_file)
+        assert r.returncode == 0 and "coded" not in r.stderr.replace(str(photos / "coded"), ""), r.stderr
+    assert _files(photos / "coded") == ["a-1.jcd", "a.jcd", "sub/b-1.jcd", "sub/b.jcd"]
+    r = jcd("encode", str(photos), "-q", "1", "-o", str(photos / "coded"), weights=weights_file)
+    assert "folders inside it" not in r.stderr and "(sub)" in r.stderr, r.stderr
+
+
+def test_a_folder_that_cannot_be_made_or_is_not_needed_is_not_left(tmp_path, weights_file):
+    """A folder of the output tree is made when its first file is written: where a file has its name, that
+    file's input fails (named, the rest coded); where every input of it fails, it is not left behind empty."""
+    photos = tmp_path / "photos"
+    _tree(photos, ["a.png", "blocked/b.png", "broken/deeper/c.png"])
+    (photos / "broken" / "deeper" / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    (tmp_path / "coded").mkdir()
+    (tmp_path / "coded" / "blocked").write_text("a file, not a folder")
+    r = jcd("encode", str(photos), "-r", "-q", "1", "-o", str(tmp_path / "coded"), weights=weights_file)
+    assert r.returncode == 1
+    assert f"jcd: error: {tmp_path / 'coded' / 'blocked' / 'b.jcd'}: cannot create its folder " \
+           f"({tmp_path / 'coded' / 'blocked'} is a file)" in r.stderr, r.stderr  # fmt: skip
+    assert f"jcd: error: {photos / 'broken' / 'deeper' / 'c.png'}: " in r.stderr and "2 of 3 files failed" in r.stderr
+    assert _files(tmp_path / "coded") == ["a.jcd", "blocked"]
+    assert not (tmp_path / "coded" / "broken").exists()
 
 
 @pytest.mark.parametrize("cmd", ["encode", "decode"])

@@ -13,44 +13,92 @@ from ..errors import JcdError, JcdWarning
 from .common import STDIO, _Ctx, err, status, tile_progress
 
 
-def _expand(inputs: tuple[Path, ...], decoding: bool) -> tuple[Path, ...]:
-    """Directories stand for the files directly inside them: .jcd files when decoding; when encoding, the
-    images (by name or by their first bytes) and camera raw files, so that a folder holding its photos, their
-    .jcd files and what cameras and phones put beside them (videos, sidecars, the raw file of a RAW+JPEG pair)
-    is coded without an error for each of those; the skipped files are named in one warning. Files named one by
-    one are all tried."""
-    from .. import rawphoto
-    from ..formats import RAW_SUFFIXES, camera_raw, file_head, image_format
+def _expand(inputs: tuple[Path, ...], decoding: bool, recursive: bool = False,
+            skip: Path | None = None) -> list[tuple[Path, Path]]:  # fmt: skip
+    """Each input file with the name its output takes in an output directory: a file named on the command line
+    keeps its own name; a directory stands for the files inside it, by their path below it.
 
-    out: list[Path] = []
+    A directory's files are its .jcd files when decoding; when encoding, its images (by name or by their first
+    bytes) and camera raw files, so that a folder holding its photos, their .jcd files and what cameras and phones
+    put beside them (videos, sidecars, the raw file of a RAW+JPEG pair) is coded without an error for each of
+    those; the skipped files are named in one warning. With ``recursive``, the folders inside it too (not
+    hidden ones, not through symbolic links, which may loop, and not ``skip``: the output directory, whose new
+    files must not become inputs); without it they are named in a warning, since a tree of photos (a phone's
+    DCIM) would otherwise be coded in part without a word. Files named one by one are all tried."""
+    out: list[tuple[Path, Path]] = []
     for p in inputs:
         if not p.is_dir():
-            out.append(p)
+            out.append((p, Path(p.name)))
             continue
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-        files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
-        if not decoding:
-            suffixes = image_suffixes()  # files named as images or raws are told by name; the rest by their bytes
-            heads = {f: file_head(f) for f in files if f.suffix.lower() not in suffixes | RAW_SUFFIXES}
-            raws = [f for f in files if f.suffix.lower() in RAW_SUFFIXES or (f in heads and camera_raw(heads[f]))]
-            rest = [f for f in files if f not in raws]
-            images = [f for f in rest if f.suffix.lower() in suffixes or image_format(heads[f]) is not None]
-            skipped = [f for f in rest if f not in images]
-            if skipped:
-                what = "files that are not images" if len(skipped) > 1 else "file that is not an image"
-                warnings.warn(f"{p}: skipped {len(skipped)} {what}: {_first_five(skipped)}", JcdWarning, stacklevel=2)
-            paired = _paired_raws(raws, images)
-            if paired:
-                what = "camera raw files" if len(paired) > 1 else "camera raw file"
-                why = ("a picture of the same name is beside each (RAW+JPEG): that is coded instead" if
-                       rawphoto.available() else "developing them needs rawpy: pip install rawpy")  # fmt: skip
-                warnings.warn(f"{p}: skipped {len(paired)} {what} ({why}): {_first_five(paired)}", JcdWarning,
-                              stacklevel=2)  # fmt: skip
-            files = [f for f in files if f in images or (f in raws and f not in paired)]
+        files, skipped, paired, below, links = [], [], [], [], []
+        for folder in _folders(p, recursive, skip, below, links):
+            kept, left, raws = _classify(folder, decoding)
+            files += kept
+            skipped += left
+            paired += raws
+        if below:
+            what = "folders" if len(below) > 1 else "folder"
+            warnings.warn(f"{p}: skipped {len(below)} {what} inside it ({_first_five(below, p)}): -r/--recursive "
+                          "codes them too", JcdWarning, stacklevel=2)  # fmt: skip
+        if links:
+            what = "folders" if len(links) > 1 else "folder"
+            warnings.warn(f"{p}: skipped {len(links)} {what} reached through a symbolic link ({_first_five(links, p)}):"
+                          " name them to code them", JcdWarning, stacklevel=2)  # fmt: skip
+        if skipped:
+            what = "files that are not images" if len(skipped) > 1 else "file that is not an image"
+            warnings.warn(f"{p}: skipped {len(skipped)} {what}: {_first_five(skipped, p)}", JcdWarning, stacklevel=2)
+        if paired:
+            from .. import rawphoto
+
+            what = "camera raw files" if len(paired) > 1 else "camera raw file"
+            why = ("a picture of the same name is beside each (RAW+JPEG): that is coded instead" if
+                   rawphoto.available() else "developing them needs rawpy: pip install rawpy")  # fmt: skip
+            warnings.warn(f"{p}: skipped {len(paired)} {what} ({why}): {_first_five(paired, p)}", JcdWarning,
+                          stacklevel=2)  # fmt: skip
         if not files:
-            raise JcdError(f"{p}: no {'.jcd files' if decoding else 'images'} in this directory")
-        out.extend(files)
-    return tuple(out)
+            where = "this directory or the folders inside it" if recursive else "this directory"
+            raise JcdError(f"{p}: no {'.jcd files' if decoding else 'images'} in {where}")
+        out.extend((f, f.relative_to(p)) for f in files)
+    return out
+
+
+def _folders(root: Path, recursive: bool, skip: Path | None, below: list[Path], links: list[Path]) -> list[Path]:
+    """``root`` and, with ``recursive``, the folders below it, in sorted order; the folders it leaves out that a
+    user would look for (not hidden ones) go into ``below`` when not recursing, and into ``links`` those reached
+    through a symbolic link when recursing."""
+    found, todo = [], [root]
+    while todo:
+        folder = todo.pop(0)
+        found.append(folder)
+        try:
+            inside = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        except OSError as e:
+            raise JcdError(f"{folder}: cannot list ({e.strerror or e})") from None
+        inside = [d for d in inside if not (skip is not None and _same_file(d, skip))]
+        if not recursive:
+            below += inside
+        else:  # depth first, in name order: a folder's files before the next folder's
+            todo[:0] = [d for d in inside if not d.is_symlink()]
+            links += [d for d in inside if d.is_symlink()]
+    return found
+
+
+def _classify(folder: Path, decoding: bool) -> tuple[list[Path], list[Path], list[Path]]:
+    """A folder's files to code, those that are not images, and the raw files left out (:func:`_paired_raws`)."""
+    from ..formats import RAW_SUFFIXES, camera_raw, file_head, image_format
+
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
+    if decoding:
+        return files, [], []
+    suffixes = image_suffixes()  # files named as images or raws are told by name; the rest by their bytes
+    heads = {f: file_head(f) for f in files if f.suffix.lower() not in suffixes | RAW_SUFFIXES}
+    raws = [f for f in files if f.suffix.lower() in RAW_SUFFIXES or (f in heads and camera_raw(heads[f]))]
+    rest = [f for f in files if f not in raws]
+    images = [f for f in rest if f.suffix.lower() in suffixes or image_format(heads[f]) is not None]
+    paired = _paired_raws(raws, images)
+    kept = [f for f in files if f in images or (f in raws and f not in paired)]
+    return kept, [f for f in rest if f not in images], paired
 
 
 def _paired_raws(raws: list[Path], images: list[Path]) -> list[Path]:
@@ -64,9 +112,10 @@ def _paired_raws(raws: list[Path], images: list[Path]) -> list[Path]:
     return [f for f in raws if f.stem.casefold() in stems]
 
 
-def _first_five(files: list[Path]) -> str:
-    """The names of a warning's files: the first five, then how many more."""
-    return ", ".join(f.name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+def _first_five(files: list[Path], root: Path) -> str:
+    """The names of a warning's files (their paths below ``root``): the first five, then how many more."""
+    names = [str(f.relative_to(root)) for f in files[:5]]
+    return ", ".join(names) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
 
 
 @dataclass(frozen=True)
@@ -78,6 +127,7 @@ class Target:
     clobber: bool
     instead_of: Path | None = None  # the name jcd derived first, which an existing file already has
     why: str = "exists and was kept"  # why ``instead_of`` was not used
+    root: Path | None = None  # the -o directory: the folders between it and ``dst`` are made as needed (-r)
 
     def done(self) -> None:
         """Say when the output went to another name than the usual one (after it is written, not before)."""
@@ -117,12 +167,15 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def targets(
-    inputs: tuple[Path, ...], output: str | None, suffix: str, no_clobber: bool = False, any_name: bool = False
+    inputs: tuple[Path, ...], output: str | None, suffix: str, no_clobber: bool = False, any_name: bool = False,
+    recursive: bool = False,
 ) -> list[Target]:
     """What to write for each input; never a derived name over an existing file, never over the input.
 
     ``output`` is -o as typed: a file (one input), ``-`` (stdout), or a directory (several inputs, a directory
-    input, or a name ending in /), created when missing. Without -o each output goes beside its input. A name
+    input, or a name ending in /), created when missing, where the files of a directory input keep their paths
+    below it (``recursive``: the folders inside it are coded too, :func:`_expand`). Without -o each output goes
+    beside its input. A name
     jcd derives itself never replaces a file: it takes the first free ``NAME-k`` and says so. A file named
     with -o is replaced (as cwebp and avifenc do) unless ``no_clobber``.
     """
@@ -135,9 +188,9 @@ def targets(
         pairs = [Target(STDIO, out_path, not no_clobber)]
     else:
         many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
-        files = _expand(inputs, decoding=suffix != ".jcd")
         trailing_slash = output is not None and output.endswith(("/", os.sep))
         as_dir = out_path is not None and (many or out_path.is_dir() or trailing_slash)
+        files = _expand(inputs, suffix != ".jcd", recursive, out_path if as_dir else None)
         if as_dir and out_path == STDIO:
             raise JcdError("-o - (stdout) takes one input")
         if as_dir:
@@ -152,19 +205,20 @@ def targets(
             except OSError as e:
                 raise JcdError(f"{out_path}: cannot create the output directory ({e.strerror or e})") from None
         if out_path is not None and not as_dir:
-            pairs = [Target(files[0], out_path, not no_clobber)]
+            pairs = [Target(files[0][0], out_path, not no_clobber)]
         else:
             taken: set[str] = set()
             exact: set[Path] = set()
             pairs = []
-            for f in files:
-                wanted = (out_path / f.name if as_dir else f).with_suffix(suffix)
+            for f, below in files:
+                wanted = (out_path / below if as_dir else f).with_suffix(suffix)
                 dst = free_name(wanted, taken)
                 folded = str(wanted).casefold() in taken and wanted not in exact and not wanted.exists()
                 why = "differs from another output's name only in case" if folded else "exists and was kept"
                 taken.add(str(dst).casefold())
                 exact.add(dst)
-                pairs.append(Target(f, dst, False, None if dst == wanted else wanted, why))
+                root = out_path if as_dir else None
+                pairs.append(Target(f, dst, False, None if dst == wanted else wanted, why, root))
     images = image_suffixes()
     for t in pairs:
         if t.dst == STDIO:
@@ -206,7 +260,7 @@ def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tup
 
 def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: bool, no_clobber: bool = False,
            any_name: bool = False, engine: str = "auto", auto: bool = False, encoding: bool = False,
-           **codec_options):  # fmt: skip
+           recursive: bool = False, **codec_options):  # fmt: skip
     """What encode and decode share: the targets, where messages go, one coder for all of them.
 
     ``engine``: onnx, torch or auto, see :func:`jcdcodec.encoder.open_encoder` and
@@ -214,7 +268,7 @@ def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: boo
     ``auto`` (encoding only): each image gets the shipped model chosen for its noise (:mod:`jcdcodec.choose`).
     """
     _Ctx.quiet = quiet
-    todo = targets(inputs, output, suffix, no_clobber, any_name)
+    todo = targets(inputs, output, suffix, no_clobber, any_name, recursive)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
     if auto:
         from ..choose import AutoCodec
@@ -236,12 +290,43 @@ def _named(t: Target, message: str) -> str:
     return message if message.startswith((str(t.src), str(t.dst))) else f"{t.src}: {message}"
 
 
+def _in_its_folder(t: Target, work) -> None:
+    """``work(t)``, its output's folder below the -o directory created first when missing (a folder inside a
+    directory input, coded with -r), and removed again when the work fails and it is still empty. A missing
+    folder in a file's -o is the user's typo: an error, as before."""
+    missing: list[Path] = []
+    folder = t.dst.parent
+    while t.root is not None and folder != t.root and t.root in folder.parents and not folder.is_dir():
+        missing.insert(0, folder)
+        folder = folder.parent
+    made: list[Path] = []
+    try:
+        for folder in missing:
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise JcdError(f"{t.dst}: cannot create its folder ({folder} is a file)") from None
+            except OSError as e:
+                raise JcdError(f"{t.dst}: cannot create its folder ({e.strerror or e})") from None
+            else:
+                made.append(folder)
+        work(t)
+    except BaseException:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or gone: leave it
+                break
+        raise
+
+
 def _each(todo: list[Target], verb: str, work) -> None:
     """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest."""
     if len(todo) == 1:
         with tile_progress(f"{verb} {todo[0].src.name}"):
             try:
-                work(todo[0])
+                _in_its_folder(todo[0], work)
             except JcdError as e:
                 raise type(e)(_named(todo[0], str(e))) from None
         todo[0].done()
@@ -254,7 +339,7 @@ def _each(todo: list[Target], verb: str, work) -> None:
         task = bar.add_task(verb, total=len(todo))
         for t in todo:
             try:
-                work(t)
+                _in_its_folder(t, work)
             except JcdError as e:
                 failed += 1
                 err.print(f"jcd: error: {_named(t, str(e))}", soft_wrap=True, markup=False)

@@ -25,6 +25,7 @@ from .common import (
     err,
     no_clobber_option,
     out,
+    recursive_option,
     say,
     threads_option,
     weights_option,
@@ -42,6 +43,7 @@ from .common import (
 @click.option("-o", "--output", type=click.Path(), help="Output .jcd file (replaced if it exists), or a directory "
               "for several inputs, created if missing [default: beside each input; never over an existing file].")
 @no_clobber_option
+@recursive_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
               help="What of the input's ICC colour profile, EXIF, XMP and CICP (HDR) to keep: all, none, or e.g. "
@@ -53,7 +55,8 @@ from .common import (
 @codec_options
 @click.pass_context
 def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
-           output: str | None, no_clobber: bool, any_name: bool, keep: str, engine: str, threads: int,
+           output: str | None, no_clobber: bool, recursive: bool, any_name: bool, keep: str, engine: str,
+           threads: int,
            weights: Path | None,
            device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Compress (and denoise) images into .jcd files.
@@ -64,7 +67,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     CR2, CR3, NEF, ARW, RAF, ...) are developed first, at 16 bits (LibRaw: the camera's white balance, sRGB, no
     noise reduction). Several inputs (or a directory) share one weights load; a file that fails is reported and
     the rest are still coded. A directory's files that are not images (videos, sidecars) and its raw files with
-    a picture of the same name beside them (RAW+JPEG) are skipped and named in one warning each.
+    a picture of the same name beside them (RAW+JPEG) are skipped and named in one warning each; the folders
+    inside it are coded too with -r, into the same folders below -o.
     Without --weights, each image is coded by the default model (`jcd models`), or by a model whose manifest
     entry claims images that noisy (an `auto` rule; none of the shipped models has one).
     An output name jcd makes up (NAME.jcd beside the input or in the -o directory) never replaces a file:
@@ -73,6 +77,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     \b
       jcd encode noisy.png -q 4 -o out.jcd
       jcd encode photos/ -q 3 -o coded/      every file of a directory
+      jcd encode DCIM/ -r -o coded/          and of the folders inside it (coded/100APPLE/...)
       cat noisy.png | jcd encode - -q 2 -o - > out.jcd
     """
     from ..choose import AUTO
@@ -83,8 +88,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     kinds = parse_keep(keep)
     auto = weights is None or (str(weights) == AUTO and not weights.is_file())
     todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, engine=engine, auto=auto,
-                         encoding=True, weights=weights, device=device, max_pixels=max_pixels, precision=precision,
-                         max_memory=max_memory, threads=threads)  # fmt: skip
+                         encoding=True, recursive=recursive, weights=weights, device=device, max_pixels=max_pixels,
+                         precision=precision, max_memory=max_memory, threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
@@ -115,6 +120,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               help="Output image (PNG, TIFF, BMP, WebP, JPEG, AVIF by extension; replaced if it exists), or a "
               "directory for several inputs, created if missing [default: INPUT.png; never over an existing file].")
 @no_clobber_option
+@recursive_option
 @click.option("--depth", type=click.Choice(["auto", "8", "16"]), default="auto", show_default=True,
               help="Bits per sample of the output (16 needs .png or .tif). auto: the source image's depth when the "
               "output is a PNG or TIFF (a 16-bit source gives a 16-bit PNG), else 8.")
@@ -130,7 +136,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
 @engine_option
 @threads_option
 @codec_options
-def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth: str, out_format: str,
+def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, recursive: bool, depth: str,
+           out_format: str,
            output_quality: int, keep: str, engine: str, threads: int, weights: Path | None, device: str,
            max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
     """Decode .jcd files into clean images.
@@ -141,15 +148,16 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
     \b
       jcd decode out.jcd -o clean.png
       jcd decode coded/ -o clean/            every .jcd file of a directory
+      jcd decode coded/ -r -o clean/         and of the folders inside it
       cat out.jcd | jcd decode - -o - > clean.png
     """
     from ..imageio import WRITE_FORMATS, check_output, encode_picture, save_picture
     from ..metadata import parse_keep
 
     kinds = parse_keep(keep)
-    todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, weights=weights, device=device,
-                         max_pixels=max_pixels, precision=precision, max_memory=max_memory,
-                         threads=threads)  # fmt: skip
+    todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, recursive=recursive,
+                         weights=weights, device=device, max_pixels=max_pixels, precision=precision,
+                         max_memory=max_memory, threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
@@ -176,18 +184,20 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, depth
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output: an object for one file; for "
               "several, a list of objects with their \"file\" (and \"error\" for a file that is no stream).")
-def info(inputs: tuple[Path, ...], as_json: bool) -> None:
+@recursive_option
+def info(inputs: tuple[Path, ...], as_json: bool, recursive: bool) -> None:
     """Show what .jcd files hold (no weights needed).
 
     \b
       jcd info out.jcd
       jcd info coded/ --json       every .jcd file of a directory
+      jcd info coded/ -r           and of the folders inside it
     """
     from rich.markup import escape
 
     from ..streaminfo import stream_info
 
-    files = _expand(inputs, decoding=True)
+    files = [f for f, _ in _expand(inputs, True, recursive)]
     if len(files) == 1:
         data = _read_input(files[0])
         try:

@@ -114,6 +114,10 @@ class QualityType(click.ParamType):
 QUALITY = QualityType()
 no_clobber_option = click.option("-n", "--no-clobber", is_flag=True,
                                  help="Never replace an existing file, not even one named with -o.")
+recursive_option = click.option("-r", "--recursive", is_flag=True,
+                                help="A directory input stands for the folders inside it too (not hidden ones, not "
+                                "through symbolic links); with -o they keep their places below the output "
+                                "directory. Without -r they are skipped, and named in a warning.")
 
 
 device_option = click.option(
