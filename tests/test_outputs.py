@@ -137,6 +137,34 @@ def test_an_output_directory_inside_the_tree_is_not_read_back(tmp_path, weights_
     assert "folders inside it" not in r.stderr and "(sub)" in r.stderr, r.stderr
 
 
+def test_a_folder_inside_that_cannot_be_read_is_named_and_the_rest_coded(tmp_path, monkeypatch):
+    """One unreadable folder (another user's, a phone's locked one) does not stop a tree: it is named with the
+    reason and the rest is coded. A directory named on the command line that cannot be read is an error. (The
+    tests run as root here, where permissions do not refuse: listing is refused by a patch instead.)"""
+    from pathlib import Path
+
+    from jcdcodec.cli.batch import _expand
+    from jcdcodec.errors import JcdWarning
+
+    photos = tmp_path / "photos"
+    _tree(photos, ["a.png", "locked/b.png", "open/c.png"])
+    listing = Path.iterdir
+
+    def refusing(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", refusing)
+    with pytest.warns(JcdWarning) as said:
+        files = _expand((photos,), False, recursive=True)
+    assert [str(below) for _, below in files] == ["a.png", "open/c.png"]
+    assert [str(w.message) for w in said] == [f"{photos}: skipped 1 folder that cannot be read (locked: Permission "
+                                              "denied)"]  # fmt: skip
+    with pytest.raises(JcdError, match=r"locked: cannot list \(Permission denied\)$"):
+        _expand((photos / "locked",), False, recursive=True)
+
+
 def test_a_folder_that_cannot_be_made_or_is_not_needed_is_not_left(tmp_path, weights_file):
     """A folder of the output tree is made when its first file is written: where a file has its name, that
     file's input fails (named, the rest coded); where every input of it fails, it is not left behind empty."""

@@ -30,20 +30,21 @@ def _expand(inputs: tuple[Path, ...], decoding: bool, recursive: bool = False,
         if not p.is_dir():
             out.append((p, Path(p.name)))
             continue
-        files, skipped, paired, below, links = [], [], [], [], []
-        for folder in _folders(p, recursive, skip, below, links):
-            kept, left, raws = _classify(folder, decoding)
+        files, skipped, paired, left_out = [], [], [], _LeftOut([], [], [])
+        for entries in _folders(p, recursive, skip, left_out):
+            kept, others, raws = _classify(entries, decoding)
             files += kept
-            skipped += left
+            skipped += others
             paired += raws
-        if below:
-            what = "folders" if len(below) > 1 else "folder"
-            warnings.warn(f"{p}: skipped {len(below)} {what} inside it ({_first_five(below, p)}): -r/--recursive "
-                          "codes them too", JcdWarning, stacklevel=2)  # fmt: skip
-        if links:
-            what = "folders" if len(links) > 1 else "folder"
-            warnings.warn(f"{p}: skipped {len(links)} {what} reached through a symbolic link ({_first_five(links, p)}):"
-                          " name them to code them", JcdWarning, stacklevel=2)  # fmt: skip
+        for folders, why in ((left_out.below, "inside it ({}): -r/--recursive codes them too"),
+                             (left_out.links, "reached through a symbolic link ({}): name them to code them"),
+                             (left_out.unreadable, "that cannot be read ({})")):  # fmt: skip
+            if folders:
+                what = "folders" if len(folders) > 1 else "folder"
+                names = ", ".join(str(f.relative_to(p)) + (f": {e}" if e else "") for f, e in folders[:5])
+                more = f" and {len(folders) - 5} more" if len(folders) > 5 else ""
+                warnings.warn(f"{p}: skipped {len(folders)} {what} {why.format(names + more)}", JcdWarning,
+                              stacklevel=2)  # fmt: skip
         if skipped:
             what = "files that are not images" if len(skipped) > 1 else "file that is not an image"
             warnings.warn(f"{p}: skipped {len(skipped)} {what}: {_first_five(skipped, p)}", JcdWarning, stacklevel=2)
@@ -62,32 +63,47 @@ def _expand(inputs: tuple[Path, ...], decoding: bool, recursive: bool = False,
     return out
 
 
-def _folders(root: Path, recursive: bool, skip: Path | None, below: list[Path], links: list[Path]) -> list[Path]:
-    """``root`` and, with ``recursive``, the folders below it, in sorted order; the folders it leaves out that a
-    user would look for (not hidden ones) go into ``below`` when not recursing, and into ``links`` those reached
-    through a symbolic link when recursing."""
+@dataclass(frozen=True)
+class _LeftOut:
+    """The folders of a directory input that a user would look for and that are not read, each with the reason
+    to print beside it ("" for none): ``below`` without -r, ``links`` (symbolic links to folders) and
+    ``unreadable`` ones with it."""
+
+    below: list[tuple[Path, str]]
+    links: list[tuple[Path, str]]
+    unreadable: list[tuple[Path, str]]
+
+
+def _folders(root: Path, recursive: bool, skip: Path | None, left_out: _LeftOut) -> list[list[Path]]:
+    """What ``root`` holds and, with ``recursive``, what the folders below it hold (depth first, in name order),
+    a list per folder; hidden folders and ``skip`` are left out without a word, the rest of what is not read into
+    ``left_out``. A folder inside that cannot be listed is left out; ``root`` itself is an error."""
     found, todo = [], [root]
     while todo:
         folder = todo.pop(0)
-        found.append(folder)
         try:
-            inside = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+            entries = sorted(folder.iterdir())
         except OSError as e:
-            raise JcdError(f"{folder}: cannot list ({e.strerror or e})") from None
+            if folder == root:
+                raise JcdError(f"{folder}: cannot list ({e.strerror or e})") from None
+            left_out.unreadable.append((folder, e.strerror or str(e)))
+            continue
+        found.append(entries)
+        inside = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
         inside = [d for d in inside if not (skip is not None and _same_file(d, skip))]
         if not recursive:
-            below += inside
-        else:  # depth first, in name order: a folder's files before the next folder's
+            left_out.below.extend((d, "") for d in inside)
+        else:
             todo[:0] = [d for d in inside if not d.is_symlink()]
-            links += [d for d in inside if d.is_symlink()]
+            left_out.links.extend((d, "") for d in inside if d.is_symlink())
     return found
 
 
-def _classify(folder: Path, decoding: bool) -> tuple[list[Path], list[Path], list[Path]]:
+def _classify(entries: list[Path], decoding: bool) -> tuple[list[Path], list[Path], list[Path]]:
     """A folder's files to code, those that are not images, and the raw files left out (:func:`_paired_raws`)."""
     from ..formats import RAW_SUFFIXES, camera_raw, file_head, image_format
 
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+    files = [f for f in entries if f.is_file() and not f.name.startswith(".")]
     files = [f for f in files if (f.suffix.lower() == ".jcd") == decoding]
     if decoding:
         return files, [], []
