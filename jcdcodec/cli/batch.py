@@ -191,9 +191,8 @@ def targets(
     ``output`` is -o as typed: a file (one input), ``-`` (stdout), or a directory (several inputs, a directory
     input, or a name ending in /), created when missing, where the files of a directory input keep their paths
     below it (``recursive``: the folders inside it are coded too, :func:`_expand`). Without -o each output goes
-    beside its input. A name
-    jcd derives itself never replaces a file: it takes the first free ``NAME-k`` and says so. A file named
-    with -o is replaced (as cwebp and avifenc do) unless ``no_clobber``.
+    beside its input. A name jcd derives itself never replaces a file: it takes the first free ``NAME-k`` and
+    says so. A file named with -o is replaced (as cwebp and avifenc do) unless ``no_clobber``.
     """
     if STDIO in inputs and len(inputs) > 1:
         raise JcdError("'-' (stdin) must be the only input")
