@@ -37,7 +37,15 @@ from . import heif, jxl
 from .errors import JcdError, JcdWarning
 from .formats import HEAD, camera_raw, tiff_tags
 from .metadata import NONE as NO_METADATA
-from .metadata import Metadata, from_pillow_info, pillow_save_args, png_chunks, profile_space
+from .metadata import (
+    Metadata,
+    from_pillow_info,
+    pillow_save_args,
+    png_chunks,
+    png_text_before_pixels,
+    profile_space,
+    text_of,
+)
 from .outputs import atomic_write_bytes
 
 GRAY, RGB, PALETTE = 0, 1, 2
@@ -51,7 +59,7 @@ class Picture:
     kind: int = RGB  # GRAY, RGB or PALETTE: what the decoder gives back
     depth: int = 8  # bits per sample of the source: 8 or 16
     alpha: np.ndarray | None = None  # (H, W) uint8 or uint16, None when absent
-    meta: Metadata = Metadata()  # ICC profile, EXIF, XMP, CICP of the source, kept verbatim
+    meta: Metadata = Metadata()  # ICC profile, EXIF, XMP, CICP and text of the source, kept verbatim
 
     @property
     def height(self) -> int:
@@ -111,8 +119,9 @@ def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     kind = RGB if planes >= 3 else GRAY
     with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
         im.info["cicp"] = _png_cicp(data)
+        text = png_text_before_pixels(im.info)
         rgb, alpha, im = _upright(im, rgb, alpha)
-        meta = from_pillow_info(im.info, grey=kind == GRAY, name=name)
+        meta = from_pillow_info(im.info, grey=kind == GRAY, name=name, text=text)
     return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, kind, 16,
                    None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
 
@@ -310,13 +319,14 @@ def from_pillow(im: Image.Image, name: str = "image") -> Picture:
         warnings.warn(f"{name}: a {bits}-bit colour TIFF of a kind jcd reads at 8 bits only (jcd reads unsigned "
                       "16-bit RGB at full precision); saved so, or as a 16-bit PNG, it keeps all its bits",
                       JcdWarning, stacklevel=2)  # fmt: skip
+    text = text_of(im)
     im = ImageOps.exif_transpose(im)
     im.load()
     info = im.info if not tiff_exif or "exif" in im.info else {**im.info, "exif": tiff_exif}
     if im.mode == "CMYK":
         im, info = _cmyk_to_srgb(im, name)
     p = _from_pillow(im)
-    p.meta = from_pillow_info(info, grey=p.kind == GRAY, name=name)
+    p.meta = from_pillow_info(info, grey=p.kind == GRAY, name=name, text=text)
     return p
 
 

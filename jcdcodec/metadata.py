@@ -1,4 +1,4 @@
-"""What a picture carries beside its pixels, and jcd keeps: the ICC colour profile, EXIF, XMP and CICP.
+"""What a picture carries beside its pixels, and jcd keeps: the ICC colour profile, EXIF, XMP, CICP and text.
 
 Why: the numbers of a wide-gamut photo (Display P3 from a phone, Adobe RGB from a camera) mean other colours
 without their profile, and photo libraries sort and caption by EXIF and XMP. jcd codes the pixels; these ride
@@ -15,6 +15,10 @@ file where its format holds them.
   hold) says what the numbers mean where no ICC profile does, HDR above all: a PQ or HLG photo (10-bit HEIC from
   cameras and phones) shown as sRGB looks flat and grey. It is kept as 4 bytes (primaries, transfer, matrix 0:
   RGB, full range 1) when it says more than sRGB does, and written into decoded PNGs (cICP).
+- Text: a PNG's text chunks (Title, Author, Copyright, Description, ...; tEXt, zTXt, iTXt) and a JPEG's or GIF's
+  comment, as (keyword, text) pairs: a copyright line or a caption is the user's as much as the pixels are. Back
+  into a decoded PNG as text chunks, into a JPEG its comment. ImageMagick's hex copies of the EXIF, XMP and ICC
+  profile ("Raw profile type exif", ...) are not kept as text: jcd keeps those kinds themselves.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from dataclasses import dataclass, replace
 
 from .errors import BitstreamError, JcdError, JcdWarning
 
-#: What can be kept, in the order of their tags in the stream (1, 2, 3, 4).
-KINDS = ("icc", "exif", "xmp", "cicp")
-LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "cicp": "CICP colour signal"}
+#: What can be kept, in the order of their tags in the stream (1, 2, 3, 4, 5).
+KINDS = ("icc", "exif", "xmp", "cicp", "text")
+LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "cicp": "CICP colour signal", "text": "text"}
 #: The most metadata a stream may hold, inflated: validated before inflating more (a forged section is no
 #: zip bomb). JPEG limits EXIF and XMP to 64 KB each; large LUT profiles reach a few MB.
 MAX_BYTES = 16 << 20
@@ -39,15 +43,17 @@ _EXIF_PREFIX = b"Exif\x00\x00"
 @dataclass(frozen=True)
 class Metadata:
     """Raw bytes of each kind; empty when absent. ``exif`` is stored with its ``Exif\\0\\0`` prefix; ``cicp``
-    is 4 bytes (colour primaries, transfer characteristics, matrix coefficients, full-range flag: H.273)."""
+    is 4 bytes (colour primaries, transfer characteristics, matrix coefficients, full-range flag: H.273); ``text``
+    is (keyword, text) pairs, each UTF-8 and ended by a NUL byte (:func:`text_pairs`, :func:`text_bytes`)."""
 
     icc: bytes = b""
     exif: bytes = b""
     xmp: bytes = b""
     cicp: bytes = b""
+    text: bytes = b""
 
     def __bool__(self) -> bool:
-        return bool(self.icc or self.exif or self.xmp or self.cicp)
+        return bool(self.icc or self.exif or self.xmp or self.cicp or self.text)
 
     def kept(self, kinds: frozenset[str]) -> Metadata:
         """Only ``kinds`` (a subset of KINDS)."""
@@ -63,7 +69,7 @@ NONE = Metadata()
 
 
 def parse_keep(spec: str) -> frozenset[str]:
-    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp, cicp.
+    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp, cicp, text.
 
     "icc" keeps CICP too: both say what the numbers mean, and ``--metadata icc`` is how a user keeps the colours
     while leaving out camera, date and place; an HDR photo without its CICP would look flat."""
@@ -156,8 +162,9 @@ def _kept_cicp(value: object, icc: bytes) -> bytes:
     return b""
 
 
-def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
-    """The metadata of an opened Pillow image (after ``exif_transpose``); ``grey``: jcd codes it as grey."""
+def from_pillow_info(info: dict, grey: bool, name: str = "input", text: bytes = b"") -> Metadata:
+    """The metadata of an opened Pillow image (after ``exif_transpose``); ``grey``: jcd codes it as grey;
+    ``text``: its text (:func:`text_of`, read before the transpose, which keeps no PNG text)."""
     icc = _as_bytes(info.get("icc_profile"))
     if icc:
         space = profile_space(icc)
@@ -174,7 +181,85 @@ def from_pillow_info(info: dict, grey: bool, name: str = "input") -> Metadata:
     if exif == _EXIF_PREFIX:
         exif = b""
     cicp = b"" if grey else _kept_cicp(info.get("cicp") or nclx_cicp(info.get("nclx_profile")), icc)
-    return Metadata(icc, exif, _as_bytes(info.get("xmp")), cicp)
+    return Metadata(icc, exif, _as_bytes(info.get("xmp")), cicp, text)
+
+
+#: Keywords whose text is a copy of a kind jcd keeps itself (ImageMagick writes hex copies of the EXIF, XMP and
+#: ICC profile into PNG text; Pillow lists the XMP among the text chunks too), case-folded.
+_COPIES = frozenset(("xml:com.adobe.xmp", "raw profile type exif", "raw profile type xmp", "raw profile type icc",
+                     "raw profile type icm", "raw profile type app1"))  # fmt: skip
+
+
+def _keyword_ok(key: str) -> bool:
+    """A keyword as PNG allows it: 1 to 79 Latin-1 letters (no control characters), no spaces at either end."""
+    return 0 < len(key) <= 79 and key == key.strip() and all(" " <= c <= "~" or "\xa1" <= c <= "\xff" for c in key)
+
+
+def text_bytes(pairs) -> bytes:
+    """The ``text`` record of (keyword, text) pairs. Pairs no PNG could hold (a keyword that is not one) and copies
+    of other kinds are left out; NUL bytes, which no text chunk holds, are dropped from the text."""
+    out = bytearray()
+    for key, value in pairs:
+        if _keyword_ok(key) and key.casefold() not in _COPIES:
+            out += key.encode("utf-8") + b"\0" + value.replace("\0", "").encode("utf-8", "replace") + b"\0"
+    return bytes(out)
+
+
+def text_pairs(record: bytes) -> list[tuple[str, str]]:
+    """Inverse of :func:`text_bytes`; ValueError for a record no jcd writes."""
+    if not record:
+        return []
+    fields = record[:-1].split(b"\0")
+    if not record.endswith(b"\0") or len(fields) % 2:
+        raise ValueError("not keyword and text pairs")
+    pairs = [(k.decode("utf-8"), v.decode("utf-8")) for k, v in zip(fields[::2], fields[1::2], strict=True)]
+    if not all(_keyword_ok(k) for k, _ in pairs):
+        raise ValueError("a keyword no PNG holds")
+    return pairs
+
+
+def _text_str(value: bytes) -> str:
+    """A comment's bytes as text: UTF-8 where they are, else Latin-1 (what older writers mean)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def text_of(im) -> bytes:
+    """The ``text`` record of a Pillow image as opened: a PNG's text chunks, a JPEG's or GIF's comment."""
+    if im.format == "PNG":
+        chunks = im.text  # all of them, also those after the pixels (Pillow reads the file to its end for them)
+        return text_bytes((k, str(v)) for k, v in chunks.items() if isinstance(v, str))
+    comment = im.info.get("comment")
+    return text_bytes([("Comment", _text_str(bytes(comment)))]) if isinstance(comment, (bytes, bytearray)) \
+        and comment else b""  # fmt: skip
+
+
+def png_text_before_pixels(info: dict) -> bytes:
+    """The ``text`` record of the text chunks before a PNG's pixels, from Pillow's ``info`` without loading the
+    pixels (the 16-bit reader: Pillow would decode them at 8 bits): they are its str values (XMP aside)."""
+    return text_bytes((k, str(v)) for k, v in info.items() if isinstance(v, str) and k != "xmp")
+
+
+def png_text_chunks(record: bytes) -> list[tuple[bytes, bytes]]:
+    """PNG chunks (type, data) that carry a ``text`` record: tEXt where Latin-1 holds the text (zTXt above 1 KiB),
+    else iTXt (UTF-8; compressed above 1 KiB)."""
+    chunks = []
+    for key, value in text_pairs(record):
+        head = key.encode("latin-1") + b"\0"
+        try:
+            latin = value.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8")
+            big = len(raw) > 1024
+            chunks.append((b"iTXt", head + bytes([big, 0]) + b"\0\0" + (zlib.compress(raw, 9) if big else raw)))
+            continue
+        if len(latin) > 1024:
+            chunks.append((b"zTXt", head + b"\0" + zlib.compress(latin, 9)))
+        else:
+            chunks.append((b"tEXt", head + latin))
+    return chunks
 
 
 @functools.lru_cache(maxsize=1)  # `jcd encode --size` codes one picture at several qualities: deflate it once
@@ -221,19 +306,31 @@ def unpack(section: bytes) -> Metadata:
     cicp = found.get("cicp")
     if cicp is not None and (len(cicp) != 4 or cicp[2] != 0 or cicp[3] > 1):  # what PNG's cICP holds for RGB
         raise BitstreamError(f"corrupted stream (a CICP record of {len(cicp)} bytes that no jcd writes)")
+    try:
+        text_pairs(found.get("text", b""))
+    except ValueError as e:
+        raise BitstreamError(f"corrupted stream (a text record that no jcd writes: {e})") from None
     return Metadata(**found)
 
 
-def pillow_info(meta: Metadata) -> dict[str, bytes]:
-    """``meta`` under the keys of a Pillow image's ``info`` (``icc_profile``, ``exif``, ``xmp``, ``cicp``)."""
+def pillow_info(meta: Metadata) -> dict[str, bytes | str]:
+    """``meta`` under the keys of a Pillow image's ``info`` (``icc_profile``, ``exif``, ``xmp``, ``cicp``), its text
+    as Pillow's PNG reader gives it (keyword -> text, where no other key has that name) and a comment as its
+    JPEG reader does (``comment``, bytes: Pillow writes it back into a JPEG)."""
     keys = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp", "cicp": "cicp"}
-    return {keys[k]: getattr(meta, k) for k in meta.sizes()}
+    info: dict[str, bytes | str] = {keys[k]: getattr(meta, k) for k in meta.sizes() if k in keys}
+    for key, value in text_pairs(meta.text):
+        if key == "Comment":
+            info["comment"] = value.encode("utf-8")
+        info.setdefault(key, value)
+    return info
 
 
 #: Pillow formats and the kinds their files hold (BMP and PPM hold none; of these only PNG has CICP, its cICP:
-#: AVIF's would be its nclx box, which Pillow does not write).
-_NO_CICP = frozenset(KINDS) - {"cicp"}
-HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP, "WEBP": _NO_CICP, "TIFF": _NO_CICP, "AVIF": _NO_CICP}
+#: AVIF's would be its nclx box, which Pillow does not write; text goes into PNG's chunks and, a comment only, a
+#: JPEG's COM segment).
+_NO_CICP = frozenset(KINDS) - {"cicp", "text"}
+HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP | {"text"}, "WEBP": _NO_CICP, "TIFF": _NO_CICP, "AVIF": _NO_CICP}
 
 
 #: The most bytes of a kind a format's file holds, where that is less than a stream carries: JPEG's 64 KB
@@ -273,7 +370,14 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
         args["exif"] = meta.exif
     if meta.xmp and fmt in ("JPEG", "WEBP", "AVIF"):
         args["xmp"] = meta.xmp
-    elif (meta.xmp or meta.cicp) and fmt == "PNG":
+    if meta.text and fmt == "JPEG":  # a JPEG has one comment; the other text goes with a warning
+        pairs = text_pairs(meta.text)
+        args["comment"] = next((v.encode("utf-8") for k, v in pairs if k == "Comment"), b"")
+        others = [k for k, _ in pairs if k != "Comment"]
+        if others:
+            warnings.warn(f"{name}: JPEG holds a comment only, not the text {', '.join(others)} the stream carries; "
+                          "written without (write .png to keep it)", JcdWarning, stacklevel=2)  # fmt: skip
+    elif (meta.xmp or meta.cicp or meta.text) and fmt == "PNG":
         from PIL.PngImagePlugin import PngInfo
 
         args["pnginfo"] = PngInfo()
@@ -281,6 +385,8 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
             args["pnginfo"].add(b"cICP", meta.cicp)
         if meta.xmp:
             args["pnginfo"].add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"), zip=True)
+        for kind, data in png_text_chunks(meta.text):
+            args["pnginfo"].add(kind, data)
     return args
 
 
@@ -303,4 +409,4 @@ def png_chunks(meta: Metadata) -> list[tuple[bytes, bytes]]:
         chunks.append((b"eXIf", meta.exif[len(_EXIF_PREFIX) :]))
     if meta.xmp:  # iTXt: keyword, compressed, method, language, translated keyword, text
         chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + zlib.compress(meta.xmp, 9)))
-    return chunks
+    return chunks + png_text_chunks(meta.text)

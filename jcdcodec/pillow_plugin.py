@@ -82,13 +82,13 @@ class JcdImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    """``im.save(f, "JCD", quality=4, metadata="all", icc_profile=..., exif=..., xmp=...)``: the image's own
-    profile, EXIF and XMP are kept unless ``metadata`` says otherwise; the keywords replace them, as Pillow's
-    other formats take them."""
+    """``im.save(f, "JCD", quality=4, metadata="all", icc_profile=..., exif=..., xmp=..., comment=...)``: the
+    image's own profile, EXIF, XMP and text are kept unless ``metadata`` says otherwise; the keywords replace
+    them, as Pillow's other formats take them (``comment``, as for JPEG: the text's Comment)."""
     from dataclasses import replace
 
     from .imageio import from_pillow
-    from .metadata import parse_keep
+    from .metadata import parse_keep, text_bytes, text_pairs
 
     info = im.encoderinfo
     quality = float(info.get("quality", 4))
@@ -97,6 +97,11 @@ def _save(im: Image.Image, fp, filename) -> None:
     if given:
         given = {k: v.tobytes() if isinstance(v, Image.Exif) else bytes(v) for k, v in given.items()}
         picture.meta = replace(picture.meta, **given)
+    if info.get("comment"):
+        comment = info["comment"]
+        comment = comment if isinstance(comment, str) else bytes(comment).decode("utf-8", "replace")
+        pairs = [(k, v) for k, v in text_pairs(picture.meta.text) if k != "Comment"] + [("Comment", comment)]
+        picture.meta = replace(picture.meta, text=text_bytes(pairs))
     picture.meta = picture.meta.kept(parse_keep(str(info.get("metadata", "all"))))
     fp.write(_codec().encode(picture, quality).data)
 

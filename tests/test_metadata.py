@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import warnings
 import zlib
@@ -452,3 +453,128 @@ def test_what_a_jpeg_cannot_hold_is_left_out_with_a_warning_not_an_error():
     assert tif.info["icc_profile"] == P3
     png = Image.open(io.BytesIO(encode_image(rgb, "PNG", meta=meta)))
     assert png.info["xmp"] == meta.xmp and png.getexif()[0x010F] == "X" * 70_000
+
+
+TEXT = [("Title", "Harbour at dawn"), ("Copyright", "© 2026 Jo Photographer"), ("Description", "waves " * 400),
+        ("Comment", "Ünïcødé ✓ 日本")]  # fmt: skip
+
+
+def test_text_round_trips_and_a_reader_that_does_not_know_it_skips_it(monkeypatch):
+    m = Metadata(xmp=XMP, text=metadata.text_bytes(TEXT))
+    assert metadata.unpack(metadata.pack(m)) == m and metadata.text_pairs(m.text) == TEXT
+    monkeypatch.setattr(metadata, "KINDS", ("icc", "exif", "xmp", "cicp"))  # jcd before tag 5
+    assert metadata.unpack(metadata.pack(m)) == Metadata(xmp=XMP)
+
+
+def test_text_keeps_what_a_png_holds_and_not_copies_of_other_kinds():
+    kept = metadata.text_bytes([("Title", "a\x00b"), ("", "no keyword"), ("k" * 80, "too long"), (" Pad", "x"),
+                                ("Tab\there", "x"), ("Raw profile type exif", "\nexif\n 4\n00000000"),
+                                ("XML:com.adobe.xmp", "<x/>"), ("Raw profile type iptc", "\niptc\n 2\n1c02"),
+                                ("Résumé", "")])  # fmt: skip
+    assert metadata.text_pairs(kept) == [("Title", "ab"), ("Raw profile type iptc", "\niptc\n 2\n1c02"),
+                                         ("Résumé", "")]  # fmt: skip
+
+
+@pytest.mark.parametrize("record", [b"Title\x00x", b"Title\x00", b"\x00x\x00", b"k" * 80 + b"\x00x\x00",
+                                    b"\xff\xfe\x00x\x00", b"Ti\ntle\x00x\x00", b"Title\x00\xc3\x00"])  # fmt: skip
+def test_a_text_record_that_no_jcd_writes_is_refused(record):
+    """It goes into PNG chunks as it is: keyword and text pairs, UTF-8, keywords a PNG holds."""
+    with pytest.raises(BitstreamError, match="text record"):
+        metadata.unpack(zlib.compress(bytes([5, len(record)]) + record))
+
+
+def _png_with_text(path: Path, depth: int = 8) -> None:
+    """A PNG with tEXt, zTXt and iTXt chunks and XMP, and one more tEXt after the pixels (PNG allows it)."""
+    rgb = textured(40, 56)
+    if depth == 16:
+        import png
+
+        rows = np.round(rgb * 65535).astype(np.uint16).reshape(40, -1)
+        png.Writer(56, 40, greyscale=False, bitdepth=16).write(buf := io.BytesIO(), rows.tolist())
+        info = PngInfo()
+        for k, v in TEXT:
+            info.add_itxt(k, v, zip=len(v) > 100)
+        chunks = [(b"iTXt", c[1]) for c in info.chunks]  # pypng writes none: put Pillow's chunks in
+        data = buf.getvalue()
+        at = data.index(b"IDAT") - 4
+        extra = b"".join(struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d)) for t, d in chunks)
+        data = data[:at] + extra + data[at:]
+    else:
+        info = PngInfo()
+        info.add_text(*TEXT[0])
+        info.add_text(*TEXT[2], zip=True)
+        info.add_itxt(*TEXT[3])
+        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(buf := io.BytesIO(), "PNG", pnginfo=info)
+        data = buf.getvalue()
+        t, d = b"tEXt", b"Copyright\x00" + TEXT[1][1].encode("latin-1")
+        at = data.index(b"IEND") - 4
+        data = data[:at] + struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d)) + data[at:]
+    path.write_bytes(data)
+
+
+def _text_of(path: Path) -> dict:
+    with Image.open(path) as im:
+        return dict(im.text) if im.format == "PNG" else {"Comment": im.info.get("comment", b"").decode()}
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_cli_keeps_png_text_through_a_stream_in_another_process(tmp_path, weights_file, depth):
+    """A PNG's text chunks (a title, a copyright line, a caption) were dropped without a word. Now they ride along
+    (tag 5) and go back into a decoded PNG; a JPEG takes the comment and says what it leaves."""
+    src = tmp_path / "photo.png"
+    _png_with_text(src, depth)
+    want = dict(TEXT)
+    assert {k: v for k, v in _text_of(src).items() if k != "XML:com.adobe.xmp"} == want
+    out = tmp_path / "photo.jcd"
+    w = ("--weights", str(weights_file))
+    r = run_jcd("encode", str(src), "-q", "2", "-o", str(out), *w)
+    assert r.returncode == 0, r.stderr
+    i = json.loads(run_jcd("info", str(out), "--json").stdout)
+    assert sorted(i["text"]) == sorted(want) and i["metadata"]["text"] > len(TEXT[2][1])
+    assert "text " in run_jcd("info", str(out)).stdout and "Copyright" in run_jcd("info", str(out)).stdout
+    for name in ("clean.png", "clean16.png"):
+        r = run_jcd("decode", str(out), "-o", str(tmp_path / name), "--depth", name[5:-4] or "8", *w)
+        assert r.returncode == 0, r.stderr
+        assert {k: v for k, v in _text_of(tmp_path / name).items() if k != "XML:com.adobe.xmp"} == want, name
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "clean.jpg"), *w, env={"PYTHONWARNINGS": "default"})
+    assert r.returncode == 0 and _text_of(tmp_path / "clean.jpg") == {"Comment": want["Comment"]}
+    said = re.search(r"JPEG holds a comment only, not the text (.*) the stream carries; written without", r.stderr)
+    assert said and sorted(said.group(1).split(", ")) == ["Copyright", "Description", "Title"], r.stderr
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "clean.webp"), *w, env={"PYTHONWARNINGS": "default"})
+    assert r.returncode == 0 and "WEBP cannot hold the text the stream carries" in r.stderr, r.stderr
+    r = run_jcd("decode", str(out), "-o", str(tmp_path / "shared.png"), "--metadata", "icc", *w)
+    assert r.returncode == 0 and not _text_of(tmp_path / "shared.png")
+    r = run_jcd("encode", str(src), "-q", "2", "-o", str(tmp_path / "bare.jcd"), "--metadata", "xmp", *w)
+    assert r.returncode == 0 and "text" not in json.loads(run_jcd("info", str(tmp_path / "bare.jcd"), "--json").stdout)[
+        "metadata"]  # fmt: skip
+
+
+def test_a_jpeg_comment_rides_along_into_a_jpeg_and_a_png(tmp_path, weights_file):
+    src = tmp_path / "c.jpg"
+    Image.fromarray((textured(40, 56) * 255).astype(np.uint8)).save(src, comment=TEXT[1][1].encode())
+    w = ("--weights", str(weights_file))
+    assert run_jcd("encode", str(src), "-q", "2", "-o", str(tmp_path / "c.jcd"), *w).returncode == 0
+    for name in ("back.jpg", "back.png"):
+        r = run_jcd("decode", str(tmp_path / "c.jcd"), "-o", str(tmp_path / name), *w)
+        assert r.returncode == 0 and _text_of(tmp_path / name) == {"Comment": TEXT[1][1]}, r.stderr
+
+
+def test_api_and_pillow_plugin_carry_the_text(weights_file):
+    import jcdcodec
+    from jcdcodec.pillow_plugin import use_codec
+
+    buf = io.BytesIO()
+    info = PngInfo()
+    info.add_text("Title", "Harbour")
+    Image.fromarray((textured(24, 40) * 255).astype(np.uint8)).save(buf, "PNG", pnginfo=info)
+    data = jcdcodec.encode(Image.open(io.BytesIO(buf.getvalue())), 2, weights=weights_file)
+    assert jcdcodec.decode(data, weights=weights_file).info["Title"] == "Harbour"
+    use_codec(jcdcodec.open_encoder(weights_file))
+    try:
+        out = io.BytesIO()
+        Image.open(io.BytesIO(buf.getvalue())).save(out, "JCD", quality=2, comment="by Jo")
+        info = jcdcodec.decode(out.getvalue(), weights=weights_file).info
+        assert info["Title"] == "Harbour" and info["comment"] == b"by Jo"
+    finally:
+        use_codec(None)
