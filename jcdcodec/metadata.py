@@ -178,10 +178,77 @@ def from_pillow_info(info: dict, grey: bool, name: str = "input", text: bytes = 
     exif = _as_bytes(info.get("exif"))
     if exif and not exif.startswith(_EXIF_PREFIX):
         exif = _EXIF_PREFIX + exif
+    exif = without_thumbnail(exif)
     if exif == _EXIF_PREFIX:
         exif = b""
     cicp = b"" if grey else _kept_cicp(info.get("cicp") or nclx_cicp(info.get("nclx_profile")), icc)
     return Metadata(icc, exif, _as_bytes(info.get("xmp")), cicp, text)
+
+
+#: Bytes per value of the TIFF field types (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG,
+#: SRATIONAL, FLOAT, DOUBLE, IFD); other types are not followed.
+_FIELD_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+#: Tags of an IFD that point to another: the EXIF, GPS and interoperability directories.
+_SUB_IFDS = (0x8769, 0x8825, 0xA005)
+
+
+def without_thumbnail(exif: bytes) -> bytes:
+    """``exif`` (with its ``Exif\\0\\0`` prefix) without its thumbnail: the second directory (IFD1) and the small
+    JPEG it points to, unlinked, and cut off where nothing else lies behind them (where writers put them).
+
+    Why: a camera's or phone's thumbnail is up to 64 KB of JPEG that deflate cannot shrink, as much as a whole q1
+    stream of a small photo, and it shows the noisy picture: stale once jcd's clean one is decoded, and viewers
+    make their own. (Pillow's ``exif_transpose`` already drops it from a turned photo's EXIF.) A damaged EXIF
+    is left as it is.
+    """
+    import struct
+
+    t = exif[len(_EXIF_PREFIX) :]
+    order = {b"II": "<", b"MM": ">"}.get(t[:2])
+    try:
+        if order is None or len(t) < 8:
+            return exif
+        first = struct.unpack_from(order + "I", t, 4)[0]
+        link = first + 2 + 12 * struct.unpack_from(order + "H", t, first)[0]
+        second = struct.unpack_from(order + "I", t, link)[0]
+        if second == 0:
+            return exif
+        used, _ = _ifd_extent(t, order, first, set())
+        end, spans = _ifd_extent(t, order, second, set(), follow=False)
+        thumb_at = min([second, *spans])
+        kept = t[:link] + bytes(4) + t[link + 4 :]
+        if end <= len(t) and thumb_at >= used:  # IFD1 and its data behind everything else: cut them off
+            kept = kept[:thumb_at]
+        return _EXIF_PREFIX + kept
+    except (struct.error, ValueError):  # a damaged EXIF: kept as it came
+        return exif
+
+
+def _ifd_extent(t: bytes, order: str, at: int, seen: set[int], follow: bool = True) -> tuple[int, list[int]]:
+    """Where the directory at ``at`` and all it refers to end (with the EXIF, GPS and interoperability
+    directories when ``follow``), and where its values stored apart start (and a thumbnail's JPEG, tag 0x0201).
+    ValueError for what runs past the data or loops."""
+    import struct
+
+    if at in seen or len(seen) > 16:
+        raise ValueError("directories that loop")
+    seen.add(at)
+    count = struct.unpack_from(order + "H", t, at)[0]
+    end, starts = at + 2 + 12 * count + 4, []
+    for i in range(count):
+        tag, kind, n, value = struct.unpack_from(order + "HHII", t, at + 2 + 12 * i)
+        size = _FIELD_SIZES.get(kind, 1) * n
+        if size > 4:
+            end, starts = max(end, value + size), [*starts, value]
+        if tag == 0x0201:  # JPEGInterchangeFormat; its length is tag 0x0202
+            length = next((struct.unpack_from(order + "HHII", t, at + 2 + 12 * j)[3] for j in range(count)
+                           if struct.unpack_from(order + "H", t, at + 2 + 12 * j)[0] == 0x0202), 0)  # fmt: skip
+            end, starts = max(end, value + length), [*starts, value]
+        if follow and tag in _SUB_IFDS:
+            end = max(end, _ifd_extent(t, order, value, seen)[0])
+    if end > len(t):
+        raise ValueError("past the data")
+    return end, starts
 
 
 #: Keywords whose text is a copy of a kind jcd keeps itself (ImageMagick writes hex copies of the EXIF, XMP and

@@ -578,3 +578,85 @@ def test_api_and_pillow_plugin_carry_the_text(weights_file):
         assert info["Title"] == "Harbour" and info["comment"] == b"by Jo"
     finally:
         use_codec(None)
+
+
+def _camera_exif(order: str = "<", thumb_last: bool = True) -> tuple[bytes, bytes]:
+    """EXIF as cameras write it: IFD0 (Make, a pointer to the EXIF directory: DateTimeOriginal, a MakerNote) and a
+    thumbnail directory (IFD1) pointing to a 160x120 JPEG, behind everything else or, ``thumb_last`` False, before
+    the EXIF directory."""
+    buf = io.BytesIO()
+    Image.fromarray((textured(120, 160, seed=5) * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    thumb, make, date, maker = buf.getvalue(), b"Canon\x00", b"2026:12:07 10:00:00\x00", b"MAKERNOTE" * 50
+
+    def ifd(at: int, entries: list, following: int) -> bytes:  # entries: (tag, type, count, value bytes)
+        head, data, spill = struct.pack(order + "H", len(entries)), b"", at + 2 + 12 * len(entries) + 4
+        for tag, kind, count, value in entries:
+            if len(value) <= 4:
+                head += struct.pack(order + "HHI", tag, kind, count) + value.ljust(4, b"\x00")
+            else:
+                head += struct.pack(order + "HHII", tag, kind, count, spill + len(data))
+                data += value
+        return head + struct.pack(order + "I", following) + data
+
+    sizes = {"ifd0": 30 + len(make), "exif": 30 + len(date) + len(maker), "ifd1": 42, "thumb": len(thumb)}
+    places = ("ifd0", "exif", "ifd1", "thumb") if thumb_last else ("ifd0", "ifd1", "thumb", "exif")
+    at, offsets = 8, {}
+    for name in places:
+        offsets[name], at = at, at + sizes[name]
+    long = lambda v: struct.pack(order + "I", v)  # noqa: E731
+    parts = {"ifd0": ifd(offsets["ifd0"], [(0x010F, 2, len(make), make), (0x8769, 4, 1, long(offsets["exif"]))],
+                         offsets["ifd1"]),
+             "exif": ifd(offsets["exif"], [(0x9003, 2, len(date), date), (0x927C, 7, len(maker), maker)], 0),
+             "ifd1": ifd(offsets["ifd1"], [(0x0103, 3, 1, struct.pack(order + "H", 6)),
+                                           (0x0201, 4, 1, long(offsets["thumb"])), (0x0202, 4, 1, long(len(thumb)))],
+                         0),
+             "thumb": thumb}  # fmt: skip
+    tiff = (b"II*\x00" if order == "<" else b"MM\x00*") + long(8) + b"".join(parts[n] for n in places)
+    return b"Exif\x00\x00" + tiff, thumb
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("thumb_last", [True, False])
+def test_the_exif_thumbnail_is_left_out_and_the_rest_kept(order, thumb_last):
+    """A camera's EXIF thumbnail (up to 64 KB of JPEG: as much as a small photo's q1 stream) shows the noisy
+    picture; it is unlinked, and cut off where it lies behind everything else. The tags stay as they were."""
+    from PIL import ExifTags
+
+    blob, thumb = _camera_exif(order, thumb_last)
+    before = Image.Exif()
+    before.load(blob[6:])
+    assert before.get_ifd(ExifTags.IFD.IFD1)[0x0202] == len(thumb)
+    out = metadata.without_thumbnail(blob)
+    assert len(out) <= len(blob) - len(thumb) if thumb_last else len(out) == len(blob)
+    after = Image.Exif()
+    after.load(out[6:])
+    assert dict(after) == dict(before) and not after.get_ifd(ExifTags.IFD.IFD1)
+    assert after.get_ifd(ExifTags.IFD.Exif) == before.get_ifd(ExifTags.IFD.Exif)  # the maker note too
+    assert metadata.without_thumbnail(out) == out and metadata.without_thumbnail(exif()) == exif()
+
+
+def test_a_damaged_exif_with_a_thumbnail_is_kept_as_it_came_or_read():
+    blob, _ = _camera_exif()
+    rng = np.random.default_rng(4)
+    for end in range(0, 700, 3):
+        assert metadata.without_thumbnail(blob[:end]) == blob[:end]  # cut short: kept as it came
+    for _ in range(400):
+        damaged = bytearray(blob)
+        for at in rng.integers(6, 560, 2):
+            damaged[at] = int(rng.integers(256))
+        out = metadata.without_thumbnail(bytes(damaged))
+        assert out == bytes(damaged) or (len(out) <= len(damaged) and out[:6] == b"Exif\x00\x00")
+
+
+def test_cli_leaves_the_exif_thumbnail_out_of_the_stream(tmp_path, weights_file):
+    blob, thumb = _camera_exif()
+    src = tmp_path / "camera.jpg"
+    Image.fromarray((textured(40, 56) * 255).astype(np.uint8)).save(src, exif=blob)
+    w = ("--weights", str(weights_file))
+    assert run_jcd("encode", str(src), "-q", "2", "-o", str(tmp_path / "c.jcd"), *w).returncode == 0
+    i = json.loads(run_jcd("info", str(tmp_path / "c.jcd"), "--json").stdout)
+    assert i["metadata"]["exif"] < len(blob) - len(thumb) and i["bytes_total"] < len(thumb)
+    r = run_jcd("decode", str(tmp_path / "c.jcd"), "-o", str(tmp_path / "c.jpg"), *w)
+    assert r.returncode == 0, r.stderr
+    tags = Image.open(tmp_path / "c.jpg").getexif()
+    assert tags[0x010F] == "Canon" and tags.get_ifd(0x8769)[0x927C] == b"MAKERNOTE" * 50
