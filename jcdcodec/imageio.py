@@ -120,7 +120,7 @@ def _load_png16(data: bytes, name: str = "16-bit PNG") -> Picture:
     with Image.open(io.BytesIO(data)) as im:  # the chunks before the pixels: Pillow reads them, pypng does not
         im.info["cicp"] = _png_cicp(data)
         text = png_text_before_pixels(im.info)
-        rgb, alpha, im = _upright(im, rgb, alpha)
+        rgb, alpha, im = _upright(im, rgb, alpha, name)
         meta = from_pillow_info(im.info, grey=kind == GRAY, name=name, text=text)
     return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, kind, 16,
                    None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
@@ -145,20 +145,43 @@ def _picture16(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, name:
     (``exif`` in place of its own where given: a TIFF's, made from its tags)."""
     if grey:
         rgb = np.repeat(rgb, 3, axis=2)
-    rgb, alpha, im = _upright(im, rgb, alpha)
+    rgb, alpha, im = _upright(im, rgb, alpha, name)
     meta = from_pillow_info({**im.info, "exif": exif} if exif else im.info, grey=grey, name=name)
     return Picture(np.ascontiguousarray(rgb, dtype=np.float32) / 65535.0, GRAY if grey else RGB, 16,
                    None if alpha is None else np.ascontiguousarray(alpha), meta)  # fmt: skip
 
 
-def _upright(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None):
+def _upright(im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, name: str = "image"):
     """Samples read beside Pillow (16 bits) turned upright by the file's EXIF orientation, like the 8-bit path;
     Pillow's own (8-bit) transpose then gives the info with the tag taken out of the EXIF and XMP."""
+    _drop_unreadable_exif(im, name)
     orientation = im.getexif().get(_ORIENTATION, 1)
     if orientation in _TURNS and orientation != 1:
         rgb, alpha = _TURNS[orientation](rgb), None if alpha is None else _TURNS[orientation](alpha)
         im = ImageOps.exif_transpose(im)
     return rgb, alpha, im
+
+
+def _drop_unreadable_exif(im: Image.Image, name: str = "image") -> None:
+    """Take an EXIF block that Pillow cannot parse out of ``im.info``, with a warning, before anything reads it.
+
+    Why: Pillow raises on a damaged EXIF header or directory wherever it reads one (``getexif``,
+    ``exif_transpose``), and the whole photo was refused for it ("cannot read image (not a TIFF file ...)"):
+    3 of 200 byte-mutated copies of a HEIC did so. The pixels are the user's; the picture is coded as stored."""
+    exif = im.info.get("exif")
+    if not isinstance(exif, (bytes, bytearray)) or not exif:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's remarks on what it skips; a raise is what counts here
+            tags = Image.Exif()
+            tags.load(bytes(exif))
+            tags.get(_ORIENTATION)
+            tags.tobytes()  # what exif_transpose writes back for a turned photo, its directories read
+    except Exception:  # noqa: BLE001  Pillow's EXIF reader raises many kinds (SyntaxError, struct.error, ...)
+        del im.info["exif"]
+        warnings.warn(f"{name}: its EXIF is damaged and is not kept (nor its orientation: the picture is coded as "
+                      "stored)", JcdWarning, stacklevel=3)  # fmt: skip
 
 
 _ORIENTATION = 0x0112
@@ -320,6 +343,7 @@ def from_pillow(im: Image.Image, name: str = "image") -> Picture:
                       "16-bit RGB at full precision); saved so, or as a 16-bit PNG, it keeps all its bits",
                       JcdWarning, stacklevel=2)  # fmt: skip
     text = text_of(im)
+    _drop_unreadable_exif(im, name)
     im = ImageOps.exif_transpose(im)
     im.load()
     info = im.info if not tiff_exif or "exif" in im.info else {**im.info, "exif": tiff_exif}
