@@ -39,12 +39,14 @@ from .formats import HEAD, camera_raw, tiff_tags
 from .metadata import NONE as NO_METADATA
 from .metadata import (
     Metadata,
+    dpi_of,
     from_pillow_info,
     pillow_save_args,
     png_chunks,
     png_text_before_pixels,
     profile_space,
     text_of,
+    warn_dropped,
 )
 from .outputs import atomic_write_bytes
 
@@ -547,7 +549,8 @@ def encode_image(
 
         if obj.shape[2] == 2:  # 16-bit grey + alpha, which Pillow cannot read back: as RGBA
             obj = np.concatenate([obj[:, :, :1].repeat(3, axis=2), obj[:, :, 1:]], axis=2)
-        return tiff16.write(obj, meta.icc, meta.exif, meta.xmp)
+        warn_dropped(meta, "TIFF", name)
+        return tiff16.write(obj, meta.icc, meta.exif, meta.xmp, dpi_of(meta.dpi))
     if isinstance(obj, np.ndarray):
         h, w, c = obj.shape
         writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16,

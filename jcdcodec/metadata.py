@@ -19,21 +19,28 @@ file where its format holds them.
   comment, as (keyword, text) pairs: a copyright line or a caption is the user's as much as the pixels are. Back
   into a decoded PNG as text chunks, into a JPEG its comment. ImageMagick's hex copies of the EXIF, XMP and ICC
   profile ("Raw profile type exif", ...) are not kept as text: jcd keeps those kinds themselves.
+- Resolution: the dots per inch a file states (PNG's pHYs, JPEG's JFIF density, TIFF's and BMP's resolution): a
+  scan's 300 or 2400 dpi is its print size. Back into a decoded PNG, JPEG, TIFF or BMP. 72 and 96 dpi, what
+  software states when it knows none, are not kept: a file without a resolution is taken to mean the same.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import struct
 import warnings
 import zlib
 from dataclasses import dataclass, replace
 
 from .errors import BitstreamError, JcdError, JcdWarning
 
-#: What can be kept, in the order of their tags in the stream (1, 2, 3, 4, 5).
-KINDS = ("icc", "exif", "xmp", "cicp", "text")
-LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "cicp": "CICP colour signal", "text": "text"}
+#: What can be kept, in the order of their tags in the stream (1, 2, 3, 4, 5, 6).
+KINDS = ("icc", "exif", "xmp", "cicp", "text", "dpi")
+LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "cicp": "CICP colour signal", "text": "text",
+          "dpi": "resolution"}  # fmt: skip
+#: The most dots per inch a stream records (a file may state anything; no scanner reaches this).
+MAX_DPI = 1_000_000
 #: The most metadata a stream may hold, inflated: validated before inflating more (a forged section is no
 #: zip bomb). JPEG limits EXIF and XMP to 64 KB each; large LUT profiles reach a few MB.
 MAX_BYTES = 16 << 20
@@ -44,16 +51,18 @@ _EXIF_PREFIX = b"Exif\x00\x00"
 class Metadata:
     """Raw bytes of each kind; empty when absent. ``exif`` is stored with its ``Exif\\0\\0`` prefix; ``cicp``
     is 4 bytes (colour primaries, transfer characteristics, matrix coefficients, full-range flag: H.273); ``text``
-    is (keyword, text) pairs, each UTF-8 and ended by a NUL byte (:func:`text_pairs`, :func:`text_bytes`)."""
+    is (keyword, text) pairs, each UTF-8 and ended by a NUL byte (:func:`text_pairs`, :func:`text_bytes`); ``dpi``
+    is 8 bytes, the horizontal and vertical dots per inch in thousandths, big-endian (:func:`dpi_of`)."""
 
     icc: bytes = b""
     exif: bytes = b""
     xmp: bytes = b""
     cicp: bytes = b""
     text: bytes = b""
+    dpi: bytes = b""
 
     def __bool__(self) -> bool:
-        return bool(self.icc or self.exif or self.xmp or self.cicp or self.text)
+        return bool(self.icc or self.exif or self.xmp or self.cicp or self.text or self.dpi)
 
     def kept(self, kinds: frozenset[str]) -> Metadata:
         """Only ``kinds`` (a subset of KINDS)."""
@@ -69,10 +78,11 @@ NONE = Metadata()
 
 
 def parse_keep(spec: str) -> frozenset[str]:
-    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp, cicp, text.
+    """``--metadata``: "all", "none", or a comma-separated choice of icc, exif, xmp, cicp, text, dpi.
 
-    "icc" keeps CICP too: both say what the numbers mean, and ``--metadata icc`` is how a user keeps the colours
-    while leaving out camera, date and place; an HDR photo without its CICP would look flat."""
+    "icc" keeps CICP and the resolution too: they say what the numbers mean (the colours, the print size), and
+    ``--metadata icc`` is how a user keeps them while leaving out camera, date, place and author; an HDR photo
+    without its CICP would look flat."""
     spec = spec.strip().lower()
     if spec == "all":
         return frozenset(KINDS)
@@ -83,7 +93,7 @@ def parse_keep(spec: str) -> frozenset[str]:
     if unknown or not kinds:
         raise JcdError(f"--metadata takes all, none, or some of {', '.join(KINDS)} (comma-separated), "
                        f"not {spec!r}")  # fmt: skip
-    return frozenset(kinds | ({"cicp"} if "icc" in kinds else set()))
+    return frozenset(kinds | ({"cicp", "dpi"} if "icc" in kinds else set()))
 
 
 def _as_bytes(v: object) -> bytes:
@@ -182,7 +192,39 @@ def from_pillow_info(info: dict, grey: bool, name: str = "input", text: bytes = 
     if exif == _EXIF_PREFIX:
         exif = b""
     cicp = b"" if grey else _kept_cicp(info.get("cicp") or nclx_cicp(info.get("nclx_profile")), icc)
-    return Metadata(icc, exif, _as_bytes(info.get("xmp")), cicp, text)
+    return Metadata(icc, exif, _as_bytes(info.get("xmp")), cicp, text, dpi_bytes(info.get("dpi")))
+
+
+#: Resolutions that software states when it knows none (72: Mac, cameras, Pillow's readers' default; 96:
+#: Windows): a file without one is taken to mean the same, so they are not kept.
+_DEFAULT_DPI = (72, 96)
+
+
+def dpi_bytes(dpi: object) -> bytes:
+    """The ``dpi`` record of Pillow's ``info["dpi"]`` (x, y); b"" for none, a default (72 or 96 both ways), or
+    what no print size can be."""
+    import math
+    try:
+        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return b""
+    if not all(math.isfinite(v) and 0 < v <= MAX_DPI for v in (x, y)):
+        return b""
+    if any(abs(x - d) < 0.01 and abs(y - d) < 0.01 for d in _DEFAULT_DPI):
+        return b""
+    return struct.pack(">II", max(1, round(x * 1000)), max(1, round(y * 1000)))
+
+
+def dpi_of(record: bytes) -> tuple[float, float] | None:
+    """Inverse of :func:`dpi_bytes`: (x, y) dots per inch; None for no record; ValueError for one no jcd writes."""
+    if not record:
+        return None
+    if len(record) != 8:
+        raise ValueError(f"{len(record)} bytes")
+    x, y = struct.unpack(">II", record)
+    if not (0 < x <= MAX_DPI * 1000 and 0 < y <= MAX_DPI * 1000):
+        raise ValueError("out of range")
+    return x / 1000, y / 1000
 
 
 #: Bytes per value of the TIFF field types (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG,
@@ -201,8 +243,6 @@ def without_thumbnail(exif: bytes) -> bytes:
     make their own. (Pillow's ``exif_transpose`` already drops it from a turned photo's EXIF.) A damaged EXIF
     is left as it is.
     """
-    import struct
-
     t = exif[len(_EXIF_PREFIX) :]
     order = {b"II": "<", b"MM": ">"}.get(t[:2])
     try:
@@ -228,8 +268,6 @@ def _ifd_extent(t: bytes, order: str, at: int, seen: set[int], follow: bool = Tr
     """Where the directory at ``at`` and all it refers to end (with the EXIF, GPS and interoperability
     directories when ``follow``), and where its values stored apart start (and a thumbnail's JPEG, tag 0x0201).
     ValueError for what runs past the data or loops."""
-    import struct
-
     if at in seen or len(seen) > 16:
         raise ValueError("directories that loop")
     seen.add(at)
@@ -377,15 +415,21 @@ def unpack(section: bytes) -> Metadata:
         text_pairs(found.get("text", b""))
     except ValueError as e:
         raise BitstreamError(f"corrupted stream (a text record that no jcd writes: {e})") from None
+    try:
+        dpi_of(found.get("dpi", b""))
+    except ValueError as e:
+        raise BitstreamError(f"corrupted stream (a resolution record that no jcd writes: {e})") from None
     return Metadata(**found)
 
 
-def pillow_info(meta: Metadata) -> dict[str, bytes | str]:
+def pillow_info(meta: Metadata) -> dict[str, bytes | str | tuple]:
     """``meta`` under the keys of a Pillow image's ``info`` (``icc_profile``, ``exif``, ``xmp``, ``cicp``), its text
     as Pillow's PNG reader gives it (keyword -> text, where no other key has that name) and a comment as its
     JPEG reader does (``comment``, bytes: Pillow writes it back into a JPEG)."""
     keys = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp", "cicp": "cicp"}
-    info: dict[str, bytes | str] = {keys[k]: getattr(meta, k) for k in meta.sizes() if k in keys}
+    info: dict[str, bytes | str | tuple] = {keys[k]: getattr(meta, k) for k in meta.sizes() if k in keys}
+    if meta.dpi:
+        info["dpi"] = dpi_of(meta.dpi)  # type: ignore[assignment]
     for key, value in text_pairs(meta.text):
         if key == "Comment":
             info["comment"] = value.encode("utf-8")
@@ -393,11 +437,12 @@ def pillow_info(meta: Metadata) -> dict[str, bytes | str]:
     return info
 
 
-#: Pillow formats and the kinds their files hold (BMP and PPM hold none; of these only PNG has CICP, its cICP:
-#: AVIF's would be its nclx box, which Pillow does not write; text goes into PNG's chunks and, a comment only, a
-#: JPEG's COM segment).
-_NO_CICP = frozenset(KINDS) - {"cicp", "text"}
-HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP | {"text"}, "WEBP": _NO_CICP, "TIFF": _NO_CICP, "AVIF": _NO_CICP}
+#: Pillow formats and the kinds their files hold (PPM holds none, BMP only a resolution; of these only PNG has
+#: CICP, its cICP: AVIF's would be its nclx box, which Pillow does not write; text goes into PNG's chunks and, a
+#: comment only, a JPEG's COM segment; WebP and AVIF have no resolution).
+_NO_CICP = frozenset(KINDS) - {"cicp", "text", "dpi"}
+HOLDS = {"PNG": frozenset(KINDS), "JPEG": _NO_CICP | {"text", "dpi"}, "WEBP": _NO_CICP, "TIFF": _NO_CICP | {"dpi"},
+         "AVIF": _NO_CICP, "BMP": frozenset({"dpi"})}  # fmt: skip
 
 
 #: The most bytes of a kind a format's file holds, where that is less than a stream carries: JPEG's 64 KB
@@ -407,7 +452,7 @@ LIMITS = {"JPEG": {"exif": 65533, "xmp": 65533 - 29, "icc": 255 * (65533 - 14)}}
 
 def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
     """Keyword arguments for Pillow's ``save`` in ``fmt`` that write ``meta``; warns about what ``fmt`` drops."""
-    _warn_dropped(meta, fmt, name)
+    warn_dropped(meta, fmt, name)
     limits = LIMITS.get(fmt, {})
     too_long = [k for k, n in meta.sizes().items() if n > limits.get(k, n)]
     for k in too_long:
@@ -416,8 +461,10 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
                       stacklevel=2)  # fmt: skip
     meta = meta.kept(frozenset(KINDS) - set(too_long))
     args: dict = {}
-    if meta.icc and fmt in HOLDS:
+    if meta.icc and "icc" in HOLDS.get(fmt, ()):
         args["icc_profile"] = meta.icc
+    if meta.dpi and "dpi" in HOLDS.get(fmt, ()):
+        args["dpi"] = dpi_of(meta.dpi)
     if fmt == "TIFF":  # Pillow writes EXIF tags into the TIFF's own directory; XMP is its tag 700 there
         if meta.exif or meta.xmp:
             from PIL import Image
@@ -433,7 +480,7 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
                 tags[700] = meta.xmp
             args["exif"] = tags
         return args
-    if meta.exif and fmt in HOLDS:
+    if meta.exif and "exif" in HOLDS.get(fmt, ()):
         args["exif"] = meta.exif
     if meta.xmp and fmt in ("JPEG", "WEBP", "AVIF"):
         args["xmp"] = meta.xmp
@@ -457,7 +504,8 @@ def pillow_save_args(meta: Metadata, fmt: str, name: str = "output") -> dict:
     return args
 
 
-def _warn_dropped(meta: Metadata, fmt: str, name: str) -> None:
+def warn_dropped(meta: Metadata, fmt: str, name: str) -> None:
+    """Warn about the kinds of ``meta`` that a ``fmt`` file cannot hold (HOLDS)."""
     dropped = [LABELS[k] for k in meta.sizes() if k not in HOLDS.get(fmt, frozenset())]
     if dropped:
         listed = dropped[0] if len(dropped) == 1 else f"{', '.join(dropped[:-1])} and {dropped[-1]}"
@@ -476,4 +524,7 @@ def png_chunks(meta: Metadata) -> list[tuple[bytes, bytes]]:
         chunks.append((b"eXIf", meta.exif[len(_EXIF_PREFIX) :]))
     if meta.xmp:  # iTXt: keyword, compressed, method, language, translated keyword, text
         chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + zlib.compress(meta.xmp, 9)))
+    if meta.dpi:  # pHYs: pixels per metre, the unit metre
+        x, y = dpi_of(meta.dpi)  # type: ignore[misc]
+        chunks.append((b"pHYs", struct.pack(">IIB", round(x / 0.0254), round(y / 0.0254), 1)))
     return chunks + png_text_chunks(meta.text)

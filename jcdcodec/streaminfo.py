@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from . import bitstream
 from .bitstream import padded_size
 from .manifest import find_by_fingerprint, read_manifest
-from .metadata import describe_cicp, text_pairs
+from .metadata import describe_cicp, dpi_of, text_pairs
 from .retired import find_retired, retired_label
 
 KIND_NAMES = {0: "grey", 1: "RGB", 2: "palette"}
@@ -54,6 +54,7 @@ class StreamInfo:
     metadata: dict[str, int] = dataclasses.field(default_factory=dict)  # kind (icc, exif, ...) -> bytes inflated
     cicp: str | None = None  # the CICP code points and their names ("9/16/0/1 (BT.2020, PQ)"), None without
     text: list[str] = dataclasses.field(default_factory=list)  # the keywords of the text (Title, Comment, ...)
+    dpi: tuple[float, float] | None = None  # the resolution, dots per inch (x, y)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -100,4 +101,5 @@ def stream_info(data: bytes, n_channels: int | None = None) -> StreamInfo:
         metadata=(meta := s.unpacked_metadata()).sizes(),
         cicp=describe_cicp(meta.cicp) if meta.cicp else None,
         text=[k for k, _ in text_pairs(meta.text)],
+        dpi=dpi_of(meta.dpi),
     )

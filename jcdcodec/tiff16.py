@@ -185,11 +185,13 @@ def _undo_predictor(grey: np.ndarray, run: int) -> np.ndarray:
 _LAYOUT = (254, 256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 317, 338, 339, 322, 323, 324, 325)
 
 
-def write(a: np.ndarray, icc: bytes = b"", exif: bytes = b"", xmp: bytes = b"") -> bytes:
+def write(a: np.ndarray, icc: bytes = b"", exif: bytes = b"", xmp: bytes = b"",
+          dpi: tuple[float, float] | None = None) -> bytes:  # fmt: skip
     """A 16-bit TIFF of ``a`` (height, width, 1-4 uint16: grey, grey + alpha, RGB, RGBA), one deflate strip with
     the horizontal predictor (what Lightroom's "ZIP" writes), with the ICC profile, the EXIF (camera tags, EXIF
-    and GPS directories) and the XMP. Why: Pillow writes no 16-bit colour TIFF, and 16-bit workflows (raw
-    converter -> jcd -> editor) keep their bits. Pillow's EXIF writer lays out the directories."""
+    and GPS directories), the XMP and the resolution (dots per inch, over the EXIF's own). Why: Pillow writes no
+    16-bit colour TIFF, and 16-bit workflows (raw converter -> jcd -> editor) keep their bits. Pillow's EXIF
+    writer lays out the directories."""
     from PIL import Image
 
     height, width, channels = a.shape
@@ -216,6 +218,10 @@ def write(a: np.ndarray, icc: bytes = b"", exif: bytes = b"", xmp: bytes = b"") 
         tags[34675] = icc
     if xmp:
         tags[700] = xmp
+    if dpi:
+        from PIL.TiffImagePlugin import IFDRational
+
+        tags.update({282: IFDRational(dpi[0]), 283: IFDRational(dpi[1]), 296: 2})  # per inch
     tags.endian = "<"
     head = tags.tobytes()[6:]  # without "Exif\0\0"; the strip offset comes out as the end of the directories
     return head + strip

@@ -107,7 +107,7 @@ def test_every_truncation_and_bit_flip_of_a_stream_with_metadata_is_detected():
 def test_keep_parses_what_the_option_takes():
     assert metadata.parse_keep("all") == frozenset(metadata.KINDS)
     assert metadata.parse_keep("none") == frozenset()
-    assert metadata.parse_keep(" ICC, xmp ") == {"icc", "cicp", "xmp"}  # icc: the colours, CICP too
+    assert metadata.parse_keep(" ICC, xmp ") == {"icc", "cicp", "dpi", "xmp"}  # icc: the colours, CICP, dpi too
     assert metadata.parse_keep("exif,cicp") == {"exif", "cicp"}
     for bad in ("gps", "icc,gps", ",", ""):
         with pytest.raises(JcdError, match="--metadata takes"):
@@ -684,3 +684,51 @@ def test_a_damaged_exif_costs_the_exif_not_the_photo(fmt):
         p = load_image(bad, name="photo")
     q = load_image(good)
     assert not p.meta.exif and q.meta.exif and np.array_equal(p.rgb, q.rgb)
+
+
+def test_a_resolution_round_trips_and_a_reader_that_does_not_know_it_skips_it(monkeypatch):
+    m = Metadata(xmp=XMP, dpi=metadata.dpi_bytes((2400, 1200.5)))
+    assert metadata.unpack(metadata.pack(m)) == m and metadata.dpi_of(m.dpi) == (2400.0, 1200.5)
+    monkeypatch.setattr(metadata, "KINDS", ("icc", "exif", "xmp", "cicp", "text"))  # jcd before tag 6
+    assert metadata.unpack(metadata.pack(m)) == Metadata(xmp=XMP)
+
+
+@pytest.mark.parametrize("dpi", [None, (72, 72), (96, 96.004), (0, 300), (300, float("nan")), (300,), "300",
+                                 (2e6, 300)])  # fmt: skip
+def test_no_resolution_is_kept_where_none_is_said(dpi):
+    """Nothing, what software states when it knows none (72, 96: a file without one means the same), and what no
+    print size can be."""
+    assert metadata.dpi_bytes(dpi) == b""
+
+
+@pytest.mark.parametrize("record", [b"\x00" * 8, b"\x00\x00\x01\x00", bytes(4) + b"\x00\x00\x01\x00",
+                                    b"\xff" * 8, b"\x00\x04\x93\xe0" * 3])  # fmt: skip
+def test_a_resolution_record_that_no_jcd_writes_is_refused(record):
+    with pytest.raises(BitstreamError, match="resolution record"):
+        metadata.unpack(zlib.compress(bytes([6, len(record)]) + record))
+
+
+@pytest.mark.parametrize("src,dpi", [("scan.png", (300, 300)), ("scan.jpg", (2400, 1200)), ("scan.tif", (600, 600)),
+                                     ("scan.bmp", (150, 150)), ("scan16.tif", (1200, 1200))])  # fmt: skip
+def test_cli_keeps_a_scans_resolution(tmp_path, weights_file, src, dpi):
+    """A scan's dpi is its print size: it was dropped, and a 300-dpi scan came back as 72 dpi (or none)."""
+    from jcdcodec import tiff16
+
+    picture = (textured(40, 56) * 255).astype(np.uint8)
+    if src.startswith("scan16"):
+        (tmp_path / src).write_bytes(tiff16.write(picture.astype(np.uint16) * 257, dpi=dpi))
+    else:
+        Image.fromarray(picture).save(tmp_path / src, dpi=dpi)
+    w = ("--weights", str(weights_file))
+    assert run_jcd("encode", str(tmp_path / src), "-q", "2", "-o", str(tmp_path / "s.jcd"), *w).returncode == 0
+    assert json.loads(run_jcd("info", str(tmp_path / "s.jcd"), "--json").stdout)["dpi"] == pytest.approx(dpi, 1e-4)
+    for out, depth in (("o.png", "8"), ("o16.png", "16"), ("o.jpg", "8"), ("o.tif", "8"), ("o16.tif", "16"),
+                       ("o.bmp", "8")):  # fmt: skip
+        r = run_jcd("decode", str(tmp_path / "s.jcd"), "-o", str(tmp_path / out), "--depth", depth, *w)
+        assert r.returncode == 0, r.stderr
+        assert Image.open(tmp_path / out).info["dpi"] == pytest.approx(dpi, rel=2e-4), out  # pixels per metre: rounded
+    r = run_jcd("decode", str(tmp_path / "s.jcd"), "-o", str(tmp_path / "o.webp"), *w,
+                env={"PYTHONWARNINGS": "default"})  # fmt: skip
+    assert r.returncode == 0 and "WEBP cannot hold the resolution the stream carries" in r.stderr, r.stderr
+    r = run_jcd("decode", str(tmp_path / "s.jcd"), "-o", str(tmp_path / "none.png"), "--metadata", "none", *w)
+    assert r.returncode == 0 and "dpi" not in Image.open(tmp_path / "none.png").info

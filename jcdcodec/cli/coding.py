@@ -46,8 +46,9 @@ from .common import (
 @recursive_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
-              help="What of the input's ICC colour profile, EXIF, XMP, CICP (HDR) and text (a PNG's text chunks, "
-              "a JPEG's comment) to keep: all, none, or e.g. icc,exif (icc keeps CICP too). "
+              help="What of the input's ICC colour profile, EXIF, XMP, CICP (HDR), text (a PNG's text chunks, a "
+              "JPEG's comment) and resolution (dpi) to keep: all, none, or e.g. icc,exif (icc keeps CICP and dpi "
+              "too). "
               "Kept metadata goes back into the decoded file; a stream with any needs jcd 0.2 or later to decode. "
               "An sRGB profile is not stored (no profile means sRGB).")
 @encode_engine_option
@@ -63,8 +64,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
 
     Reads what Pillow reads (PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF, ...), HEIC and JPEG XL: grey, palette, RGB, CMYK,
     with or without alpha, 8 or 16 bits (10- and 12-bit HEIC as 16), float TIFF. Alpha is stored losslessly
-    beside the image; the ICC profile, EXIF, XMP, CICP (HDR) and text (PNG text chunks, JPEG comments) ride
-    along (--metadata). Camera raw files (DNG,
+    beside the image; the ICC profile, EXIF, XMP, CICP (HDR), text (PNG text chunks, JPEG comments) and
+    resolution ride along (--metadata). Camera raw files (DNG,
     CR2, CR3, NEF, ARW, RAF, ...) are developed first, at 16 bits (LibRaw: the camera's white balance, sRGB, no
     noise reduction). Several inputs (or a directory) share one weights load; a file that fails is reported and
     the rest are still coded. A directory's files that are not images (videos, sidecars) and its raw files with
@@ -132,9 +133,9 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               "JPEG and AVIF keep the colour at full resolution). Every lossy output loses some of what was decoded: "
               "at 90 up to 0.2 dB, at JPEG's usual 75 about 0.5 dB. PNG and TIFF lose nothing.")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
-              help="What of the stream's ICC colour profile, EXIF, XMP, CICP and text to write into the image: all, "
-              "none, or e.g. icc (keeps the colours, CICP too; leaves out camera, date, location and author before "
-              "sharing).")
+              help="What of the stream's ICC colour profile, EXIF, XMP, CICP, text and resolution (dpi) to write "
+              "into the image: all, none, or e.g. icc (keeps the colours, CICP and dpi too; leaves out camera, date, "
+              "location and author before sharing).")
 @engine_option
 @threads_option
 @codec_options
@@ -252,6 +253,7 @@ def _print_info(i: dict) -> None:
                   + f"header+checksums {i['bytes_header']}"),
         ("metadata", ", ".join(f"{LABELS[k]} {i['cicp']}" if k == "cicp" else
                                f"{LABELS[k]} {n} bytes ({', '.join(i['text'])})" if k == "text" else
+                               f"{LABELS[k]} {i['dpi'][0]:g} x {i['dpi'][1]:g} dpi" if k == "dpi" else
                                f"{LABELS[k]} {n} bytes" for k, n in i["metadata"].items()) or "none"),
         ("bpp", f"{i['bpp']:.4f}"),
         ("checksum", i["checksum"]),
