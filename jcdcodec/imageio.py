@@ -61,7 +61,7 @@ class Picture:
     kind: int = RGB  # GRAY, RGB or PALETTE: what the decoder gives back
     depth: int = 8  # bits per sample of the source: 8 or 16
     alpha: np.ndarray | None = None  # (H, W) uint8 or uint16, None when absent
-    meta: Metadata = Metadata()  # ICC profile, EXIF, XMP, CICP and text of the source, kept verbatim
+    meta: Metadata = Metadata()  # what of the source jcd keeps beside the pixels (metadata.py)
 
     @property
     def height(self) -> int:
