@@ -70,6 +70,15 @@ def primary_bits(data: bytes) -> int:
     return 8
 
 
+def _meta_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+    """The boxes in a HEIF-family file's meta box (a full box: its version and flags skipped), as
+    formats.bmff_boxes gives them; none without one."""
+    from .formats import bmff_boxes
+
+    meta = next(((a + 4, b) for k, a, b in bmff_boxes(data, 0, len(data)) if k == b"meta"), None)
+    return [] if meta is None else list(bmff_boxes(data, *meta))
+
+
 def gain_map(data: bytes) -> str:
     """Which HDR gain map a HEIF-family file holds beside its picture: "Apple" (an auxiliary image whose auxC
     names urn:com:apple:photo:2020:aux:hdrgainmap, iPhones since the 12), "ISO 21496-1" (a tmap item deriving the
@@ -83,10 +92,7 @@ def gain_map(data: bytes) -> str:
     from .formats import bmff_boxes
 
     try:
-        meta = next(((a + 4, b) for k, a, b in bmff_boxes(data, 0, len(data)) if k == b"meta"), None)
-        if meta is None:
-            return ""
-        for kind, a, b in bmff_boxes(data, *meta):
+        for kind, a, b in _meta_boxes(data):
             if kind == b"iinf":  # version 0: a 16-bit entry count, else 32; each infe of version >= 2 holds the
                 # item's id (16 bits in version 2, 32 in 3), its protection index and its type
                 for inner, x, _ in bmff_boxes(data, a + (6 if data[a] == 0 else 8), b):
@@ -112,11 +118,8 @@ def _primary_properties(data: bytes) -> list[tuple[bytes, bytes]]:
     from .formats import bmff_boxes
 
     try:
-        meta = next(((a + 4, b) for k, a, b in bmff_boxes(data, 0, len(data)) if k == b"meta"), None)
-        if meta is None:
-            return []
         primary, props, links = None, [], b""
-        for kind, a, b in bmff_boxes(data, *meta):
+        for kind, a, b in _meta_boxes(data):
             if kind == b"pitm":
                 primary = struct.unpack_from(">H" if data[a] == 0 else ">I", data, a + 4)[0]
             elif kind == b"iprp":

@@ -456,8 +456,8 @@ class Trainer:
                 {"model": json.loads(self.mcfg.to_json()), "train": t.to_dict()}, indent=2).encode())  # fmt: skip
             _truncate_log(self.out / "log.jsonl", self.step)
         log = open(self.out / "log.jsonl", "a") if main else None
-        threads = ThreadsFile(self.out / THREADS_FILE, write=main, auto=t.threads == -1)  # polled by the main
-        # process only
+        # polled by the main process only
+        threads = ThreadsFile(self.out / THREADS_FILE, write=main, auto=t.threads == -1)
         with _StopOnSignal() as stop:
             try:
                 self._loop(progress, heartbeat, log, stop, threads)

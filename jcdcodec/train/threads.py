@@ -70,8 +70,7 @@ class ThreadsFile:
         self.load = load or CpuLoad()
         self.path, self.text, self.auto = path, AUTO if auto else str(torch.get_num_threads()), False
         if auto:
-            self.load.others()  # the first sample: the first step measures from here
-            self.auto = self.load.last is not None
+            self._follow_load()
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if write:
             atomic_write_bytes(path, f"{self.text}\n".encode())
@@ -87,6 +86,13 @@ class ThreadsFile:
                 return f"{_count(n)}, other work taking {others:.1f} of {self.cores} cores ({self.path}: auto)"
         return said
 
+    def _follow_load(self) -> bool:
+        """Switch ``auto`` on: the first sample, from which the next step measures; False where there is no
+        /proc/stat to sample."""
+        self.load.others()
+        self.auto = self.load.last is not None
+        return self.auto
+
     def _read(self) -> str | None:
         try:
             text = self.path.read_text()[:32].strip()
@@ -96,9 +102,7 @@ class ThreadsFile:
             return None
         self.text = text
         if text == AUTO:
-            self.load.others()  # the first sample: the next step measures from here
-            self.auto = self.load.last is not None
-            if not self.auto:
+            if not self._follow_load():
                 return f"{self.path}: auto needs /proc/stat, which this machine has not; {torch.get_num_threads()} kept"
             return f"threads follow the machine's idle cores ({self.path}: auto)"
         self.auto = False
