@@ -15,6 +15,7 @@ AVIF is read by Pillow itself, in process, like every other format.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from . import child
@@ -99,14 +100,55 @@ def gain_map(data: bytes) -> str:
                     at = x + 4 + (2 if data[x] == 2 else 4) + 2
                     if inner == b"infe" and data[x] >= 2 and data[at : at + 4] == b"tmap":
                         return "ISO 21496-1"
-            elif kind == b"iprp":
-                for inner, x, y in bmff_boxes(data, a, b):
-                    for prop, i, j in bmff_boxes(data, x, y) if inner == b"ipco" else ():
-                        if prop == b"auxC" and data[i + 4 : j].rstrip(b"\0").endswith(b":aux:hdrgainmap"):
-                            return "Apple"
     except (struct.error, IndexError):  # a damaged container: as without the boxes
         return ""
-    return ""
+    return "Apple" if any(urn.endswith(b":aux:hdrgainmap") for urn in _aux_types(data)) else ""
+
+
+def auxiliary_images(data: bytes) -> list[str]:
+    """What a HEIF-family file holds beside its picture as auxiliary images, other than alpha (which jcd keeps)
+    and an HDR gain map (gain_map), in words: "depth map", "portrait matte", "skin matte", ... ; [] for none or a
+    damaged container.
+
+    Why: an iPhone's portrait photo carries its depth map and segmentation mattes (skin, hair, teeth, glasses,
+    sky) for refocusing and editing later. jcd codes the picture only, and a user should hear what stays behind
+    rather than find the blur slider gone.
+    """
+    said: list[str] = []
+    for urn in _aux_types(data):
+        text = urn.decode("ascii", "replace")
+        if text.endswith(("auxid:1", ":auxiliary:alpha", ":aux:hdrgainmap")):
+            continue
+        if text.endswith(("auxid:2", ":auxiliary:depth")):
+            word = "depth map"
+        elif text.endswith(":aux:portraiteffectsmatte"):
+            word = "portrait matte"
+        elif m := re.search(r":aux:semantic([a-z]+?)matte(v\d+)?$", text):
+            word = f"{m.group(1)} matte"
+        else:
+            word = "auxiliary image"
+        if word not in said:
+            said.append(word)
+    return said
+
+
+def _aux_types(data: bytes) -> list[bytes]:
+    """The auxC properties' URNs (the kind of each auxiliary image) in a HEIF-family file; [] for a damaged
+    container."""
+    import struct
+
+    from .formats import bmff_boxes
+
+    urns = []
+    try:
+        for kind, a, b in _meta_boxes(data):
+            for inner, x, y in bmff_boxes(data, a, b) if kind == b"iprp" else ():
+                for prop, i, j in bmff_boxes(data, x, y) if inner == b"ipco" else ():
+                    if prop == b"auxC":  # a full box: version and flags, then the URN, NUL-ended
+                        urns.append(data[i + 4 : j].split(b"\0", 1)[0])
+    except (struct.error, IndexError):
+        return []
+    return urns
 
 
 def _primary_properties(data: bytes) -> list[tuple[bytes, bytes]]:

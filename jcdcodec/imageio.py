@@ -318,10 +318,15 @@ def load_image(
 
 
 def _warn_gain_map(data: bytes, name: str) -> None:
-    """Say that a HEIC's or AVIF's HDR gain map is left behind (heif.gain_map), as for an Ultra HDR JPEG."""
+    """Say that a HEIC's or AVIF's HDR gain map is left behind (heif.gain_map), as for an Ultra HDR JPEG, and
+    its other auxiliary images (a portrait's depth map and mattes: heif.auxiliary_images)."""
     if kind := heif.gain_map(data):
         warnings.warn(f"{name}: an HDR photo: its gain map ({kind}; the HDR rendition) is not kept; coding the "
                       "standard picture", JcdWarning, stacklevel=3)  # fmt: skip
+    if kinds := heif.auxiliary_images(data):
+        listed = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+        warnings.warn(f"{name}: its {listed} (images beside the picture) {'is' if len(kinds) == 1 else 'are'} "
+                      "not kept; coding the picture", JcdWarning, stacklevel=3)  # fmt: skip
 
 
 def _developed(data: bytes, name: str, kind: str, max_pixels: int | None) -> Picture:

@@ -354,6 +354,64 @@ def test_the_gain_map_reader_takes_damaged_containers():
             assert heif.gain_map(bytes(damaged)) in ("", "Apple", "ISO 21496-1")
 
 
+PORTRAIT = HEIC.with_name("portrait.heic")  # phone.heic with an Apple gain map, a depth map and three mattes
+
+
+def test_a_portrait_heic_names_its_depth_map_and_mattes():
+    """An iPhone's portrait photo holds its depth map and segmentation mattes as auxiliary images (auxC URNs);
+    jcd codes the picture and names each kind it leaves behind, once, beside the gain map's own warning. libheif
+    (pi-heif) sees the same images in the fixture; the picture is phone.heic's."""
+    from pi_heif import open_heif
+
+    from jcdcodec import heif
+
+    data = PORTRAIT.read_bytes()
+    h = open_heif(PORTRAIT)
+    assert len(h.info["depth_images"]) == 1 and len(h.info["aux"]) == 4  # the gain map and three mattes
+    assert heif.auxiliary_images(data) == ["depth map", "portrait matte", "skin matte", "hair matte"]
+    assert heif.auxiliary_images(HEIC.read_bytes()) == []
+    assert heif.auxiliary_images(_gain_map_file("gain-apple.heic").read_bytes()) == []  # the gain map: its own
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name="IMG_0001.HEIC")
+    said = [str(x.message) for x in w if issubclass(x.category, JcdWarning)]
+    assert said == ["IMG_0001.HEIC: an HDR photo: its gain map (Apple; the HDR rendition) is not kept; coding the "
+                    "standard picture",
+                    "IMG_0001.HEIC: its depth map, portrait matte, skin matte and hair matte (images beside the "
+                    "picture) are not kept; coding the picture"]  # fmt: skip
+    assert np.array_equal(p.rgb, load_image(HEIC).rgb)
+
+
+@pytest.mark.parametrize(("urns", "words"), [
+    ([b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha", b"urn:mpeg:hevc:2015:auxid:1"], []),  # alpha: kept
+    ([b"urn:mpeg:mpegB:cicp:systems:auxiliary:depth"], ["depth map"]),
+    ([b"urn:mpeg:hevc:2015:auxid:2", b"urn:mpeg:mpegB:cicp:systems:auxiliary:depth"], ["depth map"]),  # once
+    ([b"tag:apple.com,2026:photo:aux:semanticskinmattev2", b"urn:com:apple:photo:2020:aux:semanticskymatte"],
+     ["skin matte", "sky matte"]),
+    ([b"tag:apple.com,2023:photo:aux:styledeltamap"], ["auxiliary image"]),
+])  # fmt: skip
+def test_auxiliary_images_are_named_by_their_kind(urns, words, monkeypatch):
+    from jcdcodec import heif
+
+    monkeypatch.setattr(heif, "_aux_types", lambda data: urns)
+    assert heif.auxiliary_images(b"") == words
+
+
+def test_the_auxiliary_image_reader_takes_damaged_containers():
+    """heif._aux_types reads boxes of untrusted files in jcd's own process: cut or damaged, it never raises."""
+    from jcdcodec import heif
+
+    data = PORTRAIT.read_bytes()
+    rng, meta = np.random.default_rng(5), data.index(b"meta")
+    for end in range(0, len(data), 5):
+        assert set(heif.auxiliary_images(data[:end])) <= {"depth map", "portrait matte", "skin matte", "hair matte"}
+    for _ in range(300):
+        damaged = bytearray(data)
+        for at in rng.integers(meta - 4, meta + 1100, 3):
+            damaged[at] = int(rng.integers(256))
+        assert isinstance(heif.auxiliary_images(bytes(damaged)), list)
+
+
 def test_the_cli_says_a_heic_gain_map_is_not_kept(tmp_path, weights_file):
     src = _gain_map_file("gain-apple.heic")
     r = run_jcd("encode", str(src), "-q", "1", "-o", str(tmp_path / "g.jcd"), "--weights", str(weights_file))

@@ -5,6 +5,8 @@
                                             # by an auxl reference; its picture is the primary's own coded one
     python add_gain_map.py IN OUT --iso     # ISO 21496-1's as well: a hidden tmap item deriving the HDR rendition
                                             # from the primary and that gain map (dimg), without a body of its own
+    python add_gain_map.py IN OUT URN...    # auxiliary images of those auxC URNs instead (depth maps, portrait
+                                            # mattes: what an iPhone's portrait photo holds), in that order
 
 Only the layouts of tests/data/heif/phone.heic and tests/data/avif/deep-10.avif are handled (iloc version 0
 with 4-byte offsets and lengths, with or without 4-byte base offsets; ipma version 0): the container is rebuilt
@@ -34,7 +36,7 @@ def infe(item, kind):
     return box(b"infe", bytes([2, 0, 0, 1]) + struct.pack(">HH4s", item, 0, kind) + b"\0")  # hidden
 
 
-def main(src, dst, iso=False):
+def main(src, dst, iso=False, urns=(URN,)):
     data = open(src, "rb").read()
     top = boxes(data)
     old_meta = dict(top)[b"meta"]
@@ -44,8 +46,10 @@ def main(src, dst, iso=False):
     iinf = meta[b"iinf"]
     count = struct.unpack_from(">H", iinf, 4)[0]
     gain = 1 + max(struct.unpack_from(">H", b, 4)[0] for _, b in boxes(iinf[6:]))
-    added = infe(gain, b"hvc1" if b"hvc1" in iinf else b"av01") + (infe(gain + 1, b"tmap") if iso else b"")
-    meta[b"iinf"] = iinf[:4] + struct.pack(">H", count + 1 + iso) + iinf[6:] + added
+    aux = list(range(gain, gain + len(urns)))  # the auxiliary images' items; the first is the gain map's
+    added = b"".join(infe(i, b"hvc1" if b"hvc1" in iinf else b"av01") for i in aux)
+    added += infe(aux[-1] + 1, b"tmap") if iso else b""
+    meta[b"iinf"] = iinf[:4] + struct.pack(">H", count + len(aux) + iso) + iinf[6:] + added
     # the gain map's picture: the primary's own coded data
     loc = meta[b"iloc"]
     assert loc[0] == 0 and loc[4:6] in (b"\x44\x40", b"\x44\x00"), "iloc layout not handled"
@@ -56,19 +60,21 @@ def main(src, dst, iso=False):
         entries.append(loc[at : at + size])
         at += size
     mine = next(e for e in entries if struct.unpack_from(">H", e)[0] == primary)
-    entries.append(struct.pack(">H", gain) + mine[2:])
-    # its properties: the primary's coded-picture configuration, size and bits, and the auxC
+    entries += [struct.pack(">H", i) + mine[2:] for i in aux]
+    # their properties: the primary's coded-picture configuration, size and bits, and each one's auxC
     iprp = dict(boxes(meta[b"iprp"]))
-    ipco = boxes(iprp[b"ipco"]) + [(b"auxC", bytes(4) + URN)]
+    ipco = boxes(iprp[b"ipco"])
     pick = [i + 1 for i, (k, _) in enumerate(ipco) if k in (b"hvcC", b"av1C", b"ispe", b"pixi")]
+    ipco += [(b"auxC", bytes(4) + urn) for urn in urns]
     ma = iprp[b"ipma"]
     assert ma[:4] == bytes(4), "ipma layout not handled"
-    ma = ma[:4] + struct.pack(">I", struct.unpack_from(">I", ma, 4)[0] + 1) + ma[8:]
-    ma += struct.pack(">HB", gain, len(pick) + 1) + bytes([0x80 | i for i in pick] + [len(ipco)])
+    ma = ma[:4] + struct.pack(">I", struct.unpack_from(">I", ma, 4)[0] + len(aux)) + ma[8:]
+    for k, i in enumerate(aux):
+        ma += struct.pack(">HB", i, len(pick) + 1) + bytes([0x80 | j for j in pick] + [len(ipco) - len(aux) + k + 1])
     meta[b"iprp"] = box(b"ipco", b"".join(box(k, b) for k, b in ipco)) + box(b"ipma", ma)
-    refs = box(b"auxl", struct.pack(">HHH", gain, 1, primary))
+    refs = b"".join(box(b"auxl", struct.pack(">HHH", i, 1, primary)) for i in aux)
     if iso:
-        refs += box(b"dimg", struct.pack(">HHHH", gain + 1, 2, primary, gain))
+        refs += box(b"dimg", struct.pack(">HHHH", aux[-1] + 1, 2, primary, gain))
     meta[b"iref"] = meta.get(b"iref", bytes(4)) + refs
 
     def build(delta):
@@ -91,4 +97,5 @@ def main(src, dst, iso=False):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], "--iso" in sys.argv[3:])
+    urns = [a.encode() + b"\0" for a in sys.argv[3:] if a != "--iso"]
+    main(sys.argv[1], sys.argv[2], "--iso" in sys.argv[3:], urns or (URN,))
