@@ -80,6 +80,40 @@ def test_a_named_output_is_replaced_unless_no_clobber(photo, tmp_path, weights_f
     assert r.returncode == 1 and "exists" in r.stderr and dst.read_bytes() == b"old"
 
 
+def test_a_stopped_batch_goes_on_where_it_stopped_with_skip_existing(tmp_path, weights_file):
+    """Re-running a stopped batch coded everything again, under NAME-1 names beside the finished outputs. With
+    --skip-existing only the inputs without an output are coded, under the names a first run gives (p.png and
+    p.jpg: p.jcd and p-1.jcd), the finished files untouched and named in one note; a run with nothing left to do
+    succeeds."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    _tree(src, ["a.png", "b.png", "c.png", "p.jpg", "p.png", "sub/d.png"])
+    assert jcd("encode", str(src), "-r", "-q", "1", "-o", str(out), weights=weights_file).returncode == 0
+    assert _files(out) == ["a.jcd", "b.jcd", "c.jcd", "p-1.jcd", "p.jcd", "sub/d.jcd"]
+    before = {name: (out / name).stat().st_mtime_ns for name in _files(out)}
+    for name in ("b.jcd", "p-1.jcd", "sub/d.jcd"):  # as if stopped before these
+        (out / name).unlink()
+    (out / "sub").rmdir()
+    r = jcd("encode", str(src), "-r", "-q", "1", "-o", str(out), "--skip-existing", weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    assert _files(out) == ["a.jcd", "b.jcd", "c.jcd", "p-1.jcd", "p.jcd", "sub/d.jcd"]  # no a-1.jcd, no p-2.jcd
+    assert all((out / n).stat().st_mtime_ns == before[n] for n in ("a.jcd", "c.jcd", "p.jcd"))
+    assert f"3 of 6 left out, their outputs exist (--skip-existing): {out / 'a.jcd'}, {out / 'c.jcd'}, " \
+           f"{out / 'p.jcd'}" in r.stderr, r.stderr  # fmt: skip
+    assert [line.split(" (")[0] for line in r.stdout.splitlines()] == [str(src / "b.png"), str(src / "p.png"),
+                                                                        str(src / "sub" / "d.png")]  # fmt: skip
+    r = jcd("encode", str(src), "-r", "-q", "1", "-o", str(out), "--skip-existing", weights=weights_file)
+    assert r.returncode == 0 and r.stdout == "" and "6 of 6 left out" in r.stderr, r.stderr
+    # Decoding: an output that exists is left out whoever made it, and said so (here the original photo).
+    stream = tmp_path / "a.jcd"
+    (out / "a.jcd").rename(stream)
+    (tmp_path / "a.png").write_bytes(b"the original")
+    r = jcd("decode", str(stream), "--skip-existing", weights=weights_file)
+    assert r.returncode == 0 and (tmp_path / "a.png").read_bytes() == b"the original", r.stderr
+    assert f"1 of 1 left out, their outputs exist (--skip-existing): {tmp_path / 'a.png'}" in r.stderr
+    assert not (tmp_path / "a-1.png").exists()
+    assert jcd("decode", str(stream), weights=weights_file).returncode == 0 and (tmp_path / "a-1.png").is_file()
+
+
 def _tree(root, names):
     """Pictures at ``names`` below ``root`` (folders made as needed), each its own."""
     for i, name in enumerate(names):

@@ -162,14 +162,16 @@ def image_suffixes() -> frozenset[str]:
                                                        ".tga", ".ico", ".psd", ".jxl"})  # fmt: skip
 
 
-def free_name(path: Path, taken: set[str]) -> Path:
+def free_name(path: Path, taken: set[str], on_disk: bool = True) -> Path:
     """``path``, or ``stem-1.ext``, ``stem-2.ext``, ... : the first name that no file has and no other target took.
 
     ``taken`` holds the other targets' names case-folded: IMG.PNG and img.png would both become the same file on
     a case-insensitive disk (macOS, Windows, a FAT or exFAT card a folder is copied to), one replacing the other.
+    ``on_disk=False``: the files already there do not count (the names a first run into an empty folder gives,
+    which --skip-existing looks for).
     """
     candidate, k = path, 0
-    while candidate.exists() or candidate.is_symlink() or str(candidate).casefold() in taken:
+    while on_disk and (candidate.exists() or candidate.is_symlink()) or str(candidate).casefold() in taken:
         k += 1
         candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
     return candidate
@@ -184,7 +186,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def targets(
     inputs: tuple[Path, ...], output: str | None, suffix: str, no_clobber: bool = False, any_name: bool = False,
-    recursive: bool = False,
+    recursive: bool = False, skip_existing: bool = False,
 ) -> list[Target]:
     """What to write for each input; never a derived name over an existing file, never over the input.
 
@@ -193,6 +195,8 @@ def targets(
     below it (``recursive``: the folders inside it are coded too, :func:`_expand`). Without -o each output goes
     beside its input. A name jcd derives itself never replaces a file: it takes the first free ``NAME-k`` and
     says so. A file named with -o is replaced (as cwebp and avifenc do) unless ``no_clobber``.
+    ``skip_existing``: derived names are those a first run into an empty folder gives, so that the caller can
+    leave out the targets whose output exists (:func:`skip_done`).
     """
     if STDIO in inputs and len(inputs) > 1:
         raise JcdError("'-' (stdin) must be the only input")
@@ -227,7 +231,7 @@ def targets(
             pairs = []
             for f, below in files:
                 wanted = (out_path / below if as_dir else f).with_suffix(suffix)
-                dst = free_name(wanted, taken)
+                dst = free_name(wanted, taken, on_disk=not skip_existing)
                 folded = str(wanted).casefold() in taken and wanted not in exact and not wanted.exists()
                 why = "differs from another output's name only in case" if folded else "exists and was kept"
                 taken.add(str(dst).casefold())
@@ -245,6 +249,19 @@ def targets(
         if suffix != ".jcd" and t.dst.suffix.lower() == ".jcd":
             raise JcdError(f"{t.dst}: an image under a .jcd name; use an image extension such as .png")
     return pairs
+
+
+def skip_done(todo: list[Target]) -> list[Target]:
+    """The targets whose output file does not exist yet (--skip-existing), the others named in one note: a batch
+    that was stopped goes on where it stopped. An output that exists is complete, as jcd writes each one whole or
+    not at all (a file of the same name made by something else is left out too, and named)."""
+    done = [t for t in todo if t.dst != STDIO and (t.dst.exists() or t.dst.is_symlink())]
+    if done and not _Ctx.quiet:
+        names = [str(t.dst) for t in done[:5]]
+        more = f" and {len(done) - 5} more" if len(done) > 5 else ""
+        err.print(f"jcd: {len(done)} of {len(todo)} left out, their outputs exist (--skip-existing): "
+                  f"{', '.join(names)}{more}", soft_wrap=True, markup=False)  # fmt: skip
+    return [t for t in todo if t not in done]
 
 
 def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tuple[str, float] | None:
@@ -275,7 +292,7 @@ def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tup
 
 def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: bool, no_clobber: bool = False,
            any_name: bool = False, engine: str = "auto", auto: bool = False, encoding: bool = False,
-           recursive: bool = False, **codec_options):  # fmt: skip
+           recursive: bool = False, skip_existing: bool = False, **codec_options):  # fmt: skip
     """What encode and decode share: the targets, where messages go, one coder for all of them.
 
     ``engine``: onnx, torch or auto, see :func:`jcdcodec.encoder.open_encoder` and
@@ -283,8 +300,10 @@ def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: boo
     ``auto`` (encoding only): each image gets the shipped model chosen for its noise (:mod:`jcdcodec.choose`).
     """
     _Ctx.quiet = quiet
-    todo = targets(inputs, output, suffix, no_clobber, any_name, recursive)
+    todo = targets(inputs, output, suffix, no_clobber, any_name, recursive, skip_existing)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
+    if skip_existing and not (todo := skip_done(todo)):
+        return todo, None  # nothing left to do: no weights to load
     if auto:
         from ..choose import AutoCodec
 

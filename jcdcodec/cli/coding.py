@@ -27,6 +27,7 @@ from .common import (
     out,
     recursive_option,
     say,
+    skip_existing_option,
     threads_option,
     weights_option,
 )
@@ -43,6 +44,7 @@ from .common import (
 @click.option("-o", "--output", type=click.Path(), help="Output .jcd file (replaced if it exists), or a directory "
               "for several inputs, created if missing [default: beside each input; never over an existing file].")
 @no_clobber_option
+@skip_existing_option
 @recursive_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
@@ -56,7 +58,8 @@ from .common import (
 @codec_options
 @click.pass_context
 def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
-           output: str | None, no_clobber: bool, recursive: bool, any_name: bool, keep: str, engine: str,
+           output: str | None, no_clobber: bool, skip_existing: bool, recursive: bool, any_name: bool, keep: str,
+           engine: str,
            threads: int,
            weights: Path | None,
            device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
@@ -90,8 +93,9 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     kinds = parse_keep(keep)
     auto = weights is None or (str(weights) == AUTO and not weights.is_file())
     todo, codec = _batch(inputs, output, ".jcd", quiet, no_clobber, any_name, engine=engine, auto=auto,
-                         encoding=True, recursive=recursive, weights=weights, device=device, max_pixels=max_pixels,
-                         precision=precision, max_memory=max_memory, threads=threads)  # fmt: skip
+                         encoding=True, recursive=recursive, skip_existing=skip_existing, weights=weights,
+                         device=device, max_pixels=max_pixels, precision=precision, max_memory=max_memory,
+                         threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
@@ -122,6 +126,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               help="Output image (PNG, TIFF, BMP, WebP, JPEG, AVIF by extension; replaced if it exists), or a "
               "directory for several inputs, created if missing [default: INPUT.png; never over an existing file].")
 @no_clobber_option
+@skip_existing_option
 @recursive_option
 @click.option("--depth", type=click.Choice(["auto", "8", "16"]), default="auto", show_default=True,
               help="Bits per sample of the output (16 needs .png or .tif). auto: the source image's depth when the "
@@ -139,7 +144,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
 @engine_option
 @threads_option
 @codec_options
-def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, recursive: bool, depth: str,
+def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_existing: bool, recursive: bool,
+           depth: str,
            out_format: str,
            output_quality: int, keep: str, engine: str, threads: int, weights: Path | None, device: str,
            max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
@@ -159,8 +165,8 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, recur
 
     kinds = parse_keep(keep)
     todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, recursive=recursive,
-                         weights=weights, device=device, max_pixels=max_pixels, precision=precision,
-                         max_memory=max_memory, threads=threads)  # fmt: skip
+                         skip_existing=skip_existing, weights=weights, device=device, max_pixels=max_pixels,
+                         precision=precision, max_memory=max_memory, threads=threads)  # fmt: skip
 
     def work(t: Target) -> None:
         src, dst = t.src, t.dst

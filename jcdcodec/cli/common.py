@@ -114,6 +114,10 @@ class QualityType(click.ParamType):
 QUALITY = QualityType()
 no_clobber_option = click.option("-n", "--no-clobber", is_flag=True,
                                  help="Never replace an existing file, not even one named with -o.")
+skip_existing_option = click.option("--skip-existing", is_flag=True,
+                                    help="Leave out the inputs whose output file exists already: a batch that was "
+                                    "stopped goes on where it stopped (each output is written whole or not at all). "
+                                    "Output names are those of a first run, not NAME-1 for a name taken.")
 recursive_option = click.option("-r", "--recursive", is_flag=True,
                                 help="A directory input stands for the folders inside it too (not hidden ones, not "
                                 "through symbolic links); with -o they keep their places below the output "
