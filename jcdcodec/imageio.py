@@ -41,12 +41,14 @@ from .metadata import (
     Metadata,
     dpi_of,
     from_pillow_info,
+    motion_photo,
     pillow_save_args,
     png_chunks,
     png_text_before_pixels,
     profile_space,
     text_of,
     warn_dropped,
+    without_appended,
 )
 from .outputs import atomic_write_bytes
 
@@ -279,7 +281,13 @@ def load_image(
                                   stacklevel=2)  # fmt: skip
                 _warn_gain_map(data, name)
             frames, xmp = getattr(im, "n_frames", 1), im.info.get("xmp", b"")
-            if im.format in ("JPEG", "MPO") and isinstance(xmp, bytes) and b"hdrgm:" in xmp:  # Android's HDR photos
+            jpeg = im.format in ("JPEG", "MPO")
+            if jpeg and isinstance(xmp, bytes) and motion_photo(data, xmp):
+                warnings.warn(f"{name}: a motion photo: its video is not kept; coding the still picture", JcdWarning,
+                              stacklevel=2)  # fmt: skip
+            if jpeg and isinstance(xmp, bytes):  # what points at a gain map or a video left behind goes too
+                im.info["xmp"] = without_appended(xmp)
+            if jpeg and isinstance(xmp, bytes) and b"hdrgm:" in xmp:  # Android's HDR photos
                 warnings.warn(f"{name}: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding the "
                               "standard picture", JcdWarning, stacklevel=2)  # fmt: skip
             elif frames > 1 and im.format == "MPO":  # a depth map, a stereo view, a gain map of another kind

@@ -563,3 +563,66 @@ def test_a_multi_picture_jpeg_says_what_is_left_out():
     assert said["mpo"] == ["phone.jpg: 2 pictures in a multi-picture JPEG; coding the first only"]
     assert said["ultrahdr"] == ["phone.jpg: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding "
                                 "the standard picture"]  # fmt: skip
+    assert b"hdrgm:Version" not in p.meta.xmp and b"xmlns:hdrgm" in p.meta.xmp  # no claim of a gain map kept
+
+
+MOTION_XMP = (  # what a Pixel writes (Google's Motion Photo format 1.0), with a field of the user's beside it
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description rdf:about="" xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+    b'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+    b'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+    b'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1" GCamera:MotionPhotoPresentationTimestampUs="968644" '
+    b'xmp:Rating="4"><Container:Directory><rdf:Seq>'
+    b'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary" '
+    b'Item:Length="0" Item:Padding="0"/></rdf:li>'
+    b'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="video/mp4" Item:Semantic="MotionPhoto" '
+    b'Item:Length="2000" Item:Padding="0"/></rdf:li>'
+    b"</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+@pytest.mark.parametrize("kind", ["google", "google-old", "samsung", "still"])
+def test_a_motion_photo_says_its_video_is_not_kept(kind):
+    """A phone's motion photo is a JPEG with its video appended, found by its XMP (Google: MotionPhoto or the
+    older MicroVideo = 1, and a Container:Directory giving the video's length from the file's end) or by Samsung's
+    trailer. jcd codes the still picture and says so; the XMP's pointers to the video go (a decoded JPEG would
+    send a viewer to its own last bytes for a video), the rest of the XMP stays."""
+    from xml.dom import minidom
+
+    xmp = MOTION_XMP
+    if kind == "google-old":
+        xmp = xmp.replace(b'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1"',
+                          b'GCamera:MicroVideo="1" GCamera:MicroVideoVersion="1" GCamera:MicroVideoOffset="2000"')
+    elif kind in ("samsung", "still"):
+        xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-' \
+              b'ns#"><rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>' \
+              b"</rdf:RDF></x:xmpmeta>"  # fmt: skip
+    buf = io.BytesIO()
+    Image.fromarray((textured(48, 64) * 255).astype(np.uint8)).save(buf, "JPEG", xmp=xmp)
+    video = b"\0\0\0\x18ftypmp42" + bytes(1990)
+    data = buf.getvalue() + (b"MotionPhoto_Data" + video if kind == "samsung" else b"" if kind == "still" else video)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name="PXL_1.MP.jpg")
+    said = [str(x.message) for x in w if issubclass(x.category, JcdWarning)]
+    if kind == "still":
+        assert said == [] and p.meta.xmp == xmp
+        return
+    assert said == ["PXL_1.MP.jpg: a motion photo: its video is not kept; coding the still picture"]
+    for gone in (b"MotionPhoto", b"MicroVideo", b"Container:Directory", b"video/mp4"):
+        assert gone not in p.meta.xmp
+    assert b'xmp:Rating="4"' in p.meta.xmp
+    minidom.parseString(p.meta.xmp)  # still well-formed XML
+
+
+def test_a_decoded_motion_photo_claims_no_video(tmp_path, weights_file):
+    buf = io.BytesIO()
+    Image.fromarray((textured(48, 64) * 255).astype(np.uint8)).save(buf, "JPEG", xmp=MOTION_XMP)
+    (tmp_path / "PXL.MP.jpg").write_bytes(buf.getvalue() + b"\0\0\0\x18ftypmp42" + bytes(1990))
+    r = run_jcd("encode", str(tmp_path / "PXL.MP.jpg"), "-q", "1", "-o", str(tmp_path / "p.jcd"), "--weights",
+                str(weights_file))  # fmt: skip
+    assert r.returncode == 0 and "a motion photo: its video is not kept" in r.stderr, r.stderr
+    r = run_jcd("decode", str(tmp_path / "p.jcd"), "-o", str(tmp_path / "out.jpg"), "--weights", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    xmp = Image.open(tmp_path / "out.jpg").info["xmp"]
+    assert b'xmp:Rating="4"' in xmp and b"MotionPhoto" not in xmp and b"Container:Directory" not in xmp
