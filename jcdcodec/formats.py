@@ -40,6 +40,39 @@ def image_format(head: bytes) -> str | None:
     return None
 
 
+#: (offset, signature, what) of files that are no image, for the message that refuses one.
+OTHER_SIGNATURES = ((0, b"%PDF", "a PDF document"), (0, b"PK\x03\x04", "a ZIP archive (or an office document)"),
+                    (8, b"AVI ", "a video (AVI)"), (8, b"WAVE", "a sound (WAV)"), (0, b"ID3", "a sound (MP3)"),
+                    (0, b"\x1a\x45\xdf\xa3", "a video (Matroska or WebM)"), (0, b"OggS", "a sound or video (Ogg)"),
+                    (0, b"fLaC", "a sound (FLAC)"), (0, b"\x1f\x8b", "a gzip archive"))  # fmt: skip
+
+
+def not_an_image(head: bytes) -> str:
+    """What a file that no reader took seems to be, from its first bytes, in words: "it is a video (MP4 or
+    QuickTime)", "it is text", ... . Why: "not an image" is all a reader can say, and a user who passed a video
+    or a web page saved under .jpg should hear which."""
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "it is a video (MP4 or QuickTime)"
+    for offset, sig, what in OTHER_SIGNATURES:
+        if head[offset : offset + len(sig)] == sig:
+            return f"it is {what}"
+    text = None
+    for cut in range(4):  # the HEAD-byte cut may split the last character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if text is not None and all(c.isprintable() or c in "\t\r\n\f" for c in text.lstrip("\ufeff")):
+        lowered = text.lstrip("\ufeff \t\r\n").lower()
+        if lowered.startswith(("<!doctype html", "<html")):
+            return "it is a web page (HTML)"
+        if lowered.startswith("<svg") or (lowered.startswith("<?xml") and "<svg" in lowered):
+            return "it is an SVG drawing (jcd codes pixels: export it as PNG first)"
+        return "it is text"
+    return "no format jcd knows starts like this"
+
+
 #: Extensions of camera raw files (a folder's raw files are told by name; renamed ones are caught by content).
 RAW_SUFFIXES = frozenset((".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2",
                           ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw",

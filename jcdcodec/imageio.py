@@ -35,7 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import heif, jxl
 from .errors import JcdError, JcdWarning
-from .formats import HEAD, camera_raw, tiff_tags
+from .formats import HEAD, camera_raw, image_format, not_an_image, tiff_tags
 from .metadata import NONE as NO_METADATA
 from .metadata import (
     Metadata,
@@ -307,10 +307,13 @@ def load_image(
             return from_pillow(im, name)
     except JcdError:
         raise
-    except (UnidentifiedImageError, png.FormatError) as e:
+    except UnidentifiedImageError:
         if raw := camera_raw(b"", tiff_tags(data)):  # a DNG whose first image is the mosaic, which Pillow cannot
             return _developed(data, name, raw, max_pixels)
-        raise JcdError(f"{name}: not an image jcd can read ({type(e).__name__})") from None
+        if fmt := image_format(data[:HEAD]):  # its signature, but the reader refused the rest
+            raise JcdError(f"{name}: cannot read image (a damaged {fmt} file, or a kind of {fmt} its reader does "
+                           "not know)") from None  # fmt: skip
+        raise JcdError(f"{name}: not an image jcd can read: {not_an_image(data[:HEAD])}") from None
     except Image.DecompressionBombError as e:  # Pillow's own check, when it comes first
         m = re.search(r"\((\d+) pixels\)", str(e))
         size = f"declares {m.group(1)} pixels" if m else "declares too many pixels"
@@ -320,6 +323,7 @@ def load_image(
     except Exception as e:  # noqa: BLE001  Pillow's and pypng's decoders raise many kinds on damaged files
         # (OSError, ValueError, SyntaxError, but also TypeError, KeyError, struct.error, EOFError, ...).
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        detail = detail.removeprefix(f"{type(e).__name__}: ")  # pypng's errors name themselves
         if re.fullmatch(r"decoder error -?\d+", detail):  # Pillow's word for a decoder's failure code
             detail = "damaged image data"
         raise JcdError(f"{name}: cannot read image ({detail})") from None

@@ -83,8 +83,10 @@ def test_animated_image_codes_the_first_frame_with_a_warning(tmp_path, weights_f
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("content,message", [(b"", "empty file"), (b"hello, not a picture", "not an image"),
-                                             (b"\x89PNG\r\n\x1a\n" + bytes(30), "not an image")])  # fmt: skip
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty file"), (b"hello, not a picture", "not an image jcd can read: it is text"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(30), r"cannot read image \(a damaged PNG file, or a kind of PNG its reader does")
+])  # fmt: skip
 def test_empty_and_non_image_files(tmp_path, content, message):
     p = tmp_path / "x.png"
     p.write_bytes(content)
@@ -102,7 +104,7 @@ def test_a_directory_is_coded_file_by_file_and_a_bad_file_is_skipped(tmp_path, w
     (src / "broken.jpg").write_text("not a photo either, but named as one")
     r = run_jcd("encode", str(src), "-o", str(out), "--weights", str(weights_file))
     assert r.returncode == 1
-    assert "broken.jpg: not an image jcd can read" in r.stderr and "1 of 3 files failed" in r.stderr
+    assert "broken.jpg: not an image jcd can read: it is text" in r.stderr and "1 of 3 files failed" in r.stderr
     assert "skipped 1 file that is not an image: notes.txt" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["p0.jcd", "p1.jcd"]
     r = run_jcd("decode", str(out), "-o", str(back), "--weights", str(weights_file))
@@ -110,6 +112,28 @@ def test_a_directory_is_coded_file_by_file_and_a_bad_file_is_skipped(tmp_path, w
     assert sorted(p.name for p in back.iterdir()) == ["p0.png", "p1.png"]
     r = run_jcd("decode", str(src), "-o", str(back), "--weights", str(weights_file))
     assert r.returncode == 1 and "no .jcd files" in r.stderr
+
+
+@pytest.mark.parametrize(("head", "said"), [
+    (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", "it is a video (MP4 or QuickTime)"),
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3", "it is a PDF document"),
+    (b"<!DOCTYPE html>\n<html lang=en>", "it is a web page (HTML)"),  # a page saved under the photo's name
+    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">', "it is an SVG drawing (jcd codes pixels: "
+     "export it as PNG first)"),
+    ("caf\u00e9 " * 16, "it is text"),  # UTF-8, its last character cut by the 64-byte head
+    (b"\x89PNX\x01\x02\x03\xff\xfe", "no format jcd knows starts like this"),
+])  # fmt: skip
+def test_a_file_that_is_no_image_says_what_it_seems_to_be(tmp_path, head, said):
+    """"not an image jcd can read (UnidentifiedImageError)" named Pillow's exception, not the file: a video, a
+    document or a web page saved under .jpg now says which. A file with an image's signature that its reader
+    refuses is a damaged image, not "no image"."""
+    data = head.encode() if isinstance(head, str) else head
+    with pytest.raises(JcdError) as e:
+        load_image(data, name="x.jpg")
+    assert str(e.value) == f"x.jpg: not an image jcd can read: {said}"
+    with pytest.raises(JcdError) as e:
+        load_image(b"GIF89a\x00", name="x.gif")
+    assert str(e.value) == "x.gif: cannot read image (a damaged GIF file, or a kind of GIF its reader does not know)"
 
 
 def test_a_phone_folder_codes_its_photos_and_skips_what_lies_beside_them(tmp_path, weights_file):
@@ -124,7 +148,8 @@ def test_a_phone_folder_codes_its_photos_and_skips_what_lies_beside_them(tmp_pat
     assert "skipped 2 files that are not images: IMG_0001.AAE, IMG_0001.MOV" in r.stderr, r.stderr
     assert sorted(p.name for p in src.glob("*.jcd")) == ["IMG_0001.jcd", "IMG_0002.jcd"]
     r = run_jcd("encode", str(src / "IMG_0001.MOV"), "--weights", str(weights_file))  # named: tried, and refused
-    assert r.returncode == 1 and "IMG_0001.MOV: not an image jcd can read" in r.stderr, r.stderr
+    assert r.returncode == 1 and "IMG_0001.MOV: not an image jcd can read: it is a video (MP4 or QuickTime)" \
+        in r.stderr, r.stderr  # fmt: skip
     only = tmp_path / "only-notes"
     only.mkdir()
     (only / "notes.txt").write_text("x")
