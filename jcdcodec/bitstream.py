@@ -135,12 +135,13 @@ def looks_like_jcd(data: bytes) -> bool:
 
 def _not_jcd_reason(data: bytes) -> str:
     """Say what the file is when it is an image: people hand photos to `jcd decode` by mistake."""
-    from .formats import image_format
+    from .formats import HEAD, image_format, not_an_image
 
     name = image_format(data)
     if name is not None:
         return f"not a .jcd file: it is a {name} image (jcd encode compresses images)"
-    return "not a .jcd file (bad magic)"
+    what = not_an_image(data[:HEAD])
+    return f"not a .jcd file: {what}" if what.startswith("it is") else "not a .jcd file (bad magic)"
 
 
 def unpack(data: bytes) -> JcdStream:

@@ -51,6 +51,15 @@ def test_an_image_given_as_a_stream_is_named(fmt, name):
         bitstream.unpack(b"\x00" * 64)
 
 
+@pytest.mark.parametrize(("data", "said"), [(b"\x00\x00\x00\x14ftypqt  " + bytes(64), "a video (MP4 or QuickTime)"),
+                                            (b"%PDF-1.4\n" + bytes(64), "a PDF document"),
+                                            (b"notes about the shoot\n", "text")])  # fmt: skip
+def test_what_is_no_stream_nor_image_is_named_too(data, said):
+    with pytest.raises(BitstreamError) as e:
+        bitstream.unpack(data)
+    assert str(e.value) == f"not a .jcd file: it is {said}"
+
+
 def test_every_truncation_and_every_bit_flip_is_detected():
     data = bitstream.pack(make())
     for n in range(len(data)):
