@@ -115,6 +115,26 @@ def test_compare_scores_and_draws(tmp_path, weights_file):
     assert r.returncode == 1 and "differs from the reference" in r.stderr
 
 
+def test_compare_says_which_scores_are_not_defined(tmp_path):
+    """A picture under 161 pixels a side has no MS-SSIM (5 scales do not fit) and an identical one no finite PSNR:
+    the text said "MS-SSIM nan", and --json wrote NaN and Infinity, which JSON does not have (JavaScript's
+    JSON.parse and jq refuse them). Now words, and null."""
+    clean = u8(100, 120)
+    Image.fromarray(clean).save(tmp_path / "clean.png")
+    Image.fromarray(np.clip(clean.astype(int) + 9, 0, 255).astype(np.uint8)).save(tmp_path / "brighter.png")
+    args = ("compare", str(tmp_path / "clean.png"), str(tmp_path / "brighter.png"), str(tmp_path / "clean.png"))
+    r = run_jcd(*args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("brighter.png: PSNR ") and lines[0].endswith(" dB  MS-SSIM n/a (needs 161 pixels a "
+                                                                            "side)")  # fmt: skip
+    assert lines[1] == "clean.png: PSNR inf (identical)  MS-SSIM n/a (needs 161 pixels a side)"
+    r = run_jcd(*args, "--json")
+    assert r.returncode == 0 and "NaN" not in r.stdout and "Infinity" not in r.stdout, r.stdout
+    rows = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert rows[0]["psnr"] > 20 and rows[0]["ms_ssim"] is None and rows[1]["psnr"] is None
+
+
 def test_python_m_and_shell_completion():
     r = run_jcd("--help")
     assert r.returncode == 0 and "Usage: jcd " in r.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -318,7 +319,8 @@ def models(as_json: bool) -> None:
 @click.option("--crop", default=None, help="Crop for --visual: X,Y,W,H, or S for a centred SxS square.")
 @click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True, help="Enlarge the crops.")
 @click.option("--labels", default=None, help="Captions for IMAGES, comma-separated [default: file names].")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (null for a score that is not "
+              "defined: the PSNR of an identical picture, the MS-SSIM of one under 161 pixels a side).")
 @weights_option
 @device_option
 def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop: str | None, zoom: int,
@@ -343,12 +345,16 @@ def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop
         rgb, bpp = _picture_or_decoded(path, weights, device)
         scores.append(score(ref, rgb, name, bpp))
         pictures.append(rgb)
-    if as_json:
-        click.echo(json.dumps([dataclasses.asdict(s) for s in scores], indent=2))
+    if as_json:  # JSON has no NaN or infinity (Python would write them, and other readers refuse them): null
+        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in dataclasses.asdict(s)
+                 .items()} for s in scores]  # fmt: skip
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
     else:
         for s in scores:
             rate = f"  {s.bpp:.4f} bpp" if s.bpp is not None else ""
-            say(f"{s.label}: PSNR {s.psnr:.2f} dB  MS-SSIM {s.ms_ssim:.4f}{rate}")
+            db = "inf (identical)" if s.psnr == math.inf else f"{s.psnr:.2f} dB"
+            ssim = f"{s.ms_ssim:.4f}" if math.isfinite(s.ms_ssim) else "n/a (needs 161 pixels a side)"
+            say(f"{s.label}: PSNR {db}  MS-SSIM {ssim}{rate}")
     if visual is not None:
         from ..outputs import atomic_target
 
