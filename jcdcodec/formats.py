@@ -73,6 +73,16 @@ def not_an_image(head: bytes) -> str:
     return "no format jcd knows starts like this"
 
 
+def describe(path: Path) -> str:
+    """What a file seems to be, for the message that refuses it as something else (weights, a checkpoint): "it is
+    a PNG image", "it is a video (MP4 or QuickTime)", ..., or "" when its first bytes tell nothing."""
+    head = file_head(path)
+    if name := image_format(head):
+        return f"it is a {name} image"
+    what = not_an_image(head) if head else ""
+    return what if what.startswith("it is ") else ""
+
+
 #: Extensions of camera raw files (a folder's raw files are told by name; renamed ones are caught by content).
 RAW_SUFFIXES = frozenset((".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2",
                           ".raf", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw",

@@ -30,6 +30,7 @@ from .weightsfile import (
     read_metadata,
     resolve,
     synthesis_path_for,
+    unreadable,
 )
 
 __all__ = ["MAX_N", "LoadedWeights", "load_model_file", "load_weights", "save_weights", "write_analysis",
@@ -146,7 +147,7 @@ def load_model_file(path: Path, meta: dict[str, str] | None = None,
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable safetensors weights file ({e})") from None
+        raise unreadable(path, e) from None
     entropy = ("entropy_bottleneck.", "gaussian_conditional.")
     if coding_only:
         if any(k not in state or state[k].numel() == 0 for k in (f"{p}_quantized_cdf" for p in entropy)):

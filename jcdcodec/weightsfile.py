@@ -160,7 +160,17 @@ def read_metadata(file: Path) -> dict[str, str]:
         with safe_open(str(file), "numpy") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{file}: not a readable safetensors weights file ({e})") from None
+        raise unreadable(file, e) from None
+
+
+def unreadable(file: Path, e: Exception) -> WeightsError:
+    """The error for a file that safetensors cannot read: what it is when that shows (an image passed to
+    --weights), else the reader's reason."""
+    from .formats import describe
+
+    if what := describe(Path(file)):
+        return WeightsError(f"{file}: not a weights file: {what}")
+    return WeightsError(f"{file}: not a readable safetensors weights file ({e})")
 
 
 def parse_config(file: Path, meta: dict[str, str]) -> ModelConfig:
@@ -183,4 +193,4 @@ def read_tensors(file: Path, prefixes: tuple[str, ...]) -> dict[str, np.ndarray]
         with safe_open(str(file), "numpy") as f:
             return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{file}: not a readable safetensors weights file ({e})") from None
+        raise unreadable(file, e) from None

@@ -20,6 +20,21 @@ def test_weights_by_name(two_models):
         load_weights("no-such-model")
 
 
+def test_a_file_that_is_no_weights_says_what_it_is(tmp_path):
+    """An image passed to --weights (the arguments swapped) is named as one; other bytes keep the reader's reason."""
+    from PIL import Image
+
+    from jcdcodec.weights import load_weights
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    with pytest.raises(WeightsError) as e:
+        load_weights(tmp_path / "photo.png")
+    assert str(e.value) == f"{tmp_path / 'photo.png'}: not a weights file: it is a PNG image"
+    (tmp_path / "w.safetensors").write_bytes(b"\xff" * 300)
+    with pytest.raises(WeightsError, match="not a readable safetensors weights file"):
+        load_weights(tmp_path / "w.safetensors")
+
+
 def test_named_model_is_checksummed(two_models):
     from jcdcodec.weights import load_weights
 

@@ -688,6 +688,10 @@ def test_damaged_or_foreign_checkpoints_are_one_line_errors(image_dir, tmp_path)
     r = run_jcd("export", str(evil), "-o", str(tmp_path / "w.safetensors"))
     assert r.returncode == 1 and "not a jcd checkpoint" in r.stderr and "weights_only" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    # An image passed by mistake is named as one (it said "it holds Python objects besides tensors").
+    photo = next(image_dir.glob("*.png"))
+    r = run_jcd("export", str(photo), "-o", str(tmp_path / "w.safetensors"))
+    assert r.returncode == 1 and r.stderr.strip() == f"jcd: error: {photo}: not a jcd checkpoint: it is a PNG image"
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(image_dir, tmp_path, monkeypatch):
