@@ -78,6 +78,11 @@ class AutoCodec:
     def __init__(self, **codec_options: object) -> None:
         """``codec_options``: what :func:`~jcdcodec.encoder.open_encoder` takes (device, engine, threads, ...)."""
         self.options = codec_options
+        device = codec_options.get("device")
+        if isinstance(device, str) and device not in ("auto", "cpu"):  # a device that is not there fails here,
+            from .codec import resolve_device  # once, not at every image of a batch
+
+            resolve_device(device)
         self.manifest = read_manifest()  # once, not per image: the rules cannot change while it codes
         self._codecs: dict[str | None, StreamEncoder] = {}
         self.last: Choice | None = None

@@ -114,6 +114,20 @@ def test_a_stopped_batch_goes_on_where_it_stopped_with_skip_existing(tmp_path, w
     assert jcd("decode", str(stream), weights=weights_file).returncode == 0 and (tmp_path / "a-1.png").is_file()
 
 
+@pytest.mark.parametrize("device", ["tpu", "cuda"])
+def test_a_device_that_is_not_there_fails_once_not_at_every_file(tmp_path, device):
+    """Without --weights each image's model loads when first chosen, and a bad --device failed there: once per
+    file, 'N of N files failed' after N copies of the same line. It is one error now, before any file."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is here")
+    _tree(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    r = run_jcd("encode", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--device", device)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("unknown device 'tpu'" if device == "tpu" else "CUDA is not available") in r.stderr
+
+
 def _tree(root, names):
     """Pictures at ``names`` below ``root`` (folders made as needed), each its own."""
     for i, name in enumerate(names):
