@@ -255,13 +255,14 @@ def skip_done(todo: list[Target]) -> list[Target]:
     """The targets whose output file does not exist yet (--skip-existing), the others named in one note: a batch
     that was stopped goes on where it stopped. An output that exists is complete, as jcd writes each one whole or
     not at all (a file of the same name made by something else is left out too, and named)."""
-    done = [t for t in todo if t.dst != STDIO and (t.dst.exists() or t.dst.is_symlink())]
+    there = [t.dst != STDIO and (t.dst.exists() or t.dst.is_symlink()) for t in todo]
+    done = [t for t, d in zip(todo, there, strict=True) if d]
     if done and not _Ctx.quiet:
         names = [str(t.dst) for t in done[:5]]
         more = f" and {len(done) - 5} more" if len(done) > 5 else ""
         err.print(f"jcd: {len(done)} of {len(todo)} left out, their outputs exist (--skip-existing): "
                   f"{', '.join(names)}{more}", soft_wrap=True, markup=False)  # fmt: skip
-    return [t for t in todo if t not in done]
+    return [t for t, d in zip(todo, there, strict=True) if not d]
 
 
 def _rate_target(ctx: click.Context, size: str | None, bpp: float | None) -> tuple[str, float] | None:
