@@ -261,6 +261,10 @@ def load_image(
                 return _picture16(im, deep[:, :, :1], deep[:, :, 1], name, grey=True)
             return from_pillow(im, name)
         with Image.open(io.BytesIO(data)) as im:
+            if im.format == "JCD":  # the Pillow plugin decodes it: coding the picture again loses more
+                warnings.warn(f"{name}: a .jcd stream: coding its decoded picture again (each coding loses some: "
+                              "start from the original to code it at another quality)", JcdWarning,
+                              stacklevel=2)  # fmt: skip
             if im.format == "TIFF" and (raw := camera_raw(b"", im.tag_v2)):  # type: ignore[attr-defined]  # its tags
                 return _developed(data, name, raw, max_pixels)  # not its first image: a small preview
             _check_size(name, im.width, im.height, max_pixels)

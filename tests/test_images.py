@@ -136,6 +136,24 @@ def test_a_file_that_is_no_image_says_what_it_seems_to_be(tmp_path, head, said):
     assert str(e.value) == "x.gif: cannot read image (a damaged GIF file, or a kind of GIF its reader does not know)"
 
 
+def test_a_jcd_stream_given_to_encode_says_it_is_coded_again(codec, monkeypatch):
+    """`jcd encode out.jcd` decodes the stream (the Pillow plugin reads it) and codes its picture a second time,
+    which loses more: it went without a word."""
+    from jcdcodec import Picture, pillow_plugin
+
+    monkeypatch.setattr(pillow_plugin, "_CODEC", codec)
+    monkeypatch.setattr(pillow_plugin, "_DECODER", codec)
+    data = codec.encode(Picture.from_array(textured(40, 60, seed=4)), 2).data
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name="out.jcd")
+    said = [str(x.message) for x in w if issubclass(x.category, JcdWarning)]
+    assert said == ["out.jcd: a .jcd stream: coding its decoded picture again (each coding loses some: start from "
+                    "the original to code it at another quality)"]  # fmt: skip
+    decoded = codec.decode(data).picture
+    assert (p.width, p.height) == (60, 40) and np.abs(p.rgb - decoded.rgb).max() <= 0.5 / 255 + 1e-6
+
+
 def test_a_phone_folder_codes_its_photos_and_skips_what_lies_beside_them(tmp_path, weights_file):
     src = tmp_path / "DCIM"
     src.mkdir()
