@@ -128,6 +128,22 @@ def test_a_device_that_is_not_there_fails_once_not_at_every_file(tmp_path, devic
     assert ("unknown device 'tpu'" if device == "tpu" else "CUDA is not available") in r.stderr
 
 
+def test_an_output_directory_a_failed_run_made_is_not_left_behind(tmp_path, weights_file):
+    """-o coded/new/ is made for the run; a run that writes nothing into it (every file failed, a bad --device)
+    left it, and the folders above it, empty."""
+    (tmp_path / "notes.png").write_text("not a picture")
+    (tmp_path / "kept").mkdir()
+    for out, extra in ((tmp_path / "kept" / "a" / "b", ()), (tmp_path / "kept" / "c", ("--device", "tpu"))):
+        r = jcd("encode", str(tmp_path / "notes.png"), str(tmp_path / "notes.png"), "-o", f"{out}/", *extra,
+                weights=weights_file)  # fmt: skip
+        assert r.returncode == 1, r.stderr
+        assert list((tmp_path / "kept").iterdir()) == []  # the folder that was there stays
+    _tree(tmp_path / "in", ["p.png"])
+    r = jcd("encode", str(tmp_path / "in" / "p.png"), str(tmp_path / "notes.png"), "-o",
+            str(tmp_path / "kept" / "a" / "b") + "/", "-q", "1", weights=weights_file)  # fmt: skip
+    assert r.returncode == 1 and _files(tmp_path / "kept") == ["a/b/p.jcd"]  # one written: the folders stay
+
+
 def _tree(root, names):
     """Pictures at ``names`` below ``root`` (folders made as needed), each its own."""
     for i, name in enumerate(names):

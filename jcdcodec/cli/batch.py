@@ -301,6 +301,11 @@ def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: boo
     ``auto`` (encoding only): each image gets the shipped model chosen for its noise (:mod:`jcdcodec.choose`).
     """
     _Ctx.quiet = quiet
+    if output not in (None, str(STDIO)) and not Path(output).exists():  # -o DIR/ made for this run: not left
+        ctx = click.get_current_context(silent=True)  # behind empty when the run writes nothing into it
+        made = [Path(output), *(p for p in Path(output).parents if not p.exists())]
+        if ctx is not None:
+            ctx.call_on_close(lambda: _remove_if_empty(made))
     todo = targets(inputs, output, suffix, no_clobber, any_name, recursive, skip_existing)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
     if skip_existing and not (todo := skip_done(todo)):
@@ -318,6 +323,18 @@ def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: boo
         from ..decoder import open_decoder
 
         return todo, open_decoder(engine=engine, **codec_options)
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first) while each is an empty directory: the -o directory, and the folders
+    above it, that a run made and wrote nothing to."""
+    for folder in folders:
+        try:
+            if not folder.is_dir() or folder.is_symlink() or any(folder.iterdir()):
+                return
+            folder.rmdir()
+        except OSError:  # not ours to judge further: leave it
+            return
 
 
 def _named(t: Target, message: str) -> str:
