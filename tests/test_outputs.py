@@ -144,6 +144,23 @@ def test_an_output_directory_a_failed_run_made_is_not_left_behind(tmp_path, weig
     assert r.returncode == 1 and _files(tmp_path / "kept") == ["a/b/p.jcd"]  # one written: the folders stay
 
 
+def test_a_file_given_twice_is_coded_once(tmp_path, weights_file):
+    """`jcd encode photos/ photos/a.png` or a file named twice coded it twice, the second stream under a NAME-1
+    name (and `jcd decode x.jcd x.jcd` wrote x.png and x-1.png): each file is taken once now, the repeats named."""
+    _tree(tmp_path / "in", ["a.png", "b.png"])
+    a = tmp_path / "in" / "a.png"
+    r = jcd("encode", str(tmp_path / "in"), str(a), str(tmp_path / "in" / "." / "a.png"), "-q", "1", "-o",
+            str(tmp_path / "out"), weights=weights_file)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert _files(tmp_path / "out") == ["a.jcd", "b.jcd"]
+    assert f"jcd: warning: given more than once, taken once: {a} (3 times)" in r.stderr, r.stderr
+    (tmp_path / "link.jcd").symlink_to(tmp_path / "out" / "b.jcd")
+    r = jcd("decode", str(tmp_path / "out" / "b.jcd"), str(tmp_path / "link.jcd"), "-o", str(tmp_path / "back"),
+            weights=weights_file)  # fmt: skip
+    assert r.returncode == 0 and _files(tmp_path / "back") == ["b.png"], r.stderr
+    assert "given more than once, taken once" in r.stderr
+
+
 def _tree(root, names):
     """Pictures at ``names`` below ``root`` (folders made as needed), each its own."""
     for i, name in enumerate(names):

@@ -60,7 +60,32 @@ def _expand(inputs: tuple[Path, ...], decoding: bool, recursive: bool = False,
             where = "this directory or the folders inside it" if recursive else "this directory"
             raise JcdError(f"{p}: no {'.jcd files' if decoding else 'images'} in {where}")
         out.extend((f, f.relative_to(p)) for f in files)
-    return out
+    return _once(out)
+
+
+def _once(files: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """``files`` with each file once (the first time it comes), the repeats named in one warning: a file given
+    twice (`jcd encode *.png a.png`, a folder and a file inside it, a link and its file) was coded twice, the
+    second output under a NAME-1 name."""
+    times: dict[object, list] = {}  # the file's identity: [its first path, how many times it came]
+    kept = []
+    for f, below in files:
+        try:
+            st = f.stat()
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # missing or unreadable: its own error comes when it is read
+            key = str(f)
+        if key in times:
+            times[key][1] += 1
+            continue
+        times[key] = [f, 1]
+        kept.append((f, below))
+    again = [(f, n) for f, n in times.values() if n > 1]
+    if again:
+        names = ", ".join(f"{f} ({'twice' if n == 2 else f'{n} times'})" for f, n in again[:5])
+        more = f" and {len(again) - 5} more" if len(again) > 5 else ""
+        warnings.warn(f"given more than once, taken once: {names}{more}", JcdWarning, stacklevel=3)
+    return kept
 
 
 @dataclass(frozen=True)
