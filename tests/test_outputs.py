@@ -161,6 +161,27 @@ def test_a_file_given_twice_is_coded_once(tmp_path, weights_file):
     assert "given more than once, taken once" in r.stderr
 
 
+def test_preserve_gives_outputs_their_inputs_date_and_permissions(tmp_path, weights_file):
+    """A photo without a date of its own is sorted by its file's date, and a private one is readable by its owner
+    only: with -p the .jcd and the decoded picture keep both, as oxipng's and jpegoptim's -p do. Without it an
+    output is new (as cwebp's)."""
+    _tree(tmp_path / "in", ["a.png", "b.png"])
+    when = 1_557_000_000_123_456_789  # 2019-05-04, in nanoseconds
+    for i, name in enumerate(("a.png", "b.png")):
+        f = tmp_path / "in" / name
+        os.utime(f, ns=(when, when + i))
+        f.chmod(0o600)
+    r = jcd("encode", str(tmp_path / "in"), "-p", "-q", "1", "-o", str(tmp_path / "out"), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    r = jcd("decode", str(tmp_path / "out"), "--preserve", "-o", str(tmp_path / "back"), weights=weights_file)
+    assert r.returncode == 0, r.stderr
+    for i, name in enumerate(("a", "b")):
+        for f in (tmp_path / "out" / f"{name}.jcd", tmp_path / "back" / f"{name}.png"):
+            assert f.stat().st_mtime_ns == when + i and (f.stat().st_mode & 0o777) == 0o600, f
+    r = jcd("encode", str(tmp_path / "in" / "a.png"), "-q", "1", "-o", str(tmp_path / "new.jcd"), weights=weights_file)
+    assert r.returncode == 0 and (tmp_path / "new.jcd").stat().st_mtime_ns > when
+
+
 def _tree(root, names):
     """Pictures at ``names`` below ``root`` (folders made as needed), each its own."""
     for i, name in enumerate(names):

@@ -398,8 +398,30 @@ def _in_its_folder(t: Target, work) -> None:
         raise
 
 
-def _each(todo: list[Target], verb: str, work) -> None:
-    """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest."""
+def _preserved(t: Target) -> None:
+    """Give ``t``'s output its input's modification time and permissions (--preserve), as oxipng's and
+    jpegoptim's -p do, with its extended attributes where the disk has them (shutil.copystat)."""
+    if t.src == STDIO or t.dst == STDIO:
+        return
+    import shutil
+
+    try:
+        shutil.copystat(t.src, t.dst)
+    except OSError as e:
+        warnings.warn(f"{t.dst}: written, but its input's date and permissions could not be given to it "
+                      f"({e.strerror or e})", JcdWarning, stacklevel=2)  # fmt: skip
+
+
+def _each(todo: list[Target], verb: str, work, preserve: bool = False) -> None:
+    """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest.
+    ``preserve``: each output takes its input's date and permissions (:func:`_preserved`)."""
+    if preserve:
+        job = work
+
+        def work(t: Target) -> None:  # noqa: F811  the same work, then the input's date and permissions
+            job(t)
+            _preserved(t)
+
     if len(todo) == 1:
         with tile_progress(f"{verb} {todo[0].src.name}"):
             try:

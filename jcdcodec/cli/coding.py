@@ -26,6 +26,7 @@ from .common import (
     err,
     no_clobber_option,
     out,
+    preserve_option,
     recursive_option,
     say,
     skip_existing_option,
@@ -46,6 +47,7 @@ from .common import (
               "for several inputs, created if missing [default: beside each input; never over an existing file].")
 @no_clobber_option
 @skip_existing_option
+@preserve_option
 @recursive_option
 @click.option("--any-name", is_flag=True, help="Allow -o to name a .jcd stream with an image extension (.png, ...).")
 @click.option("--metadata", "keep", default="all", show_default=True, metavar="KINDS",
@@ -59,8 +61,8 @@ from .common import (
 @codec_options
 @click.pass_context
 def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: str | None, bpp: float | None,
-           output: str | None, no_clobber: bool, skip_existing: bool, recursive: bool, any_name: bool, keep: str,
-           engine: str,
+           output: str | None, no_clobber: bool, skip_existing: bool, preserve: bool, recursive: bool,
+           any_name: bool, keep: str, engine: str,
            threads: int,
            weights: Path | None,
            device: str, max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
@@ -118,7 +120,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
         say(f"{src} ({picture.width}x{picture.height}) -> {dst}: {len(enc.data)} bytes, {bpp:.4f} bpp, "
             f"q{enc.header.quality:g}{chosen}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
 
-    _each(todo, "encoding", work)
+    _each(todo, "encoding", work, preserve)
 
 
 @cli.command()
@@ -128,6 +130,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
               "directory for several inputs, created if missing [default: INPUT.png; never over an existing file].")
 @no_clobber_option
 @skip_existing_option
+@preserve_option
 @recursive_option
 @click.option("--depth", type=click.Choice(["auto", "8", "16"]), default="auto", show_default=True,
               help="Bits per sample of the output (16 needs .png or .tif). auto: the source image's depth when the "
@@ -145,8 +148,8 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
 @engine_option
 @threads_option
 @codec_options
-def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_existing: bool, recursive: bool,
-           depth: str,
+def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_existing: bool, preserve: bool,
+           recursive: bool, depth: str,
            out_format: str,
            output_quality: int, keep: str, engine: str, threads: int, weights: Path | None, device: str,
            max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
@@ -187,7 +190,7 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_
             bits = save_picture(dst, p, asked, clobber=t.clobber, quality=output_quality)
         say(f"{src} -> {dst} ({p.width}x{p.height}, {bits}-bit), {time.perf_counter() - t0:.2f} s")
 
-    _each(todo, "decoding", work)
+    _each(todo, "decoding", work, preserve)
 
 
 @cli.command()

@@ -114,6 +114,10 @@ class QualityType(click.ParamType):
 QUALITY = QualityType()
 no_clobber_option = click.option("-n", "--no-clobber", is_flag=True,
                                  help="Never replace an existing file, not even one named with -o.")
+preserve_option = click.option("-p", "--preserve", is_flag=True,
+                               help="Give each output its input's modification time and permissions (photo "
+                               "libraries sort pictures without a date of their own by it), as oxipng's and "
+                               "jpegoptim's -p do.")
 skip_existing_option = click.option("--skip-existing", is_flag=True,
                                     help="Leave out the inputs whose output file exists already: a batch that was "
                                     "stopped goes on where it stopped (each output is written whole or not at all). "
