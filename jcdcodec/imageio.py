@@ -285,13 +285,14 @@ def load_image(
                                   stacklevel=2)  # fmt: skip
                 _warn_gain_map(data, name)
             frames, xmp = getattr(im, "n_frames", 1), im.info.get("xmp", b"")
-            jpeg = im.format in ("JPEG", "MPO")
-            if jpeg and isinstance(xmp, bytes) and motion_photo(data, xmp):
-                warnings.warn(f"{name}: a motion photo: its video is not kept; coding the still picture", JcdWarning,
-                              stacklevel=2)  # fmt: skip
-            if jpeg and isinstance(xmp, bytes):  # what points at a gain map or a video left behind goes too
-                im.info["xmp"] = without_appended(xmp)
-            if jpeg and isinstance(xmp, bytes) and b"hdrgm:" in xmp:  # Android's HDR photos
+            ultra_hdr = False
+            if im.format in ("JPEG", "MPO") and isinstance(xmp, bytes):
+                if motion_photo(data, xmp):
+                    warnings.warn(f"{name}: a motion photo: its video is not kept; coding the still picture",
+                                  JcdWarning, stacklevel=2)  # fmt: skip
+                im.info["xmp"] = without_appended(xmp)  # what points at a gain map or a video left behind goes too
+                ultra_hdr = b"hdrgm:" in xmp  # Android's HDR photos
+            if ultra_hdr:
                 warnings.warn(f"{name}: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding the "
                               "standard picture", JcdWarning, stacklevel=2)  # fmt: skip
             elif frames > 1 and im.format == "MPO":  # a depth map, a stereo view, a gain map of another kind
