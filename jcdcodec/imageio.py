@@ -251,7 +251,7 @@ def load_image(
             im, frames, deep = heif.read(data, name, max_pixels)
             if frames > 1:
                 warnings.warn(f"{name}: {frames} images; coding the primary one only", JcdWarning, stacklevel=2)
-            _warn_gain_map(data, name)
+            _warn_left_beside(data, name)
             if deep is not None:  # 10 or 12 bits, as 16
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
@@ -283,7 +283,7 @@ def load_image(
                 if (bits := heif.primary_bits(data)) > 8:
                     warnings.warn(f"{name}: {bits}-bit, read at 8 bits (the AVIF reader gives 8)", JcdWarning,
                                   stacklevel=2)  # fmt: skip
-                _warn_gain_map(data, name)
+                _warn_left_beside(data, name)
             frames, xmp = getattr(im, "n_frames", 1), im.info.get("xmp", b"")
             ultra_hdr = False
             if im.format in ("JPEG", "MPO") and isinstance(xmp, bytes):
@@ -334,7 +334,7 @@ def load_image(
         raise JcdError(f"{name}: cannot read image ({detail})") from None
 
 
-def _warn_gain_map(data: bytes, name: str) -> None:
+def _warn_left_beside(data: bytes, name: str) -> None:
     """Say that a HEIC's or AVIF's HDR gain map is left behind (heif.gain_map), as for an Ultra HDR JPEG, and
     its other auxiliary images (a portrait's depth map and mattes: heif.auxiliary_images)."""
     if kind := heif.gain_map(data):

@@ -131,6 +131,9 @@ def test_a_file_that_is_no_image_says_what_it_seems_to_be(tmp_path, head, said):
     with pytest.raises(JcdError) as e:
         load_image(data, name="x.jpg")
     assert str(e.value) == f"x.jpg: not an image jcd can read: {said}"
+
+
+def test_a_file_with_an_image_signature_its_reader_refuses_is_a_damaged_image():
     with pytest.raises(JcdError) as e:
         load_image(b"GIF89a\x00", name="x.gif")
     assert str(e.value) == "x.gif: cannot read image (a damaged GIF file, or a kind of GIF its reader does not know)"

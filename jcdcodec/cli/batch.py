@@ -415,17 +415,16 @@ def _preserved(t: Target) -> None:
 def _each(todo: list[Target], verb: str, work, preserve: bool = False) -> None:
     """Run ``work(target)`` for every target with a progress bar; one failing file does not stop the rest.
     ``preserve``: each output takes its input's date and permissions (:func:`_preserved`)."""
-    if preserve:
-        job = work
 
-        def work(t: Target) -> None:  # noqa: F811  the same work, then the input's date and permissions
-            job(t)
-            _preserved(t)
+    def preserving(t: Target) -> None:  # the same work, then the input's date and permissions
+        work(t)
+        _preserved(t)
 
+    job = preserving if preserve else work
     if len(todo) == 1:
         with tile_progress(f"{verb} {todo[0].src.name}"):
             try:
-                _in_its_folder(todo[0], work)
+                _in_its_folder(todo[0], job)
             except JcdError as e:
                 raise type(e)(_named(todo[0], str(e))) from None
         todo[0].done()
@@ -438,7 +437,7 @@ def _each(todo: list[Target], verb: str, work, preserve: bool = False) -> None:
         task = bar.add_task(verb, total=len(todo))
         for t in todo:
             try:
-                _in_its_folder(t, work)
+                _in_its_folder(t, job)
             except JcdError as e:
                 failed += 1
                 err.print(f"jcd: error: {_named(t, str(e))}", soft_wrap=True, markup=False)

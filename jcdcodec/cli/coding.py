@@ -349,8 +349,10 @@ def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop
         scores.append(score(ref, rgb, name, bpp))
         pictures.append(rgb)
     if as_json:  # JSON has no NaN or infinity (Python would write them, and other readers refuse them): null
-        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in dataclasses.asdict(s)
-                 .items()} for s in scores]  # fmt: skip
+        def finite(v: object) -> object:
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        rows = [{k: finite(v) for k, v in dataclasses.asdict(s).items()} for s in scores]
         click.echo(json.dumps(rows, indent=2, allow_nan=False))
     else:
         for s in scores:

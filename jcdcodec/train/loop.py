@@ -583,11 +583,11 @@ def load_checkpoint(path: Path) -> dict:
 
     if not Path(path).is_file():
         raise JcdError(f"{path}: no such checkpoint")
-    from ..formats import describe
-
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        from ..formats import describe
+
         if (what := describe(Path(path))) and "ZIP" not in what:  # an image passed by mistake: say so
             raise JcdError(f"{path}: not a jcd checkpoint: {what}") from None
         raise JcdError(f"{path}: not a jcd checkpoint (it holds Python objects besides tensors; jcd never loads "
