@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .errors import ModelUnavailable, WeightsError
 from .imageio import Picture
 from .manifest import read_manifest
 
@@ -85,6 +86,7 @@ class AutoCodec:
             resolve_device(device)
         self.manifest = read_manifest()  # once, not per image: the rules cannot change while it codes
         self._codecs: dict[str | None, StreamEncoder] = {}
+        self._unloadable: dict[str | None, str] = {}  # model -> why it did not load
         self.last: Choice | None = None
         self.last_codec: StreamEncoder | None = None
 
@@ -93,8 +95,14 @@ class AutoCodec:
         from .encoder import open_encoder
 
         self.last = choice = choose(picture, self.manifest)
+        if choice.name in self._unloadable:  # tried already: its 30 MB are not checked again for every image
+            raise ModelUnavailable(self._unloadable[choice.name])
         if choice.name not in self._codecs:
-            self._codecs[choice.name] = open_encoder(choice.name, **self.options)
+            try:
+                self._codecs[choice.name] = open_encoder(choice.name, **self.options)
+            except WeightsError as e:
+                self._unloadable[choice.name] = str(e)
+                raise ModelUnavailable(str(e)) from None
         self.last_codec = self._codecs[choice.name]
         return self.last_codec
 

@@ -28,10 +28,10 @@ from . import bitstream, tiling
 from .bitstream import Header, JcdStream, padded_size
 from .config import ModelConfig
 from .entropy.path import PREFIXES, EntropyPath
-from .errors import BitstreamError, JcdError, WeightsError
+from .errors import BitstreamError, JcdError, ModelUnavailable, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .manifest import find_by_fingerprint
-from .retired import find_retired, retired_label, retired_note
+from .retired import find_retired, rebuilt_weights, retired_label, retired_note
 from .streaminfo import describe_fingerprint
 from .synthesis import RELEASE_ABOVE
 from .weightsfile import WeightsRef, read_tensors, resolve
@@ -130,21 +130,23 @@ class StreamDecoder:
             return self._earlier_version_decoder(fingerprint)
         if found[0] == self.ref.name:
             return None
-        name = found[0]
-        if name not in self._others:
-            self._others[name] = self._sibling(name)
-        return self._others[name]
+        return self._other(found[0], lambda: self._sibling(found[0]))
 
     def _earlier_version_decoder(self, fingerprint: bytes) -> StreamDecoder | None:
         """A decoder with an earlier version of a shipped model, rebuilt from its delta; None if it has none."""
         old = find_retired(fingerprint)
         if old is None or not old.get("delta"):
             return None
-        key = old["sha256"]
-        if key not in self._others:
-            from .retired import rebuilt_weights
+        return self._other(old["sha256"], lambda: self._sibling(rebuilt_weights(old)))
 
-            self._others[key] = self._sibling(rebuilt_weights(old))
+    def _other(self, key: str, make: Callable[[], StreamDecoder]) -> StreamDecoder:
+        """The decoder kept under ``key``, made by ``make()`` the first time; weights that do not load raise
+        :class:`~jcdcodec.errors.ModelUnavailable`, which stops a batch (every stream of that model would fail)."""
+        if key not in self._others:
+            try:
+                self._others[key] = make()
+            except WeightsError as e:
+                raise ModelUnavailable(str(e)) from None
         return self._others[key]
 
     def _clock(self) -> Clock:

@@ -96,7 +96,8 @@ class WeightsRef:
                 raise WeightsError(f"weights {self.name!r}: {file} is missing")
             digest = sha256_file(file)
             if digest != record["sha256"]:
-                raise WeightsError(f"{file}: checksum mismatch (expected {record['sha256'][:12]}, got {digest[:12]})")
+                raise WeightsError(f"{file}: checksum mismatch (expected {record['sha256'][:12]}, got {digest[:12]}): "
+                                  "damaged or changed since it was installed")  # fmt: skip
             return file
         return beside if beside.is_file() else None
 
@@ -149,7 +150,8 @@ def _shipped_file(name: str, entry: dict) -> tuple[Path, str]:
         raise WeightsError(f"weights {name!r}: {file} is missing")
     digest = sha256_file(file)
     if digest != entry["sha256"]:
-        raise WeightsError(f"{file}: checksum mismatch (expected {entry['sha256'][:12]}, got {digest[:12]})")
+        raise WeightsError(f"{file}: checksum mismatch (expected {entry['sha256'][:12]}, got {digest[:12]}): "
+                           "damaged or changed since it was installed")  # fmt: skip
     return file, digest
 
 

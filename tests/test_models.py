@@ -83,6 +83,82 @@ def test_cli_decode_without_weights_uses_the_streams_model(two_models, tmp_path)
     assert Image.open(tmp_path / "a.png").size == (56, 40)
 
 
+def _damage(file):
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
+def test_a_batch_stops_once_at_a_default_model_that_does_not_load(two_models, tmp_path):
+    """Without --weights, a damaged default model failed at every image of a batch: one identical line per file
+    (and its 30 MB checked again each time); now the batch stops at the first, as a bad --weights does."""
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray((textured(24, 24, seed=i) * 255).astype("uint8")).save(tmp_path / f"p{i}.png")
+    _damage(two_models / "tiny.safetensors")
+    out = tmp_path / "coded"
+    r = run_jcd("encode", *(str(tmp_path / f"p{i}.png") for i in range(3)), "-o", str(out),
+                env={"JCD_MODELS": str(two_models)})  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 2, r.stderr
+    assert lines[0].startswith(f"jcd: error: {tmp_path / 'p0.png'}: ") and "checksum mismatch" in lines[0]
+    assert lines[1] == ("jcd: error: stopped: the weights above do not load, 2 of 3 files not tried (0 done, "
+                        "1 failed); mend or reinstall the weights")  # fmt: skip
+    assert not out.exists()  # the -o directory the run made, left empty, is gone
+
+
+def test_a_batch_of_streams_stops_at_the_stream_model_that_does_not_load(two_models, tmp_path):
+    """Streams that name a damaged model: the first says why, the rest are not tried; what was decoded stays,
+    and --skip-existing goes on once the weights are mended."""
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray((textured(24, 32) * 255).astype("uint8")).save(src)
+    env = {"JCD_MODELS": str(two_models)}
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    for name, model in (("a", "tiny-test"), ("b", "other-test"), ("c", "other-test")):
+        r = run_jcd("encode", str(src), "-q", "2", "--weights", model, "-o", str(streams / f"{name}.jcd"), env=env)
+        assert r.returncode == 0, r.stderr
+    good = (two_models / "other.safetensors").read_bytes()
+    _damage(two_models / "other.safetensors")
+    out = tmp_path / "decoded"
+    r = run_jcd("decode", str(streams), "-o", str(out), env=env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 2, r.stderr
+    assert lines[0].startswith(f"jcd: error: {streams / 'b.jcd'}: ") and "checksum mismatch" in lines[0]
+    assert lines[1].endswith("1 of 3 files not tried (1 done, 1 failed); mend or reinstall the weights, then run "
+                             "it again with --skip-existing")  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    (two_models / "other.safetensors").write_bytes(good)
+    r = run_jcd("decode", str(streams), "-o", str(out), "--skip-existing", env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_the_automatic_choice_tries_a_model_that_does_not_load_once(two_models, monkeypatch):
+    """The API's encoder keeps why a chosen model did not load: the next image fails at once, not after
+    reading and checking the same file again."""
+    from jcdcodec import Picture, encoder
+    from jcdcodec.choose import AutoCodec
+    from jcdcodec.errors import ModelUnavailable
+
+    tries = []
+
+    def broken(name, **options):
+        tries.append(name)
+        raise WeightsError("w.safetensors: checksum mismatch (expected 0, got 1)")
+
+    monkeypatch.setattr(encoder, "open_encoder", broken)
+    auto = AutoCodec(device="cpu")
+    pic = Picture.from_array(textured(24, 24))
+    for _ in range(2):
+        with pytest.raises(ModelUnavailable, match="checksum mismatch"):
+            auto.encode(pic, 2)
+    assert tries == [None]
+
+
 def test_intended_use_follows_the_noise_convention_unless_stated():
     from jcdcodec.manifest import intended_use
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import JcdError, JcdWarning
+from ..errors import JcdError, JcdWarning, ModelUnavailable
 from .common import STDIO, _Ctx, err, status, tile_progress
 
 
@@ -431,18 +431,29 @@ def _each(todo: list[Target], verb: str, work, preserve: bool = False) -> None:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    failed = 0
+    failed = done = 0
     cols = [TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*cols, console=err, disable=_Ctx.quiet or not err.is_terminal, transient=True) as bar:
         task = bar.add_task(verb, total=len(todo))
         for t in todo:
             try:
                 _in_its_folder(t, job)
+            except ModelUnavailable as e:  # the rest would fail alike, one line each: stop here
+                err.print(f"jcd: error: {_named(t, str(e))}", soft_wrap=True, markup=False)
+                raise _stopped(len(todo), done, failed + 1) from None
             except JcdError as e:
                 failed += 1
                 err.print(f"jcd: error: {_named(t, str(e))}", soft_wrap=True, markup=False)
             else:
+                done += 1
                 t.done()
             bar.advance(task)
     if failed:
         raise JcdError(f"{failed} of {len(todo)} files failed")
+
+
+def _stopped(total: int, done: int, failed: int) -> JcdError:
+    """The batch's last line when the weights it needs do not load: how far it got, and how to go on."""
+    again = ", then run it again with --skip-existing" if done else ""
+    return JcdError(f"stopped: the weights above do not load, {total - done - failed} of {total} files not tried "
+                    f"({done} done, {failed} failed); mend or reinstall the weights{again}")  # fmt: skip
