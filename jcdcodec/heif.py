@@ -80,6 +80,22 @@ def _meta_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
     return [] if meta is None else list(bmff_boxes(data, *meta))
 
 
+def motion_video(data: bytes) -> bool:
+    """Whether a HEIF-family file carries a motion photo's video: an mpvd box behind the picture's data (Samsung's
+    HEIC motion photos, Google's Motion Photo format for HEIC and AVIF), at the top level or, as some writers put
+    it, in the meta box. libheif skips the box, so a decoder sees only the still; jcd names what it leaves behind,
+    as for a JPEG's appended video."""
+    import struct
+
+    from .formats import bmff_boxes
+
+    try:
+        boxes = [*bmff_boxes(data, 0, len(data)), *_meta_boxes(data)]
+    except struct.error:  # a damaged container: as without the boxes
+        return False
+    return any(kind == b"mpvd" for kind, _, _ in boxes)
+
+
 def gain_map(data: bytes) -> str:
     """Which HDR gain map a HEIF-family file holds beside its picture: "Apple" (an auxiliary image whose auxC
     names urn:com:apple:photo:2020:aux:hdrgainmap, iPhones since the 12), "ISO 21496-1" (a tmap item deriving the

@@ -252,6 +252,7 @@ def load_image(
             if frames > 1:
                 warnings.warn(f"{name}: {frames} images; coding the primary one only", JcdWarning, stacklevel=2)
             _warn_left_beside(data, name)
+            _still_of_motion_photo(data, im, name)
             if deep is not None:  # 10 or 12 bits, as 16
                 return _picture16(im, deep[:, :, :3], deep[:, :, 3] if deep.shape[2] == 4 else None, name)
             return from_pillow(im, name)
@@ -284,14 +285,11 @@ def load_image(
                     warnings.warn(f"{name}: {bits}-bit, read at 8 bits (the AVIF reader gives 8)", JcdWarning,
                                   stacklevel=2)  # fmt: skip
                 _warn_left_beside(data, name)
-            frames, xmp = getattr(im, "n_frames", 1), im.info.get("xmp", b"")
+                _still_of_motion_photo(data, im, name)
+            frames = getattr(im, "n_frames", 1)
             ultra_hdr = False
-            if im.format in ("JPEG", "MPO") and isinstance(xmp, bytes):
-                if motion_photo(data, xmp):
-                    warnings.warn(f"{name}: a motion photo: its video is not kept; coding the still picture",
-                                  JcdWarning, stacklevel=2)  # fmt: skip
-                im.info["xmp"] = without_appended(xmp)  # what points at a gain map or a video left behind goes too
-                ultra_hdr = b"hdrgm:" in xmp  # Android's HDR photos
+            if im.format in ("JPEG", "MPO"):
+                ultra_hdr = b"hdrgm:" in _still_of_motion_photo(data, im, name)  # Android's HDR photos
             if ultra_hdr:
                 warnings.warn(f"{name}: an Ultra HDR JPEG: its gain map (the HDR rendition) is not kept; coding the "
                               "standard picture", JcdWarning, stacklevel=2)  # fmt: skip
@@ -344,6 +342,21 @@ def _warn_left_beside(data: bytes, name: str) -> None:
         listed = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
         warnings.warn(f"{name}: its {listed} (images beside the picture) {'is' if len(kinds) == 1 else 'are'} "
                       "not kept; coding the picture", JcdWarning, stacklevel=3)  # fmt: skip
+
+
+def _still_of_motion_photo(data: bytes, im: Image.Image, name: str) -> bytes:
+    """Say that a motion photo's video is left behind (a JPEG's appended video, a HEIC's or AVIF's mpvd box:
+    Google's and Samsung's phones), and take out of the XMP what points at data behind the picture (the video, an
+    Ultra HDR gain map), so that a decoded file claims neither. Returns the XMP as it came (b"" for none)."""
+    xmp = im.info.get("xmp", b"")
+    if not isinstance(xmp, bytes):
+        return b""
+    if motion_photo(data, xmp) or heif.motion_video(data):
+        warnings.warn(f"{name}: a motion photo: its video is not kept; coding the still picture", JcdWarning,
+                      stacklevel=3)  # fmt: skip
+    if xmp:
+        im.info["xmp"] = without_appended(xmp)
+    return xmp
 
 
 def _developed(data: bytes, name: str, kind: str, max_pixels: int | None) -> Picture:

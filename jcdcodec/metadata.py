@@ -209,8 +209,8 @@ _MOTION = re.compile(rb"""[\w.-]+:(?:MotionPhoto|MicroVideo)(?:\s*=\s*["']\s*|>\
 
 
 def motion_photo(data: bytes, xmp: bytes) -> bool:
-    """A motion photo: a JPEG with a video appended (Google's, whose XMP says MotionPhoto or MicroVideo = 1;
-    Samsung's, whose trailer holds MotionPhoto_Data)."""
+    """A motion photo: a picture with a video behind it (Google's, whose XMP says MotionPhoto or MicroVideo = 1;
+    Samsung's JPEGs, whose trailer holds MotionPhoto_Data; a HEIC's mpvd box is heif.motion_video's)."""
     return bool(_MOTION.search(xmp)) or b"MotionPhoto_Data" in data
 
 

@@ -661,6 +661,79 @@ def test_a_motion_photo_says_its_video_is_not_kept(kind):
     minidom.parseString(p.meta.xmp)  # still well-formed XML
 
 
+def _heic_with_xmp(xmp: bytes) -> bytes:
+    """phone.heic with another XMP packet: its XMP item is the last of its mdat, so the packet is replaced at the
+    file's end and its length set in iloc (item 3: a 4-byte base offset, one extent) and in the mdat box."""
+    import struct
+
+    data = HEIC.read_bytes()
+    old = load_image(HEIC).meta.xmp
+    start = data.rindex(old)
+    assert start + len(old) == len(data)
+    at = data.index(struct.pack(">HHI", 3, 0, start))  # item 3, data reference 0, its base offset
+    assert data[at + 8 : at + 18] == struct.pack(">HII", 1, 0, len(old))  # one extent, offset 0, its length
+    mdat = data.rindex(b"mdat", 0, start) - 4
+    out = bytearray(data[:start] + xmp)
+    out[at + 14 : at + 18] = struct.pack(">I", len(xmp))
+    out[mdat : mdat + 4] = struct.pack(">I", len(out) - mdat)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", ["samsung", "google", "box-only", "box-in-meta", "still"])
+def test_a_heic_motion_photo_says_its_video_is_not_kept(kind):
+    """A HEIC motion photo (Samsung's phones, Google's format for HEIC) holds its video in an mpvd box behind the
+    picture's data, which libheif skips, and says so in its XMP as a JPEG's does: jcd names the video it leaves
+    behind, and the XMP loses its pointers to it, the rest staying."""
+    import struct
+
+    from jcdcodec import heif
+
+    video = b"\0\0\0\x18ftypmp42" + bytes(1990)
+    mpvd = struct.pack(">I4s", 8 + len(video), b"mpvd") + video
+    if kind in ("samsung", "google"):
+        data = _heic_with_xmp(MOTION_XMP) + (mpvd if kind == "samsung" else b"")
+    elif kind == "box-in-meta":  # the box as the meta box's last child (the offsets into mdat not moved: only
+        data = HEIC.read_bytes()  # the box is looked at, not the picture)
+        meta = data.index(b"meta") - 4
+        end = meta + int.from_bytes(data[meta : meta + 4], "big")
+        data = data[:meta] + struct.pack(">I", end - meta + len(mpvd)) + data[meta + 4 : end] + mpvd + data[end:]
+    else:
+        data = HEIC.read_bytes() + (mpvd if kind == "box-only" else b"")
+    assert heif.motion_video(data) == (kind in ("samsung", "box-only", "box-in-meta"))
+    if kind == "box-in-meta":
+        return
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name="20261207_1.heic")
+    said = [str(x.message) for x in w if issubclass(x.category, JcdWarning)]
+    if kind == "still":
+        assert said == []
+        return
+    assert said == ["20261207_1.heic: a motion photo: its video is not kept; coding the still picture"]
+    assert np.array_equal(p.rgb, load_image(HEIC).rgb)
+    if kind != "box-only":
+        for gone in (b"MotionPhoto", b"Container:Directory", b"video/mp4"):
+            assert gone not in p.meta.xmp
+        assert b'xmp:Rating="4"' in p.meta.xmp
+
+
+def test_the_motion_video_finder_takes_damaged_containers():
+    """heif.motion_video reads the boxes of untrusted files in jcd's own process: cut or damaged, it never raises."""
+    import struct
+
+    from jcdcodec import heif
+
+    data = HEIC.read_bytes() + struct.pack(">I4s", 16, b"mpvd") + bytes(8)
+    rng = np.random.default_rng(7)
+    for end in range(0, len(data), 3):
+        assert heif.motion_video(data[:end]) == (end == len(data))
+    for _ in range(300):
+        damaged = bytearray(data)
+        for at in rng.integers(0, 1100, 3):
+            damaged[at] = int(rng.integers(256))
+        assert isinstance(heif.motion_video(bytes(damaged)), bool)
+
+
 def test_a_decoded_motion_photo_claims_no_video(tmp_path, weights_file):
     buf = io.BytesIO()
     Image.fromarray((textured(48, 64) * 255).astype(np.uint8)).save(buf, "JPEG", xmp=MOTION_XMP)
