@@ -135,13 +135,12 @@ def looks_like_jcd(data: bytes) -> bool:
 
 def _not_jcd_reason(data: bytes) -> str:
     """Say what the file is when it is an image: people hand photos to `jcd decode` by mistake."""
-    from .formats import HEAD, image_format, not_an_image
+    from .formats import HEAD, image_format, what_it_is
 
-    name = image_format(data)
-    if name is not None:
-        return f"not a .jcd file: it is a {name} image (jcd encode compresses images)"
-    what = not_an_image(data[:HEAD])
-    return f"not a .jcd file: {what}" if what.startswith("it is") else "not a .jcd file (bad magic)"
+    what = what_it_is(data[:HEAD])
+    if not what:
+        return "not a .jcd file (bad magic)"
+    return f"not a .jcd file: {what}" + (" (jcd encode compresses images)" if image_format(data[:HEAD]) else "")
 
 
 def unpack(data: bytes) -> JcdStream:

@@ -73,14 +73,19 @@ def not_an_image(head: bytes) -> str:
     return "no format jcd knows starts like this"
 
 
-def describe(path: Path) -> str:
-    """What a file seems to be, for the message that refuses it as something else (weights, a checkpoint): "it is
-    a PNG image", "it is a video (MP4 or QuickTime)", ..., or "" when its first bytes tell nothing."""
-    head = file_head(path)
+def what_it_is(head: bytes) -> str:
+    """What a file seems to be from its first bytes, for the message that refuses it as something else (a stream,
+    weights, a checkpoint): "it is a PNG image", "it is a video (MP4 or QuickTime)", ..., or "" when they tell
+    nothing."""
     if name := image_format(head):
         return f"it is a {name} image"
     what = not_an_image(head) if head else ""
     return what if what.startswith("it is ") else ""
+
+
+def describe(path: Path) -> str:
+    """:func:`what_it_is` of a file on disk ("" when it cannot be read)."""
+    return what_it_is(file_head(path))
 
 
 #: Extensions of camera raw files (a folder's raw files are told by name; renamed ones are caught by content).
