@@ -33,11 +33,11 @@ import numpy as np
 import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import heif, jxl
+from . import heif, jxl, pngtext
 from .errors import JcdError, JcdWarning
 from .formats import HEAD, camera_raw, image_format, not_an_image, tiff_tags
-from .metadata import NONE as NO_METADATA
 from .metadata import (
+    MAX_BYTES,
     Metadata,
     dpi_of,
     from_pillow_info,
@@ -48,8 +48,10 @@ from .metadata import (
     profile_space,
     text_of,
     warn_dropped,
+    within_stream,
     without_appended,
 )
+from .metadata import NONE as NO_METADATA
 from .outputs import atomic_write_bytes
 
 GRAY, RGB, PALETTE = 0, 1, 2
@@ -238,6 +240,29 @@ def load_image(
             raise JcdError(f"{path}: cannot read ({e.strerror or e})") from None
     if not data:
         raise JcdError(f"{name}: empty file")
+    with pngtext.raised_bound():
+        try:
+            picture = _read(data, name, max_pixels)
+        except _MetadataTooLarge as refused:
+            data, left = pngtext.without_oversized(data)
+            if not left:
+                raise JcdError(str(refused)) from None
+            listed = left[0] if len(left) == 1 else ", ".join(left[:-1]) + " and " + left[-1] if len(left) < 4 \
+                else f"{left[0]}, {left[1]} and {len(left) - 2} more compressed chunks"  # fmt: skip
+            warnings.warn(f"{name}: {listed} {'unpacks' if len(left) == 1 else 'unpack'} to more than "
+                          f"{MAX_BYTES >> 20} MiB (a zip bomb, or more than a stream holds): not kept; coding the "
+                          "picture", JcdWarning, stacklevel=2)  # fmt: skip
+            picture = _read(data, name, max_pixels)
+    picture.meta = within_stream(picture.meta, name)
+    return picture
+
+
+class _MetadataTooLarge(JcdError):
+    """Pillow refused a PNG for the size of its metadata chunks: load_image reads it again without them."""
+
+
+def _read(data: bytes, name: str, max_pixels: int | None) -> Picture:
+    """:func:`load_image`'s work on the file's bytes."""
     if raw := camera_raw(data[:HEAD]):
         return _developed(data, name, raw, max_pixels)
     try:
@@ -329,6 +354,8 @@ def load_image(
         detail = detail.removeprefix(f"{type(e).__name__}: ")  # pypng's errors name themselves
         if re.fullmatch(r"decoder error -?\d+", detail):  # Pillow's word for a decoder's failure code
             detail = "damaged image data"
+        if pngtext.refused_for_metadata(e) and data.startswith(b"\x89PNG"):
+            raise _MetadataTooLarge(f"{name}: cannot read image ({detail})") from None
         raise JcdError(f"{name}: cannot read image ({detail})") from None
 
 

@@ -406,6 +406,19 @@ def png_text_chunks(record: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
+def within_stream(meta: Metadata, name: str) -> Metadata:
+    """``meta`` with its largest kinds left out, each with a warning, until the rest fits the MAX_BYTES a stream
+    holds. Why: a picture is not refused for its metadata (a PNG can carry 64 MiB of text, Photoshop's XMP grows
+    with every save); it is coded with what fits, and the user hears what did not."""
+    sizes = meta.sizes()
+    while sum(sizes.values()) > MAX_BYTES:
+        kind = max(sizes, key=sizes.__getitem__)
+        warnings.warn(f"{name}: its {LABELS[kind]} ({sizes.pop(kind) / (1 << 20):.1f} MiB) does not fit the "
+                      f"{MAX_BYTES >> 20} MiB of metadata a stream holds: not kept", JcdWarning, stacklevel=3)
+        meta = replace(meta, **{kind: b""})
+    return meta
+
+
 @functools.lru_cache(maxsize=1)  # `jcd encode --size` codes one picture at several qualities: deflate it once
 def pack(meta: Metadata) -> bytes:
     """The stream's metadata section: deflate of records ``tag (1 byte), varint length, bytes``."""

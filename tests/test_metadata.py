@@ -732,3 +732,111 @@ def test_cli_keeps_a_scans_resolution(tmp_path, weights_file, src, dpi):
     assert r.returncode == 0 and "WEBP cannot hold the resolution the stream carries" in r.stderr, r.stderr
     r = run_jcd("decode", str(tmp_path / "s.jcd"), "-o", str(tmp_path / "none.png"), "--metadata", "none", *w)
     assert r.returncode == 0 and "dpi" not in Image.open(tmp_path / "none.png").info
+
+
+def _with_chunks(data: bytes, chunks: list[tuple[bytes, bytes]], before: bytes = b"IDAT") -> bytes:
+    """PNG ``data`` with ``chunks`` (type, body) put in before its first ``before`` chunk."""
+    at = data.index(before) - 4
+    extra = b"".join(struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d)) for t, d in chunks)
+    return data[:at] + extra + data[at:]
+
+
+def _deflated(size: int) -> bytes:
+    c = zlib.compressobj(9)
+    return b"".join(c.compress(bytes(1 << 20)) for _ in range(size >> 20)) + c.compress(bytes(size % (1 << 20))) \
+        + c.flush()  # fmt: skip
+
+
+def _png(depth: int = 8) -> bytes:
+    if depth == 16:
+        import png
+
+        rows = np.round(textured(24, 32) * 65535).astype(np.uint16).reshape(24, -1)
+        png.Writer(32, 24, greyscale=False, bitdepth=16).write(buf := io.BytesIO(), rows.tolist())
+        return buf.getvalue()
+    Image.fromarray((textured(24, 32) * 255).astype(np.uint8)).save(buf := io.BytesIO(), "PNG")
+    return buf.getvalue()
+
+
+def test_a_png_whose_compressed_xmp_and_profile_unpack_past_1_mib_is_read_with_them():
+    """Pillow refuses a whole PNG whose compressed chunk unpacks past 1 MiB; large LUT profiles and Photoshop's
+    grown XMP do. jcd reads them up to the 16 MiB a stream holds, and puts Pillow's bound back after."""
+    from PIL import PngImagePlugin
+
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + b"<!-- history -->" * (3 << 16) + b"</x:xmpmeta>"
+    icc = bytearray(rgb_profile())
+    body = bytes(icc) + bytes(2 << 20)  # the profile's own size field says more: a reader takes its header
+    icc[:4] = struct.pack(">I", len(body))
+    icc = bytes(icc[:128]) + body[128:]
+    data = _with_chunks(_png(), [(b"iCCP", b"P3 LUT\0\0" + zlib.compress(icc, 9)),
+                                 (b"iTXt", b"XML:com.adobe.xmp\0\1\0\0\0" + zlib.compress(xmp, 9))])  # fmt: skip
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):
+        Image.open(io.BytesIO(data))  # what refused it: Pillow alone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = load_image(data, name="big.png")
+    assert p.meta.xmp == xmp and p.meta.icc == icc and p.width == 32
+    assert PngImagePlugin.MAX_TEXT_CHUNK == 1 << 20
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_png_with_a_zip_bomb_chunk_is_coded_without_it(depth):
+    """A compressed chunk that unpacks past the 16 MiB a stream holds (a zip bomb: 20 MiB of zeros in 20 KB) is
+    left out and named; the picture and the other text are read (they were refused with the whole file)."""
+    bomb = _deflated(20 << 20)
+    data = _with_chunks(_png(depth), [(b"tEXt", b"Author\0Ada"), (b"zTXt", b"Comment\0\0" + bomb),
+                                      (b"iCCP", b"icc\0\0" + bomb)])  # fmt: skip
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name="bomb.png")
+    assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
+        "bomb.png: the text chunk 'Comment' and the ICC profile unpack to more than 16 MiB (a zip bomb, or more "
+        "than a stream holds): not kept; coding the picture"]  # fmt: skip
+    assert metadata.text_pairs(p.meta.text) == [("Author", "Ada")] and p.meta.icc == b""
+    assert p.depth == depth and np.array_equal(p.rgb, load_image(_png(depth)).rgb)
+
+
+def test_many_zip_bombs_are_not_all_unpacked():
+    """Past 64 MiB unpacked in all, the further compressed chunks are left out unread: a file of bombs costs a
+    bounded time. Each is named up to three; beyond, two and a count."""
+    from jcdcodec import pngtext
+
+    bomb = b"Comment\0\0" + _deflated(17 << 20)
+    data = _with_chunks(_png(), [(b"zTXt", bomb)] * 12)
+    seen = []
+    real = zlib.decompressobj
+
+    def counting():
+        seen.append(1)
+        return real()
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(pngtext.zlib, "decompressobj", counting):
+        rest, left = pngtext.without_oversized(data)
+    assert len(left) == 12 and len(seen) == 4 and rest == _png()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        load_image(data, name="bombs.png")
+    assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
+        "bombs.png: the text chunk 'Comment', the text chunk 'Comment' and 10 more compressed chunks unpack to more "
+        "than 16 MiB (a zip bomb, or more than a stream holds): not kept; coding the picture"]  # fmt: skip
+
+
+def test_metadata_past_what_a_stream_holds_leaves_out_its_largest_kind_not_the_picture(tmp_path, weights_file):
+    """Two text chunks of 9 MiB each (PNG allows 64 MiB of text; none compressed, so none is a bomb) are more
+    than the 16 MiB a stream holds: encoding refused the picture; now the largest kind goes, with a warning, and
+    the rest is kept."""
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + b" " * (9 << 20) + b"</x:xmpmeta>"
+    data = _with_chunks(_png(), [(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp), (b"tEXt", b"Notes\0" + b"n" *
+                                                                                    (8 << 20)), (b"tEXt", b"A\0b")])
+    (tmp_path / "big.png").write_bytes(data)
+    r = run_jcd("encode", str(tmp_path / "big.png"), "-q", "1", "-o", str(tmp_path / "big.jcd"), "--weights",
+                str(weights_file))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == (f"jcd: warning: {tmp_path / 'big.png'}: its XMP (9.0 MiB) does not fit the 16 MiB "
+                                "of metadata a stream holds: not kept")  # fmt: skip
+    r = run_jcd("info", str(tmp_path / "big.jcd"), "--json")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(r.stdout)["metadata"]
+    assert "xmp" not in meta and "text" in meta, meta
