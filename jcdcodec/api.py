@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import JcdError
 from .imageio import GRAY, RGB, Picture, from_pillow, load_image, to_pillow_or_array
+from .inputs import read_file
 from .metadata import parse_keep, pillow_info
 from .streaminfo import StreamInfo, stream_info
 
@@ -161,4 +162,4 @@ def _read(path: str | os.PathLike) -> bytes:
     p = Path(path)
     if not p.is_file():
         raise JcdError(f"{p}: no such file")
-    return p.read_bytes()
+    return read_file(p)

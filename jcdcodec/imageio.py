@@ -36,6 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import heif, jxl, pngtext
 from .errors import JcdError, JcdWarning
 from .formats import HEAD, camera_raw, image_format, not_an_image, tiff_tags
+from .inputs import DEFAULT_MAX_PIXELS, read_file
 from .metadata import (
     MAX_BYTES,
     Metadata,
@@ -212,10 +213,6 @@ def _check_size(name: str, width: int, height: int, max_pixels: int | None) -> N
                        f"{max_pixels} (raise it with --max-pixels)")  # fmt: skip
 
 
-#: The largest image coded unless asked otherwise (--max-pixels): 64 Mpx, about 1.5 GB of float pixels.
-DEFAULT_MAX_PIXELS = 64_000_000
-
-
 def load_image(
     source: str | os.PathLike | bytes, name: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Picture:
@@ -234,10 +231,7 @@ def load_image(
             raise JcdError(f"{path}: no such file")
         if path.is_dir():
             raise JcdError(f"{path}: is a directory, not an image")
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise JcdError(f"{path}: cannot read ({e.strerror or e})") from None
+        data = read_file(path, max_pixels)  # a 20 GB file given by mistake is refused by its size
     if not data:
         raise JcdError(f"{name}: empty file")
     with pngtext.raised_bound():

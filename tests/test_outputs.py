@@ -432,3 +432,56 @@ def test_a_directory_is_listed_once_for_many_writes(tmp_path, monkeypatch):
     for k in range(20):
         atomic_write_bytes(tmp_path / f"f{k}.png", b"x")
     assert listed == [tmp_path] and not orphan.exists()
+
+
+def test_an_input_larger_than_any_allowed_image_is_refused_by_its_size_unread(tmp_path):
+    """A 20 GiB file given by mistake (sparse here: no disk used) was read whole until memory ran out; its size
+    now refuses it before a byte is read, for jcd encode, jcd decode and the API."""
+    import jcdcodec
+
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(20 << 30)
+    message = (f"{huge}: 20.0 GiB, larger than any image of at most 64000000 pixels (1.0 GiB at most): not an "
+               "image, or raise --max-pixels")  # fmt: skip
+    r = run_jcd("encode", str(huge), "-o", str(tmp_path / "h.jcd"))
+    assert r.returncode == 1 and r.stderr.strip() == f"jcd: error: {message}", r.stderr
+    r = run_jcd("decode", str(huge), "-o", str(tmp_path / "h.png"))
+    assert r.returncode == 1 and r.stderr.strip() == f"jcd: error: {message}", r.stderr
+    with pytest.raises(JcdError, match="20.0 GiB, larger than any image"):
+        jcdcodec.load_image(huge)
+    with pytest.raises(JcdError, match="20.0 GiB, larger than any image"):
+        jcdcodec.info(huge)
+
+
+def test_a_pipe_or_device_is_read_only_up_to_the_bound(tmp_path):
+    """A device (/dev/zero) or a pipe has no size to check: it is read up to the bound (64 MiB + 16 bytes a
+    pixel) and refused past it, where it was read until memory ran out."""
+    r = run_jcd("encode", "/dev/zero", "-o", str(tmp_path / "z.jcd"), "--max-pixels", "4")
+    assert r.returncode == 1 and r.stderr.strip() == ("jcd: error: /dev/zero: over 64.0 MiB, larger than any image "
+                                                      "of at most 4 pixels (64.0 MiB at most): not an image, or "
+                                                      "raise --max-pixels"), r.stderr  # fmt: skip
+    assert not (tmp_path / "z.jcd").exists()
+    e = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "jcdcodec", "encode", "-", "-o", str(tmp_path / "s.jcd"),
+                        "--max-pixels", "4"], input=bytes((64 << 20) + 65), capture_output=True, env=e)  # fmt: skip
+    assert r.returncode == 1 and b"jcd: error: -: over 64.0 MiB" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("size", [999, 1000, 1001])
+def test_the_bound_holds_to_the_byte_for_files_and_streams(tmp_path, monkeypatch, size):
+    import io
+
+    from jcdcodec import inputs
+
+    monkeypatch.setattr(inputs, "SLACK", 1000 - 16 * 2)  # two pixels and this: 1,000 bytes at most
+    data = bytes(range(256)) * 4
+    (tmp_path / "f").write_bytes(data[:size])
+    for read in (lambda: inputs.read_file(tmp_path / "f", 2), lambda: inputs.read_stream(io.BytesIO(data[:size]),
+                                                                                          "s", 2)):  # fmt: skip
+        if size <= 1000:
+            assert read() == data[:size]
+        else:
+            with pytest.raises(JcdError, match="larger than any image of at most 2 pixels"):
+                read()
+    assert inputs.read_stream(io.BytesIO(data[:size]), "s", None) == data[:size]  # max_pixels=None (the API): no bound

@@ -103,7 +103,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     def work(t: Target) -> None:
         src, dst = t.src, t.dst
         t0 = time.perf_counter()
-        picture = load_image(_read_input(src), name=str(src), max_pixels=max_pixels)
+        picture = load_image(_read_input(src, max_pixels), name=str(src), max_pixels=max_pixels)
         picture.meta = picture.meta.kept(kinds)
         if target is None:
             enc = codec.encode(picture, quality)
@@ -180,7 +180,7 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_
             check_output(dst, asked)  # before the work, not after it
         elif asked == 16 and out_format not in ("png", "tiff"):
             raise JcdError("16-bit output needs --format png or tiff")
-        p = codec.decode(_read_input(src)).picture
+        p = codec.decode(_read_input(src, max_pixels)).picture
         p.meta = p.meta.kept(kinds)
         if dst == STDIO:
             data, bits = encode_picture(p, WRITE_FORMATS[f".{out_format}"], asked, name="stdout",

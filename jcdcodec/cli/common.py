@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from ..errors import JcdError
+from ..inputs import DEFAULT_MAX_PIXELS, read_file, read_stream
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -65,20 +66,17 @@ def say(message: str) -> None:
 STDIO = Path("-")
 
 
-def _read_input(path: Path) -> bytes:
-    """A file's bytes, or stdin's for ``-``."""
+def _read_input(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
+    """A file's bytes, or stdin's for ``-``, up to what an image of ``max_pixels`` can take (inputs.py)."""
     if path == STDIO:
         if sys.stdin.isatty():
             raise JcdError("reading from stdin, but stdin is a terminal: pipe a file in")
-        return sys.stdin.buffer.read()
+        return read_stream(sys.stdin.buffer, str(path), max_pixels)
     if not path.exists():
         raise JcdError(f"{path}: no such file")
     if path.is_dir():
         raise JcdError(f"{path}: is a directory")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise JcdError(f"{path}: cannot read ({e.strerror})") from None
+    return read_file(path, max_pixels)
 
 
 def _write_output(path: Path, data: bytes, clobber: bool = True) -> None:
@@ -144,7 +142,9 @@ weights_option = click.option(
     "which, and none ships with a rule now), and decoding uses whichever shipped model made the stream.",
 )
 quiet_option = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-max_pixels_option = click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+max_pixels_option = click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True,
+                                 help="Refuse larger images, and input files larger than such an image can be "
+                                 "(16 bytes a pixel and 64 MiB).")
 
 
 def _bytes(ctx: click.Context, param: click.Parameter, value: str) -> int:
