@@ -840,3 +840,27 @@ def test_metadata_past_what_a_stream_holds_leaves_out_its_largest_kind_not_the_p
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout)["metadata"]
     assert "xmp" not in meta and "text" in meta, meta
+
+
+def test_encode_says_when_metadata_is_most_of_the_stream(tmp_path, weights_file):
+    """Photoshop's XMP keeps the ids of every document pasted in (photoshop:DocumentAncestors): megabytes on a
+    small picture. The stream keeps it (--metadata all), and jcd says that it is most of the file and how to
+    leave it out; with --metadata icc the stream is the picture's size again."""
+    rng = np.random.default_rng(3)
+    ids = b"".join(b"<rdf:li>xmp.did:%s</rdf:li>" % rng.bytes(16).hex().encode() for _ in range(5000))
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description rdf:about="" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/">'
+           b"<photoshop:DocumentAncestors><rdf:Bag>" + ids + b"</rdf:Bag></photoshop:DocumentAncestors>"
+           b"</rdf:Description></rdf:RDF></x:xmpmeta>")  # fmt: skip
+    src = tmp_path / "export.png"
+    src.write_bytes(_with_chunks(_png(), [(b"iTXt", b"XML:com.adobe.xmp\0\1\0\0\0" + zlib.compress(xmp))]))
+    r = run_jcd("encode", str(src), "-q", "1", "-o", str(tmp_path / "a.jcd"), "--weights", str(weights_file))
+    size = (tmp_path / "a.jcd").stat().st_size
+    held = len(metadata.pack(load_image(src).meta))
+    assert r.returncode == 0 and held > 64 << 10 and 2 * held > size, r.stderr
+    assert r.stderr.strip() == (f"jcd: warning: {src}: metadata takes {held} of the stream's {size} bytes, most of "
+                                f"it the XMP ({len(xmp)} bytes unpacked); --metadata icc keeps the colour and "
+                                "leaves the rest out")  # fmt: skip
+    r = run_jcd("encode", str(src), "-q", "1", "-o", str(tmp_path / "b.jcd"), "--weights", str(weights_file),
+                "--metadata", "icc")  # fmt: skip
+    assert r.returncode == 0 and r.stderr == "" and (tmp_path / "b.jcd").stat().st_size < 2000, r.stderr

@@ -112,6 +112,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
             limit = int(value) if kind == "size" else int(value * picture.width * picture.height / 8)
             enc = codec.encode_to_size(picture, limit)
         _write_output(dst, enc.data, t.clobber)
+        _warn_if_metadata_dominates(src, picture.meta, len(enc.data))
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
         chosen = ""
         if auto:  # which model coded it, and why when something was measured to choose it
@@ -121,6 +122,27 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
             f"q{enc.header.quality:g}{chosen}, {time.perf_counter() - t0:.2f} s")  # fmt: skip
 
     _each(todo, "encoding", work, preserve)
+
+
+#: Metadata above this many bytes (deflated, as the stream holds it) and above half the stream is pointed out.
+METADATA_NOTED = 64 << 10
+
+
+def _warn_if_metadata_dominates(src: Path, meta, size: int) -> None:
+    """Say when the kept metadata is most of a stream (Photoshop's XMP grows with every save, megabytes of
+    document history): the user chose a codec for small files, and ``--metadata`` is the lever."""
+    import warnings
+
+    from ..errors import JcdWarning
+    from ..metadata import LABELS, pack
+
+    held = len(pack(meta)) if meta else 0
+    if held > METADATA_NOTED and 2 * held > size:
+        sizes = meta.sizes()
+        big = max(sizes, key=sizes.__getitem__)
+        warnings.warn(f"{src}: metadata takes {held} of the stream's {size} bytes, most of it the {LABELS[big]} "
+                      f"({sizes[big]} bytes unpacked); --metadata icc keeps the colour and leaves the rest out",
+                      JcdWarning, stacklevel=2)  # fmt: skip
 
 
 @cli.command()
