@@ -17,7 +17,7 @@ import numpy as np
 from .errors import JcdError
 from .imageio import GRAY, RGB, Picture, from_pillow, load_image, to_pillow_or_array
 from .inputs import read_file
-from .metadata import parse_keep, pillow_info
+from .metadata import parse_keep, pillow_info, within_stream
 from .streaminfo import StreamInfo, stream_info
 
 if TYPE_CHECKING:
@@ -115,9 +115,10 @@ def encode(
     or "auto" (onnx on the CPU when the weights have its files); see :func:`jcdcodec.encoder.open_encoder`.
     """
     picture = to_picture(image)
-    keep = parse_keep(metadata)
-    if picture.meta.kept(keep) != picture.meta:
-        picture = dataclasses.replace(picture, meta=picture.meta.kept(keep))
+    name = str(image) if isinstance(image, (str, os.PathLike)) else "image"
+    meta = within_stream(picture.meta.kept(parse_keep(metadata)), name)  # what is kept, if it fits a stream
+    if meta != picture.meta:
+        picture = dataclasses.replace(picture, meta=meta)
     if weights is None or (str(weights) == "auto" and not Path(weights).is_file()):
         from .choose import AutoCodec
 

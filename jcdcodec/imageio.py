@@ -49,7 +49,6 @@ from .metadata import (
     profile_space,
     text_of,
     warn_dropped,
-    within_stream,
     without_appended,
 )
 from .metadata import NONE as NO_METADATA
@@ -247,7 +246,6 @@ def load_image(
                           f"{MAX_BYTES >> 20} MiB (a zip bomb, or more than a stream holds): not kept; coding the "
                           "picture", JcdWarning, stacklevel=2)  # fmt: skip
             picture = _read(data, name, max_pixels)
-    picture.meta = within_stream(picture.meta, name)
     return picture
 
 

@@ -840,6 +840,14 @@ def test_metadata_past_what_a_stream_holds_leaves_out_its_largest_kind_not_the_p
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout)["metadata"]
     assert "xmp" not in meta and "text" in meta, meta
+    r = run_jcd("encode", str(tmp_path / "big.png"), "-q", "1", "-o", str(tmp_path / "none.jcd"), "--weights",
+                str(weights_file), "--metadata", "none")  # fmt: skip
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # nothing of it asked for: nothing to leave out
+    import jcdcodec
+
+    with pytest.warns(JcdWarning, match=r"big.png: its XMP \(9.0 MiB\) does not fit"):
+        data = jcdcodec.encode(tmp_path / "big.png", 1, weights=weights_file, device="cpu")
+    assert "xmp" not in jcdcodec.info(data).to_dict()["metadata"]
 
 
 def test_encode_says_when_metadata_is_most_of_the_stream(tmp_path, weights_file):

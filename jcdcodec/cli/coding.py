@@ -90,7 +90,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
     """
     from ..choose import AUTO
     from ..imageio import load_image
-    from ..metadata import parse_keep
+    from ..metadata import parse_keep, within_stream
 
     target = _rate_target(ctx, size, bpp)
     kinds = parse_keep(keep)
@@ -104,7 +104,7 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
         src, dst = t.src, t.dst
         t0 = time.perf_counter()
         picture = load_image(_read_input(src, max_pixels), name=str(src), max_pixels=max_pixels)
-        picture.meta = picture.meta.kept(kinds)
+        picture.meta = within_stream(picture.meta.kept(kinds), str(src))  # what the user keeps, if it fits
         if target is None:
             enc = codec.encode(picture, quality)
         else:
