@@ -336,3 +336,11 @@ def test_the_workbench_commands_load_when_named_and_are_all_listed():
     r = run_jcd("--help")
     assert r.returncode == 0 and all(name in r.stdout for name in WORKBENCH)
     assert run_jcd("eval", "--help").returncode == 0
+
+
+def test_jcd_alone_prints_its_help_not_an_error():
+    """`jcd` with nothing after it gave its help prefixed `jcd: error:`, on stderr, exit 2 (click 8.2 made a
+    command group's bare call an error); it is the help, as `jcd --help` gives it."""
+    bare, asked = run_jcd(), run_jcd("--help")
+    assert bare.returncode == 0 and bare.stderr == "" and bare.stdout == asked.stdout
+    assert "Commands:" in bare.stdout and "encode" in bare.stdout

@@ -85,6 +85,8 @@ def main() -> None:
     except click.exceptions.Abort:  # click's form of Ctrl-C
         err.print("jcd: interrupted")
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:  # `jcd` alone: its help, as `jcd --help` gives it, not an
+        click.echo(e.format_message())  # error (click 8.2 made it one)
     except click.UsageError as e:  # bad arguments: one line, one style, exit 2 for all of them
         where = f" (jcd {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.info_name != "jcd" else ""
         err.print(f"jcd: error: {e.format_message()}{where}", soft_wrap=True, markup=False)
