@@ -241,10 +241,10 @@ def load_image(
             if not left:
                 raise JcdError(str(refused)) from None
             listed = left[0] if len(left) == 1 else ", ".join(left[:-1]) + " and " + left[-1] if len(left) < 4 \
-                else f"{left[0]}, {left[1]} and {len(left) - 2} more compressed chunks"  # fmt: skip
-            warnings.warn(f"{name}: {listed} {'unpacks' if len(left) == 1 else 'unpack'} to more than "
-                          f"{MAX_BYTES >> 20} MiB (a zip bomb, or more than a stream holds): not kept; coding the "
-                          "picture", JcdWarning, stacklevel=2)  # fmt: skip
+                else f"{left[0]}, {left[1]} and {len(left) - 2} more chunks"  # fmt: skip
+            warnings.warn(f"{name}: {listed} {'is' if len(left) == 1 else 'are'} more than the {MAX_BYTES >> 20} "
+                          "MiB of metadata a stream holds (a zip bomb, or text past that in all): not kept; coding "
+                          "the picture", JcdWarning, stacklevel=2)  # fmt: skip
             picture = _read(data, name, max_pixels)
     return picture
 

@@ -790,8 +790,8 @@ def test_a_png_with_a_zip_bomb_chunk_is_coded_without_it(depth):
         warnings.simplefilter("always")
         p = load_image(data, name="bomb.png")
     assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
-        "bomb.png: the text chunk 'Comment' and the ICC profile unpack to more than 16 MiB (a zip bomb, or more "
-        "than a stream holds): not kept; coding the picture"]  # fmt: skip
+        "bomb.png: the text chunk 'Comment' and the ICC profile are more than the 16 MiB of metadata a stream holds "
+        "(a zip bomb, or text past that in all): not kept; coding the picture"]  # fmt: skip
     assert metadata.text_pairs(p.meta.text) == [("Author", "Ada")] and p.meta.icc == b""
     assert p.depth == depth and np.array_equal(p.rgb, load_image(_png(depth)).rgb)
 
@@ -819,8 +819,30 @@ def test_many_zip_bombs_are_not_all_unpacked():
         warnings.simplefilter("always")
         load_image(data, name="bombs.png")
     assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
-        "bombs.png: the text chunk 'Comment', the text chunk 'Comment' and 10 more compressed chunks unpack to more "
-        "than 16 MiB (a zip bomb, or more than a stream holds): not kept; coding the picture"]  # fmt: skip
+        "bombs.png: the text chunk 'Comment', the text chunk 'Comment' and 10 more chunks are more than the 16 MiB "
+        "of metadata a stream holds (a zip bomb, or text past that in all): not kept; coding the picture"]  # fmt: skip
+
+
+def test_a_png_past_pillows_64_mib_of_text_is_coded_with_the_text_a_stream_holds():
+    """Five compressed text chunks of 15 MiB each (none a bomb alone) pass the 64 MiB of text Pillow reads in all,
+    and it refuses the file: the first is kept, the text past 16 MiB left out and named, the picture coded."""
+    chunks = [(b"zTXt", b"Part%d\0\0" % i + _deflated(15 << 20)) for i in range(5)]
+    data = _with_chunks(_png(), chunks)
+    with pytest.raises(ValueError, match="Too much memory used in text chunks"), pngtext_bound():
+        Image.open(io.BytesIO(data)).load()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name="parts.png")
+    assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
+        "parts.png: the text chunk 'Part1', the text chunk 'Part2' and 2 more chunks are more than the 16 MiB of "
+        "metadata a stream holds (a zip bomb, or text past that in all): not kept; coding the picture"]  # fmt: skip
+    assert [k for k, _ in metadata.text_pairs(p.meta.text)] == ["Part0"]
+
+
+def pngtext_bound():
+    from jcdcodec import pngtext
+
+    return pngtext.raised_bound()
 
 
 def test_metadata_past_what_a_stream_holds_leaves_out_its_largest_kind_not_the_picture(tmp_path, weights_file):
