@@ -26,7 +26,9 @@ _before = 0
 
 @contextlib.contextmanager
 def raised_bound() -> Iterator[None]:
-    """Pillow's per-chunk bound raised to the stream's MAX_BYTES while jcd reads (restored after the last read)."""
+    """Pillow's per-chunk bound raised to the stream's MAX_BYTES while jcd reads (restored after the last read).
+    The bound is Pillow's module setting: another thread's PNG read in the same process meanwhile gets the raised
+    bound too, still a bound."""
     global _readers, _before
     from PIL import PngImagePlugin
 
