@@ -16,7 +16,7 @@ from conftest import rgb_profile, run_jcd, textured
 from PIL import Image, ImageCms, features
 from PIL.PngImagePlugin import PngInfo
 
-from jcdcodec import bitstream, metadata
+from jcdcodec import bitstream, metadata, pngtext
 from jcdcodec.bitstream import Header, JcdStream
 from jcdcodec.errors import BitstreamError, JcdError, JcdWarning
 from jcdcodec.imageio import load_image
@@ -747,6 +747,14 @@ def _deflated(size: int) -> bytes:
         + c.flush()  # fmt: skip
 
 
+def _loaded(data: bytes, name: str):
+    """load_image's picture and the JcdWarnings it gave."""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        p = load_image(data, name=name)
+    return p, [str(x.message) for x in w if issubclass(x.category, JcdWarning)]
+
+
 def _png(depth: int = 8) -> bytes:
     if depth == 16:
         import png
@@ -786,10 +794,8 @@ def test_a_png_with_a_zip_bomb_chunk_is_coded_without_it(depth):
     bomb = _deflated(20 << 20)
     data = _with_chunks(_png(depth), [(b"tEXt", b"Author\0Ada"), (b"zTXt", b"Comment\0\0" + bomb),
                                       (b"iCCP", b"icc\0\0" + bomb)])  # fmt: skip
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        p = load_image(data, name="bomb.png")
-    assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
+    p, said = _loaded(data, "bomb.png")
+    assert said == [
         "bomb.png: the text chunk 'Comment' and the ICC profile are more than the 16 MiB of metadata a stream holds "
         "(a zip bomb, or text past that in all): not kept; coding the picture"]  # fmt: skip
     assert metadata.text_pairs(p.meta.text) == [("Author", "Ada")] and p.meta.icc == b""
@@ -799,8 +805,6 @@ def test_a_png_with_a_zip_bomb_chunk_is_coded_without_it(depth):
 def test_many_zip_bombs_are_not_all_unpacked():
     """Past 64 MiB unpacked in all, the further compressed chunks are left out unread: a file of bombs costs a
     bounded time. Each is named up to three; beyond, two and a count."""
-    from jcdcodec import pngtext
-
     bomb = b"Comment\0\0" + _deflated(17 << 20)
     data = _with_chunks(_png(), [(b"zTXt", bomb)] * 12)
     seen = []
@@ -815,10 +819,8 @@ def test_many_zip_bombs_are_not_all_unpacked():
     with unittest.mock.patch.object(pngtext.zlib, "decompressobj", counting):
         rest, left = pngtext.without_oversized(data)
     assert len(left) == 12 and len(seen) == 4 and rest == _png()
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        load_image(data, name="bombs.png")
-    assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
+    _, said = _loaded(data, "bombs.png")
+    assert said == [
         "bombs.png: the text chunk 'Comment', the text chunk 'Comment' and 10 more chunks are more than the 16 MiB "
         "of metadata a stream holds (a zip bomb, or text past that in all): not kept; coding the picture"]  # fmt: skip
 
@@ -828,21 +830,13 @@ def test_a_png_past_pillows_64_mib_of_text_is_coded_with_the_text_a_stream_holds
     and it refuses the file: the first is kept, the text past 16 MiB left out and named, the picture coded."""
     chunks = [(b"zTXt", b"Part%d\0\0" % i + _deflated(15 << 20)) for i in range(5)]
     data = _with_chunks(_png(), chunks)
-    with pytest.raises(ValueError, match="Too much memory used in text chunks"), pngtext_bound():
+    with pytest.raises(ValueError, match="Too much memory used in text chunks"), pngtext.raised_bound():
         Image.open(io.BytesIO(data)).load()
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        p = load_image(data, name="parts.png")
-    assert [str(x.message) for x in w if issubclass(x.category, JcdWarning)] == [
+    p, said = _loaded(data, "parts.png")
+    assert said == [
         "parts.png: the text chunk 'Part1', the text chunk 'Part2' and 2 more chunks are more than the 16 MiB of "
         "metadata a stream holds (a zip bomb, or text past that in all): not kept; coding the picture"]  # fmt: skip
     assert [k for k, _ in metadata.text_pairs(p.meta.text)] == ["Part0"]
-
-
-def pngtext_bound():
-    from jcdcodec import pngtext
-
-    return pngtext.raised_bound()
 
 
 def test_metadata_past_what_a_stream_holds_leaves_out_its_largest_kind_not_the_picture(tmp_path, weights_file):
