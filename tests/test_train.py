@@ -419,6 +419,9 @@ def test_the_exported_history_reports_the_learning_rates_the_run_used(tmp_path):
     assert lr_schedule(log, 100) == "lr 0.0001 to step 260, lr 0.0003 to step 400, lr 3e-05 to step 450 " \
         "(after a 100-step warm-up)"
     assert lr_schedule(tmp_path / "missing.jsonl", 100) is None
+    # An export from the step-300 checkpoint of a run that logged on past it: its history ends there.
+    assert lr_schedule(log, 100, up_to=300) == "lr 0.0001 to step 260, lr 0.0003 to step 300 (after a 100-step " \
+        "warm-up)"
 
 
 def test_the_exported_history_says_how_far_the_contrastive_branch_trained(image_dir, tmp_path):
@@ -428,6 +431,7 @@ def test_the_exported_history_says_how_far_the_contrastive_branch_trained(image_
     ckpt = started(mc, tc, 1).save_checkpoint()
     state = torch.load(ckpt, weights_only=False)  # the test's own file: pretend the run began from weights
     state["train_config"].update(init="init.safetensors", init_steps=100)
+    state["step"] = 200  # and that it stopped where the log below ends
     torch.save(state, ckpt)
     rows = [{"step": s, "lr": 1e-4, "contrastive": 0.5} for s in (50, 100, 150)]
     rows += [{"step": 150, "lr": 1e-4}, {"step": 200, "lr": 1e-4}]  # resumed at 100 with --no-contrastive

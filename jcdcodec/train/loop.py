@@ -623,30 +623,31 @@ def _learned(state: dict, into: nn.Module) -> dict:
     return {k: v for k, v in state.items() if k in names}
 
 
-def _training_rows(log_path: Path) -> dict[int, dict]:
-    """The logged training steps of a run by step (a resumed run re-logs steps: the later line wins)."""
+def _training_rows(log_path: Path, up_to: int | None = None) -> dict[int, dict]:
+    """The logged training steps of a run by step (a resumed run re-logs steps: the later line wins), those after
+    ``up_to`` left out: a run goes on logging past the checkpoint an export is made from."""
     rows: dict[int, dict] = {}
     for line in log_path.read_text().splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a killed run
-        if isinstance(row, dict) and "step" in row and "val" not in row:
+        if isinstance(row, dict) and "step" in row and "val" not in row and (up_to is None or row["step"] <= up_to):
             rows[int(row["step"])] = row
     return rows
 
 
-def contrastive_until(log_path: Path) -> int | None:
+def contrastive_until(log_path: Path, up_to: int | None = None) -> int | None:
     """The last logged step that trained the contrastive branch (None if none did or there is no log).
 
     Why: a run may switch the branch off on resume (``--no-contrastive``); its config then says off, and
     only the log tells how far the shipped weights were trained with it."""
     if not log_path.is_file():
         return None
-    return max((step for step, row in _training_rows(log_path).items() if "contrastive" in row), default=None)
+    return max((step for step, row in _training_rows(log_path, up_to).items() if "contrastive" in row), default=None)
 
 
-def lr_schedule(log_path: Path, warmup: int) -> str | None:
+def lr_schedule(log_path: Path, warmup: int, up_to: int | None = None) -> str | None:
     """The learning rates a run actually used, read back from its log.jsonl (None without a log).
 
     Why: a run's config holds one ``lr``, but resumes may change it (``--lr``) and the scheduler
@@ -656,7 +657,7 @@ def lr_schedule(log_path: Path, warmup: int) -> str | None:
     """
     if not log_path.is_file():
         return None
-    lrs = {step: float(row["lr"]) for step, row in _training_rows(log_path).items() if "lr" in row}
+    lrs = {step: float(row["lr"]) for step, row in _training_rows(log_path, up_to).items() if "lr" in row}
     starts: list[tuple[float, int]] = []  # (lr, first logged step with it)
     for step in sorted(s for s in lrs if s > warmup):
         lr = float(f"{lrs[step]:.3g}")
@@ -702,13 +703,14 @@ def export_checkpoint(
         "train_config": tc,
     }
     if tc.get("init"):
-        schedule = lr_schedule(ckpt_path.parent / "log.jsonl", int(tc.get("warmup", 0))) or f"lr {tc.get('lr')}"
+        log, step = ckpt_path.parent / "log.jsonl", int(ckpt["step"])  # the log up to the checkpoint's step
+        schedule = lr_schedule(log, int(tc.get("warmup", 0)), step) or f"lr {tc.get('lr')}"
         record["history"] = (tc.get("init_history") or f"{tc.get('init_steps', 0)} steps before") + (
-            f"; then {int(ckpt['step'])} steps from those weights at {schedule}"
+            f"; then {step} steps from those weights at {schedule}"
             + (f" on {tc['gamma']}-gamma noise" if tc.get("gamma", "reference") != "reference" else "")
             + {"camera": ", camera-like noise", "mix": ", half the batches camera-like noise"}.get(tc.get("noise"), "")
             + (f", {tc['upscale']:.0%} of the crops enlarged" if tc.get("upscale") else ""))
-        until = None if tc.get("contrastive", True) else contrastive_until(ckpt_path.parent / "log.jsonl")
+        until = None if tc.get("contrastive", True) else contrastive_until(log, step)
         if until is not None:
             record["history"] += f", with the contrastive branch to step {until} and without it after"
     digest = save_weights(model, out, _file_metadata(record), synthesis=synthesis)
