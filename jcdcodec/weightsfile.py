@@ -92,12 +92,7 @@ class WeightsRef:
         record = (self.entry or {}).get(kind)
         if record:
             file = self.path.parent / record["file"]
-            if not file.is_file():
-                raise WeightsError(f"weights {self.name!r}: {file} is missing")
-            digest = sha256_file(file)
-            if digest != record["sha256"]:
-                raise WeightsError(f"{file}: checksum mismatch (expected {record['sha256'][:12]}, got {digest[:12]}): "
-                                  "damaged or changed since it was installed")  # fmt: skip
+            _checked(self.name, file, record["sha256"])
             return file
         return beside if beside.is_file() else None
 
@@ -146,13 +141,18 @@ def resolve(path: str | os.PathLike | None = None) -> WeightsRef:
 def _shipped_file(name: str, entry: dict) -> tuple[Path, str]:
     """The file of a manifest entry and its sha256, refusing a missing or altered file."""
     file = models_dir() / entry["file"]
+    return file, _checked(name, file, entry["sha256"])
+
+
+def _checked(name: str, file: Path, expected: str) -> str:
+    """The sha256 of a file the manifest lists for model ``name``, refusing it when missing or altered."""
     if not file.is_file():
         raise WeightsError(f"weights {name!r}: {file} is missing")
     digest = sha256_file(file)
-    if digest != entry["sha256"]:
-        raise WeightsError(f"{file}: checksum mismatch (expected {entry['sha256'][:12]}, got {digest[:12]}): "
-                           "damaged or changed since it was installed")  # fmt: skip
-    return file, digest
+    if digest != expected:
+        raise WeightsError(f"{file}: checksum mismatch (expected {expected[:12]}, got {digest[:12]}): damaged or "
+                           "changed since it was installed")  # fmt: skip
+    return digest
 
 
 def read_metadata(file: Path) -> dict[str, str]:
