@@ -56,7 +56,7 @@ def decoder_for(weights: str | os.PathLike | None = None, device: str = "auto", 
     return _DECODERS[key]
 
 
-def to_picture(image: str | os.PathLike | bytes | Image.Image | np.ndarray | Picture) -> Picture:
+def to_picture(image: str | os.PathLike | bytes | memoryview | Image.Image | np.ndarray | Picture) -> Picture:
     """Anything image-like as a :class:`Picture`.
 
     A path or encoded bytes is read like ``jcd encode`` reads files; a Pillow image keeps its mode's
@@ -67,8 +67,8 @@ def to_picture(image: str | os.PathLike | bytes | Image.Image | np.ndarray | Pic
 
     if isinstance(image, Picture):
         return image
-    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
-        return load_image(image)
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return load_image(bytes(image) if isinstance(image, memoryview) else image)
     if isinstance(image, Image.Image):
         return from_pillow(image)
     if isinstance(image, np.ndarray):
@@ -91,13 +91,13 @@ def _from_array(a: np.ndarray) -> Picture:
         return Picture(rgb.astype(np.float32) / 65535.0, kind, 16, alpha)
     if np.issubdtype(a.dtype, np.floating):
         if alpha is not None:
-            alpha = np.round(np.clip(alpha, 0, 1) * 255).astype(np.uint8)
+            alpha = np.round(np.clip(np.nan_to_num(alpha), 0, 1) * 255).astype(np.uint8)  # NaN: transparent
         return Picture(np.clip(np.nan_to_num(rgb.astype(np.float32)), 0, 1), kind, 8, alpha)
     raise JcdError(f"unsupported array type {a.dtype} (use uint8, uint16 or float)")
 
 
 def encode(
-    image: str | os.PathLike | bytes | Image.Image | np.ndarray | Picture,
+    image: str | os.PathLike | bytes | memoryview | Image.Image | np.ndarray | Picture,
     quality: float = 4,
     *,
     device: str = "auto",
@@ -129,7 +129,7 @@ def encode(
 
 
 def decode(
-    data: bytes | str | os.PathLike,
+    data: bytes | memoryview | str | os.PathLike,
     *,
     device: str = "auto",
     weights: str | os.PathLike | None = None,
@@ -144,7 +144,7 @@ def decode(
     e.g. "icc", as ``jcd decode --metadata``).
     """
     keep = parse_keep(metadata)  # before the work, not after it
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         data = _read(data)
     p = decoder_for(weights, device, engine).decode(bytes(data)).picture
     im = to_pillow_or_array(p.rgb, p.kind, 8, p.alpha)
@@ -152,9 +152,9 @@ def decode(
     return im  # type: ignore[return-value]
 
 
-def info(data: bytes | str | os.PathLike) -> StreamInfo:
+def info(data: bytes | memoryview | str | os.PathLike) -> StreamInfo:
     """What a .jcd stream holds, from its header alone (no weights, no torch)."""
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         data = _read(data)
     return stream_info(bytes(data))
 

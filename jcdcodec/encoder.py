@@ -95,6 +95,8 @@ class StreamEncoder:
     def _check_size(self, picture: Picture) -> tuple[int, int]:
         """The padded size of ``picture``, or a JcdError when it is above the pixel limit."""
         h, w = picture.height, picture.width
+        if h < 1 or w < 1:  # an empty array or Picture from the API (a file's empty size is refused as it is read)
+            raise JcdError(f"image is {w}x{h}: an empty image, nothing to code")
         if h * w > self.max_pixels:  # type: ignore[attr-defined]
             raise JcdError(f"image is {w}x{h} = {h * w} pixels, above the limit of {self.max_pixels}")  # type: ignore[attr-defined]
         return padded_size(h, w)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -41,6 +42,26 @@ def test_encode_takes_paths_bytes_pillow_images_and_arrays(tmp_path, w):
         jcdcodec.encode(np.zeros((4, 4, 2), np.uint8), **w)
     with pytest.raises(JcdError, match="cannot code a list"):
         jcdcodec.encode([1, 2, 3], **w)
+    assert jcdcodec.encode(memoryview((tmp_path / "a.png").read_bytes()), 3, **w) == from_path
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (5, 0), (0, 0, 4)])
+@pytest.mark.parametrize("chosen", [True, False])
+def test_an_empty_array_is_one_error(w, shape, chosen):
+    """An empty array is refused by name, by the model the user named and by the default's choice alike: it
+    reached the network and raised the runtime's own error (OpenVINO's "Convolution node ... Check 'dim_s...")."""
+    with pytest.raises(JcdError, match=r"an empty image, nothing to code"):
+        jcdcodec.encode(np.zeros(shape, np.uint8), 2, **(w if chosen else {"device": "cpu"}))
+
+
+def test_float_alpha_that_is_not_a_number_is_transparent(w):
+    rgba = np.dstack([u8(16, 24) / 255.0, np.full((16, 24), np.nan)])
+    rgba[:8, :, 3] = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # NaN cast to uint8 warned, and gave whatever the CPU gives
+        im = jcdcodec.decode(jcdcodec.encode(rgba, 2, **w), **w)
+    a = np.asarray(im)[:, :, 3]
+    assert (a[:8] == 128).all() and (a[8:] == 0).all()
 
 
 def test_decode_gives_a_pillow_image_in_the_input_mode(tmp_path, w):
@@ -52,6 +73,8 @@ def test_decode_gives_a_pillow_image_in_the_input_mode(tmp_path, w):
     assert grey.mode == "L"
     (tmp_path / "x.jcd").write_bytes(jcdcodec.encode(u8(30, 20), 2, **w))
     assert jcdcodec.decode(tmp_path / "x.jcd", **w).size == (20, 30)
+    view = memoryview((tmp_path / "x.jcd").read_bytes())  # a buffer, as a file mapped with mmap gives
+    assert jcdcodec.decode(view, **w).size == (20, 30) and jcdcodec.info(view).width == 20
 
 
 def test_info_is_a_dataclass_read_from_the_header(w):

@@ -344,6 +344,33 @@ def test_a_full_disk_behind_stdout_is_an_error(photo, tmp_path, weights_file, cm
     assert r.stderr.strip().splitlines()[-1].endswith("bytes") and "No space left" in r.stderr
 
 
+@pytest.mark.parametrize("cmd", ["encode", "decode"])
+def test_a_terminal_is_neither_written_nor_read_as_data(photo, tmp_path, cmd):
+    """A stream or an image is never spilled onto a terminal, and a terminal is never waited on as stdin. The
+    stdout refusal comes before anything is loaded: the weights named here do not exist, and their error would
+    come first otherwise (it came after the whole coding until 2026-12-08)."""
+    pty = pytest.importorskip("pty")
+    src = photo if cmd == "encode" else tmp_path / "s.jcd"
+    if cmd == "decode":
+        src.write_bytes(b"JCD")
+    leader, follower = pty.openpty()
+    try:
+        def run(*args: str) -> subprocess.CompletedProcess:
+            io = {"stdout": follower} if "-o" in args and args[-1] == "-" else {"stdin": follower}
+            return subprocess.run([sys.executable, "-m", "jcdcodec", cmd, *args], **io, stderr=subprocess.PIPE,
+                                  text=True, env=dict(os.environ, PYTHONWARNINGS="ignore", TERM="dumb"),
+                                  timeout=120)  # fmt: skip
+        missing = str(tmp_path / "no-such-weights.safetensors")
+        r = run(str(src), "--weights", missing, "-o", "-")
+        assert r.returncode == 1 and "refusing to write binary data to a terminal" in r.stderr, r.stderr
+        r = run("-", "--weights", missing, "-o", str(tmp_path / "out.x"))
+        assert r.returncode == 1 and "stdin is a terminal" in r.stderr, r.stderr
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert not (tmp_path / "out.x").exists()
+
+
 def test_short_writes_to_stdout_are_finished_or_reported(monkeypatch, capfd):
     chunks = []
 

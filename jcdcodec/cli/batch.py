@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import JcdError, JcdWarning, ModelUnavailable
-from .common import STDIO, _Ctx, err, status, tile_progress
+from .common import STDIO, _Ctx, err, refuse_terminals, status, tile_progress
 
 
 def _expand(inputs: tuple[Path, ...], decoding: bool, recursive: bool = False,
@@ -333,6 +333,7 @@ def _batch(inputs: tuple[Path, ...], output: str | None, suffix: str, quiet: boo
             ctx.call_on_close(lambda: _remove_if_empty(made))
     todo = targets(inputs, output, suffix, no_clobber, any_name, recursive, skip_existing)
     _Ctx.data_on_stdout = any(t.dst == STDIO for t in todo)
+    refuse_terminals(any(t.src == STDIO for t in todo), _Ctx.data_on_stdout)  # before the weights load
     if skip_existing and not (todo := skip_done(todo)):
         return todo, None  # nothing left to do: no weights to load
     if auto:

@@ -69,8 +69,7 @@ STDIO = Path("-")
 def _read_input(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
     """A file's bytes, or stdin's for ``-``, up to what an image of ``max_pixels`` can take (inputs.py)."""
     if path == STDIO:
-        if sys.stdin.isatty():
-            raise JcdError("reading from stdin, but stdin is a terminal: pipe a file in")
+        refuse_terminals(reads_stdin=True)
         return read_stream(sys.stdin.buffer, str(path), max_pixels)
     if not path.exists():
         raise JcdError(f"{path}: no such file")
@@ -86,9 +85,17 @@ def _write_output(path: Path, data: bytes, clobber: bool = True) -> None:
     if path != STDIO:
         atomic_write_bytes(path, data, clobber)
         return
-    if sys.stdout.isatty():
-        raise JcdError("refusing to write binary data to a terminal: redirect stdout or give -o FILE")
+    refuse_terminals(writes_stdout=True)
     write_stdout(data)
+
+
+def refuse_terminals(reads_stdin: bool = False, writes_stdout: bool = False) -> None:
+    """A terminal is never waited on as an input file nor filled with a file's bytes. Checked again where the
+    data moves, and first before the weights load, so that a mistake costs no coding (cli/batch.py)."""
+    if reads_stdin and sys.stdin.isatty():
+        raise JcdError("reading from stdin, but stdin is a terminal: pipe a file in")
+    if writes_stdout and sys.stdout.isatty():
+        raise JcdError("refusing to write binary data to a terminal: redirect stdout or give -o FILE")
 
 
 class QualityType(click.ParamType):
