@@ -27,7 +27,7 @@ import numpy as np
 from . import bitstream, metadata, tiling
 from .bitstream import Header, padded_size
 from .decoder import Clock, OnnxDecoder, interpolated_gain, onnx_settings, onnx_wanted
-from .errors import JcdError, WeightsError
+from .errors import DoesNotFit, JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .synthesis import RELEASE_ABOVE
 from .weightsfile import WeightsRef, read_tensors, resolve
@@ -75,10 +75,10 @@ class StreamEncoder:
                 tried[k] = self._code(picture, y1, k / bitstream.QUALITY_SCALE, clock)
             return tried[k]
 
-        if len(at(steps[0]).data) > max_bytes:
+        if (needed := len(at(steps[0]).data)) > max_bytes:
             meta = len(metadata.pack(picture.meta)) if picture.meta else 0
-            kept = f" ({meta} of them metadata, which --metadata none leaves out)" if meta else ""
-            raise JcdError(f"even quality {lo:g} needs {len(at(steps[0]).data)} bytes{kept}, more than {max_bytes}")
+            kept = f" ({meta} bytes of it metadata, which --metadata none leaves out)" if meta else ""
+            raise DoesNotFit.at(lo, needed, max_bytes, kept)
         a, b = 0, len(steps) - 1  # invariant: steps[a] fits; everything above steps[b] was not found to fit
         if len(at(steps[b]).data) <= max_bytes:
             a = b

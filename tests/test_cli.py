@@ -295,6 +295,15 @@ def test_rate_targets(tmp_path, noisy_png, weights_file):
     assert (r.returncode == 0 and out.stat().st_size <= 1024) or "even quality 1 needs" in r.stderr, r.stderr
     r = run_jcd("encode", str(noisy_png), "-q", "3", "--bpp", "1", "-o", str(out), "--weights", str(weights_file))
     assert r.returncode == 2 and "give one of them" in r.stderr
+    # An empty -o (a shell variable that was not set) is not the current directory.
+    r = run_jcd("encode", str(noisy_png), "-o", "", "--weights", str(weights_file), cwd=tmp_path)
+    one_line_error(r, "-o names nothing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jcd"]
+    # A rate no quality reaches is said in the units it was asked in (it said "needs 755 bytes, more than 0").
+    r = run_jcd("encode", str(noisy_png), "--bpp", "0.001", "-o", str(out), "--weights", str(weights_file))
+    one_line_error(r, "even quality 1 needs ")
+    needed = float(r.stderr.split(" needs ")[1].split(" bpp")[0])
+    assert needed > 0.001 and r.stderr.strip().endswith("bpp, more than 0.001"), r.stderr
     r = run_jcd("encode", str(noisy_png), "--size", "lots", "-o", str(out), "--weights", str(weights_file))
     assert r.returncode == 2 and "not a file size" in r.stderr
 

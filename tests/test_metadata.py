@@ -395,7 +395,7 @@ def test_cli_keeps_metadata_through_a_stream_in_another_process(tmp_path, weight
     run_jcd("decode", str(bare), "-o", str(tmp_path / "bare.png"), "--weights", str(weights_file))
     assert _read_back(tmp_path / "bare.png")[0] is None
     r = run_jcd("encode", str(src), "--size", "200", "-o", str(tmp_path / "x.jcd"), "--weights", str(weights_file))
-    assert r.returncode != 0 and "of them metadata, which --metadata none leaves out" in r.stderr, r.stderr
+    assert r.returncode != 0 and "bytes of it metadata, which --metadata none leaves out" in r.stderr, r.stderr
     r = run_jcd("encode", str(src), "-o", str(tmp_path / "x.jcd"), "--metadata", "icc,gps")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "--metadata takes" in r.stderr
 

@@ -225,6 +225,8 @@ def targets(
     """
     if STDIO in inputs and len(inputs) > 1:
         raise JcdError("'-' (stdin) must be the only input")
+    if output is not None and not output.strip():  # Path("") is ".": it was taken for the current directory
+        raise JcdError("-o names nothing: give a file, a directory, or - for stdout")
     out_path = None if output is None else Path(output)
     if inputs == (STDIO,):
         if out_path is None:

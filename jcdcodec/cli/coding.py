@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import JcdError
+from ..errors import DoesNotFit, JcdError
 from .app import cli
 from .batch import Target, _batch, _each, _expand, _rate_target
 from .common import (
@@ -109,8 +109,11 @@ def encode(ctx: click.Context, inputs: tuple[Path, ...], quality: float, size: s
             enc = codec.encode(picture, quality)
         else:
             kind, value = target
-            limit = int(value) if kind == "size" else int(value * picture.width * picture.height / 8)
-            enc = codec.encode_to_size(picture, limit)
+            pixels = picture.width * picture.height
+            try:
+                enc = codec.encode_to_size(picture, int(value) if kind == "size" else int(value * pixels / 8))
+            except DoesNotFit as e:
+                raise e if kind == "size" else e.in_bpp(value, pixels) from None
         _write_output(dst, enc.data, t.clobber)
         _warn_if_metadata_dominates(src, picture.meta, len(enc.data))
         bpp = len(enc.data) * 8 / (picture.width * picture.height)
