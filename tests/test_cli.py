@@ -263,6 +263,40 @@ def test_noise_command_is_deterministic(tmp_path, noisy_png):
     assert png.Reader(filename=str(a)).asDirect()[3]["bitdepth"] == 16
 
 
+def test_no_command_writes_over_what_it_reads(tmp_path, weights_file):
+    """Every output option is checked against the command's inputs, by path and through links, before any work:
+    `jcd noise clean.png -o clean.png` replaced the clean picture by its noisy copy, `jcd compare ref.png x.png
+    --visual ref.png` the reference by the figure, `jcd bench x.png --json x.png` the picture by figures."""
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    img, ref = data / "img.png", data / "ref.png"
+    for i, p in enumerate((img, ref)):
+        Image.fromarray((textured(24, 32, seed=i) * 255).astype(np.uint8)).save(p)
+    os.link(ref, tmp_path / "hard.png")
+    (tmp_path / "run.ckpt").write_bytes(b"a training run's state")
+    w = ("--weights", str(weights_file))
+    cases = [
+        (("noise", str(img), "--level", "2", "-o", str(img)), str(img), "-o"),
+        (("noise", str(ref), "--level", "2", "-o", str(tmp_path / "hard.png")), str(tmp_path / "hard.png"), "-o"),
+        (("compare", str(ref), str(img), "--visual", str(ref), *w), str(ref), "--visual"),
+        (("compare", str(ref), str(img), "--visual", str(img), *w), str(img), "--visual"),
+        (("bench", str(img), "--json", str(img), "--repeats", "1", *w), str(img), "--json"),
+        (("bench", str(data), "--json", str(ref), "--repeats", "1", *w), str(ref), "--json"),
+        (("export", str(tmp_path / "run.ckpt"), "-o", str(tmp_path / "run.ckpt")), str(tmp_path / "run.ckpt"), "-o"),
+        (("eval", str(data), "--qualities", "none", "--anchors", "none", "-o", str(tmp_path / "res"),
+          "--report", str(img)), str(img), "--report"),
+    ]  # fmt: skip
+    before = {p: p.read_bytes() for p in (img, ref, tmp_path / "run.ckpt")}
+    for args, named, option in cases:
+        one_line_error(run_jcd(*args), f"{named}: is the input itself; choose another {option}")
+    assert {p: p.read_bytes() for p in before} == before
+    # --visual is a PNG whatever its name said (a figure.txt held PNG bytes): the name must say so.
+    one_line_error(run_jcd("compare", str(ref), str(img), "--visual", str(tmp_path / "v.txt"), *w), "give it a .png")
+    assert not (tmp_path / "v.txt").exists()
+
+
 def test_several_inputs_share_one_run_and_a_bad_one_does_not_stop_the_rest(tmp_path, weights_file):
     imgs = []
     for i in range(2):

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import JcdError, JcdWarning, ModelUnavailable
-from .common import STDIO, _Ctx, err, refuse_terminals, status, tile_progress
+from .common import STDIO, _Ctx, err, not_an_input, refuse_terminals, same_file, status, tile_progress
 
 
 def _expand(inputs: tuple[Path, ...], decoding: bool, recursive: bool = False,
@@ -115,7 +115,7 @@ def _folders(root: Path, recursive: bool, skip: Path | None, left_out: _LeftOut)
             continue
         found.append(entries)
         inside = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
-        inside = [d for d in inside if not (skip is not None and _same_file(d, skip))]
+        inside = [d for d in inside if not (skip is not None and same_file(d, skip))]
         if not recursive:
             left_out.below.extend((d, "") for d in inside)
         else:
@@ -202,13 +202,6 @@ def free_name(path: Path, taken: set[str], on_disk: bool = True) -> Path:
     return candidate
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def targets(
     inputs: tuple[Path, ...], output: str | None, suffix: str, no_clobber: bool = False, any_name: bool = False,
     recursive: bool = False, skip_existing: bool = False,
@@ -269,8 +262,8 @@ def targets(
     for t in pairs:
         if t.dst == STDIO:
             continue
-        if t.src != STDIO and (t.dst == t.src or _same_file(t.src, t.dst)):
-            raise JcdError(f"{t.dst}: is the input itself; choose another -o")
+        if t.src != STDIO:
+            not_an_input(t.dst, [t.src])
         if suffix == ".jcd" and t.dst.suffix.lower() in images and not any_name:
             raise JcdError(f"{t.dst}: a .jcd stream under an image extension; use a .jcd name (or --any-name)")
         if suffix != ".jcd" and t.dst.suffix.lower() == ".jcd":

@@ -25,6 +25,7 @@ from .common import (
     engine_option,
     err,
     no_clobber_option,
+    not_an_input,
     out,
     preserve_option,
     recursive_option,
@@ -367,7 +368,12 @@ def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop
     names = [p.name for p in images] if labels is None else [v.strip() for v in labels.split(",")]
     if len(names) != len(images):
         raise JcdError(f"--labels gives {len(names)} captions for {len(images)} images")
+    if visual is not None:  # before any work: what it would overwrite, and what it would be
+        not_an_input(visual, [reference, *images], "--visual")
+        if visual.suffix.lower() != ".png":
+            raise JcdError(f"{visual}: --visual writes a PNG; give it a .png name")
     ref, _ = _picture_or_decoded(reference, weights, device)
+    box = parse_crop(crop, ref.shape[1], ref.shape[0]) if visual is not None else None
     scores, pictures = [], []
     for path, name in zip(images, names, strict=True):
         rgb, bpp = _picture_or_decoded(path, weights, device)
@@ -388,7 +394,6 @@ def compare(reference: Path, images: tuple[Path, ...], visual: Path | None, crop
     if visual is not None:
         from ..outputs import atomic_target
 
-        box = parse_crop(crop, ref.shape[1], ref.shape[0])
         captions = [f"{s.label}\n{s.psnr:.2f} dB" + (f", {s.bpp:.3f} bpp" if s.bpp is not None else "")
                     for s in scores] + [f"{reference.name}\n(reference)"]  # fmt: skip
         figure = side_by_side([*pictures, ref], captions, box, zoom)

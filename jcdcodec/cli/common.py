@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,6 +77,23 @@ def _read_input(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> byte
     if path.is_dir():
         raise JcdError(f"{path}: is a directory")
     return read_file(path, max_pixels)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through symbolic or hard links)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def not_an_input(output: Path, inputs: Iterable[Path], option: str = "-o") -> None:
+    """Refuse an output that names one of the command's inputs: writing it would destroy what is being read
+    (``jcd noise clean.png -o clean.png`` replaced the clean picture by its noisy copy, ``jcd bench img.png
+    --json img.png`` the picture by figures, until 2026-12-08). Checked before any work."""
+    for i in inputs:
+        if output == i or same_file(output, i):
+            raise JcdError(f"{output}: is the input itself; choose another {option}")
 
 
 def _write_output(path: Path, data: bytes, clobber: bool = True) -> None:

@@ -12,7 +12,7 @@ import click
 
 from ..errors import JcdError
 from .app import cli
-from .common import _Ctx, device_option, err, out, quiet_option, say, weights_option
+from .common import _Ctx, device_option, err, not_an_input, out, quiet_option, say, weights_option
 
 
 @cli.command()
@@ -34,6 +34,7 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
     from ..imageio import load_image, save_image
     from ..noise import add_level_noise
 
+    not_an_input(output, [input])
     p = load_image(input)
     x = torch.from_numpy(np.require(p.rgb, requirements=["C", "W"])).permute(2, 0, 1)
     if camera:
@@ -264,6 +265,8 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
     if not checkpoint.is_file():
         raise JcdError(f"{checkpoint}: no such checkpoint")
     weights = checkpoint.suffix == ".safetensors"
+    if not weights:  # exported weights may be listed again in place; a checkpoint holds the run's whole state
+        not_an_input(output, [checkpoint])
     if weights and raw:
         raise JcdError(f"{checkpoint}: exported weights hold one set of parameters; --raw is for checkpoints")
     if not synthesis:  # an old companion would belong to other weights
@@ -535,6 +538,8 @@ def eval_(directory: Path, levels: str, qualities: str, weights: tuple[Path, ...
         n_images = len(find_pairs(directory))
     else:
         n_images = len(list_images(directory))
+    if report is not None:  # the report is written whole at the end: never over what the evaluation reads
+        not_an_input(report, [*weights, *(p for p in directory.iterdir() if p.is_file())], "--report")
     total = (min(n_images, max_images) if max_images else n_images) * len(lv)
     with Progress(disable=quiet or not err.is_terminal, console=err) as bar:
         task = bar.add_task("evaluating", total=total)
@@ -633,6 +638,8 @@ def bench(path: Path, qualities: str, repeats: int, json_out: Path | None, engin
 
     _Ctx.quiet = quiet
     files = list_images(path) if path.is_dir() else [path]
+    if json_out is not None:
+        not_an_input(json_out, files, "--json")
     codec = open_encoder(weights, device=device, engine=engine)
     results = []
     for f in files:
