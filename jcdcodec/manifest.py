@@ -27,14 +27,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: What jcd keeps at the top of a manifest.
+KEYS = {"default", "models", "retired"}
+
+
 def read_manifest(directory: Path | None = None) -> dict:
+    """The manifest in ``directory`` (default: :func:`models_dir`), its shape checked: every reader may index it
+    without care, and ``jcd export`` never adds models to another program's manifest.json (a web app's), which it
+    did, nor fails with an internal error after writing the weights when the file is a list."""
     path = (directory or models_dir()) / "manifest.json"
     if not path.is_file():
         return {"default": None, "models": {}}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{path}: manifest is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise WeightsError(f"{path}: not a jcd model manifest (a JSON {type(manifest).__name__}, not an object)")
+    if manifest and "models" not in manifest and not set(manifest) <= KEYS:
+        keys = ", ".join(sorted(map(str, manifest))[:5])
+        raise WeightsError(f"{path}: not a jcd model manifest (no \"models\"; it holds {keys}): "
+                           "keep jcd's weights in a folder of their own")  # fmt: skip
+    models, default, retired = manifest.get("models", {}), manifest.get("default"), manifest.get("retired", [])
+    if not (isinstance(models, dict) and all(isinstance(e, dict) for e in models.values())
+            and (default is None or isinstance(default, str))
+            and isinstance(retired, list) and all(isinstance(e, dict) for e in retired)):  # fmt: skip
+        raise WeightsError(f"{path}: damaged model manifest (\"models\" must map names to objects, \"default\" "
+                           "name one, \"retired\" list objects)")  # fmt: skip
+    manifest.setdefault("models", {})
+    return manifest
 
 
 def find_by_fingerprint(fingerprint: bytes, manifest: dict | None = None) -> tuple[str, dict] | None:

@@ -227,6 +227,29 @@ def test_export_over_a_shipped_model_records_the_version_it_replaces(tmp_path, w
     assert len(read_manifest(models)["retired"]) == 1  # the same weights again retire nothing
 
 
+@pytest.mark.parametrize("found", [
+    ('{"name": "my web app", "icons": []}', "not a jcd model manifest (no \"models\"; it holds icons, name)"),
+    ("[1, 2]", "not a jcd model manifest (a JSON list, not an object)"),
+    ('{"models": {"m": 3}}', "damaged model manifest"),
+    ('{"models": {}, "default": 7}', "damaged model manifest"),
+    ("\xff\xfe{", "manifest is not valid JSON"),
+])  # fmt: skip
+def test_export_never_adds_to_a_manifest_that_is_not_jcds(tmp_path, weights_file, found):
+    """Exporting beside another program's manifest.json added "models" to it (exit 0); beside a JSON list, it
+    wrote the weights, then failed with an internal error. Now one line, and nothing written or changed."""
+    text, said = found
+    (tmp_path / "manifest.json").write_bytes(text.encode("latin-1"))
+    out = tmp_path / "w.safetensors"
+    r = run_jcd("export", str(weights_file), "-o", str(out), "--no-synthesis")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{tmp_path / 'manifest.json'}: {said}" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+    assert (tmp_path / "manifest.json").read_bytes() == text.encode("latin-1")
+    # The codec reading a damaged manifest of shipped models says so in one line too (it raised AttributeError).
+    r = run_jcd("models", env={"JCD_MODELS": str(tmp_path)})
+    assert r.returncode == 1 and said in r.stderr and "internal error" not in r.stderr, r.stderr
+
+
 def _commit_all(root) -> str:
     """Commit everything under ``root`` (a new git repository); the commit's short hash."""
     import subprocess

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import JcdError
+from ..manifest import read_manifest
 from .app import cli
 from .common import _Ctx, device_option, err, not_an_input, out, quiet_option, say, weights_option
 
@@ -267,6 +268,7 @@ def export(checkpoint: Path, output: Path, name: str | None, make_default: bool,
     weights = checkpoint.suffix == ".safetensors"
     if not weights:  # exported weights may be listed again in place; a checkpoint holds the run's whole state
         not_an_input(output, [checkpoint])
+    read_manifest(output.parent)  # the manifest it will be listed in is jcd's and whole, before anything is written
     if weights and raw:
         raise JcdError(f"{checkpoint}: exported weights hold one set of parameters; --raw is for checkpoints")
     if not synthesis:  # an old companion would belong to other weights
@@ -298,7 +300,7 @@ def export_synthesis(weights: Path) -> None:
     analysis file is a graph that reads its parameters from the weights file beside it (about 100 KB).
     When the weights are listed in the manifest beside them, the entry records both files and their sha256.
     """
-    from ..manifest import read_manifest, sha256_file
+    from ..manifest import sha256_file
     from ..outputs import atomic_write_bytes
     from ..weights import load_weights, write_analysis, write_synthesis
 
@@ -350,7 +352,7 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
 
     A listed model replaced by other weights is recorded as an earlier version (``previous``: the file's
     bytes before it was overwritten, for a delta)."""
-    from ..manifest import read_manifest, sha256_file
+    from ..manifest import sha256_file
     from ..outputs import atomic_write_bytes
     from ..retired import retire
     from ..weightsfile import analysis_path_for, synthesis_path_for
@@ -417,11 +419,10 @@ def calibrate(weights: Path, output: Path, name: str | None, data: Path, val_cou
 
     if threads:
         torch.set_num_threads(threads)
+    read_manifest(output.parent)  # where the result is listed: checked before minutes of calibration, not after
     lw = load_weights(weights)
     entry = lw.manifest_entry
     if entry is None and Path(weights).is_file():  # a file outside models/: its own folder's manifest, if any
-        from ..manifest import read_manifest
-
         entry = next((e for e in read_manifest(Path(weights).parent).get("models", {}).values()
                       if e.get("sha256") == lw.sha256), None)  # fmt: skip
     entry = copy.deepcopy(entry or {})
