@@ -675,6 +675,31 @@ def test_an_unreadable_training_image_is_skipped_with_a_warning(image_dir, tmp_p
     assert tr.n_train == 6  # 9 files, 2 held out, the garbage skipped
 
 
+@pytest.mark.parametrize("bad", [
+    ("--batch", "0"), ("--lr", "-1"), ("--lr", "0"), ("--ema", "1"), ("--temperature", "0"), ("--patch", "0"),
+    ("--ckpt-every", "0"), ("--steps", "-5"), ("--lambda-g", "-1"), ("--nproc", "0"), ("--val-count", "-1"),
+])  # fmt: skip
+def test_settings_that_cannot_train_are_refused_by_name(image_dir, tmp_path, bad):
+    """Each ended in an internal error from deep inside (--batch 0: "stack expects a non-empty TensorList", --lr -1:
+    torch's "Invalid learning rate") or trained nonsense; now the option is named before anything loads."""
+    from conftest import run_jcd
+
+    r = run_jcd("train", "--data", str(image_dir), "--out", str(tmp_path / "r"), "--steps", "1", *bad)
+    assert r.returncode == 2 and f"Invalid value for '{bad[0]}'" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_run_folder_is_not_the_data_folder(image_dir, tmp_path):
+    from conftest import run_jcd
+
+    for out in (image_dir, image_dir / "." / ""):
+        r = run_jcd("train", "--data", str(image_dir), "--out", str(out), "--steps", "1")
+        assert r.returncode == 1 and "is the data folder; choose another --out" in r.stderr, r.stderr
+    r = run_jcd("train", "--data", str(tmp_path), "--val", str(image_dir), "--out", str(image_dir), "--steps", "1")
+    assert r.returncode == 1 and "is the validation folder" in r.stderr, r.stderr
+    assert sorted(p.suffix for p in image_dir.iterdir()) == [".png"] * 8
+
+
 def test_damaged_or_foreign_checkpoints_are_one_line_errors(image_dir, tmp_path):
     from conftest import run_jcd
 

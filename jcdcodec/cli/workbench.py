@@ -13,7 +13,7 @@ import click
 from ..errors import JcdError
 from ..manifest import read_manifest
 from .app import cli
-from .common import _Ctx, device_option, err, not_an_input, out, quiet_option, say, weights_option
+from .common import _Ctx, device_option, err, not_an_input, out, quiet_option, same_file, say, weights_option
 
 
 @cli.command()
@@ -54,7 +54,8 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
               help="Folder of training images (decoded once into memory).")
 @click.option("--val", type=click.Path(path_type=Path), default=None,
               help="Validation folder [default: hold out --val-count images of --data].")
-@click.option("--val-count", default=4, show_default=True, help="Images used for validation.")
+@click.option("--val-count", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Images used for validation.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/jcd"), show_default=True,
               help="Run folder: last.ckpt, log.jsonl, config.json.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
@@ -79,18 +80,23 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
 @click.option("--detach-guidance", is_flag=True,
               help="Guidance targets without gradient: only the noisy branch moves toward the clean features "
               "(the reference code lets the guidance move both).")
-@click.option("--patch", default=256, show_default=True,
+@click.option("--patch", type=click.IntRange(min=64), default=256, show_default=True,
               help="Crop size (128 is ~4x faster on a CPU). Given with --resume, replaces the run's.")
-@click.option("--batch", default=8, show_default=True, help="Crops per step. Given with --resume, replaces the run's.")
-@click.option("--steps", default=100_000, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Crops per step. Given with --resume, replaces the run's.")
+@click.option("--steps", type=click.IntRange(min=0), default=100_000, show_default=True,
               help="Total steps of the run (lr decays at 80%, 95%). Given with --resume, replaces the run's.")
-@click.option("--lr", default=1e-4, show_default=True, help="Learning rate; with --resume, replaces the run's.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Learning rate; with --resume, replaces the run's.")
 @click.option("--warmup", type=click.IntRange(min=0), default=500, show_default=True,
               help="Steps of linear lr warm-up from the run's start (0: none). Fewer suit a run from --init at a "
               "small lr. Given with --resume, replaces the run's (steps past it train at the full lr at once).")
-@click.option("--lambda-g", default=3.0, show_default=True, help="Weight of the guidance loss.")
-@click.option("--lambda-c", default=1.5, show_default=True, help="Weight of the contrastive loss.")
-@click.option("--temperature", default=0.1, show_default=True, help="NT-Xent temperature.")
+@click.option("--lambda-g", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Weight of the guidance loss.")
+@click.option("--lambda-c", type=click.FloatRange(min=0), default=1.5, show_default=True,
+              help="Weight of the contrastive loss.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="NT-Xent temperature.")
 @click.option("--wide-noise", is_flag=True, help="Train on noise up to test level 4 (paper range stops below 3).")
 @click.option("--gamma", "gamma", type=click.Choice(["reference", "srgb"]), default="reference", show_default=True,
               help="Noise convention: 'reference' as the published benchmark (whose gamma pair brightens, so the "
@@ -106,7 +112,7 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
               "sigmoid(GATE_INIT), e.g. 2 (0.88), so they start working.")
 @click.option("--clean-input", is_flag=True,
               help="Train on clean crops (no noise): stage one of the paper's recipe, a plain codec to --init from.")
-@click.option("--ema", default=0.999, show_default=True,
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True,
               help="Decay of the parameter moving average that validation reports and export ships (0: off).")
 @click.option("--bf16/--fp32", default=None,
               help="bf16 autocast (entropy models stay fp32). Default: bf16 where the hardware has it (CUDA, CPUs "
@@ -117,12 +123,13 @@ def noise(input: Path, level: int, output: Path, seed: int, depth: str, gamma: s
               "takes a new count, or auto, from OUT/threads at its next step (echo 1 > OUT/threads before other "
               "work).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--ckpt-every", default=1000, show_default=True,
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Steps between checkpoints. Given with --resume, replaces the run's.")
-@click.option("--val-every", default=2000, show_default=True,
+@click.option("--val-every", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Steps between real-bitstream validations (0: never). Given with --resume, replaces the run's.")
-@click.option("--max-images", default=0, help="Use only the first N images (0: all).")
-@click.option("--nproc", default=1, show_default=True, help="Launch N processes with torchrun (DDP: gloo/NCCL).")
+@click.option("--max-images", type=click.IntRange(min=0), default=0, help="Use only the first N images (0: all).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Launch N processes with torchrun (DDP: gloo/NCCL).")
 @quiet_option
 def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool, init: Path | None, preset: str,
           n: int | None, qualities: str, contrastive: bool | None, selfonn: bool | None, multiscale: bool | None,
@@ -139,6 +146,9 @@ def train(data: Path, val: Path | None, val_count: int, out: Path, resume: bool,
     Loss = R(y) + R(z) + lambda_d*255^2*MSE + lambda_g*G + lambda_c*L_CL, lambda_d from the six MSE lambdas
     (0.0018 .. 0.0483). Every ablation of the paper is a switch; the baseline and plain Cheng2020 are presets.
     """
+    for folder in (data, val):  # the run's checkpoints and logs do not go among the pictures it trains on
+        if folder is not None and (out == folder or same_file(out, folder)):
+            raise JcdError(f"{out}: is the {'data' if folder == data else 'validation'} folder; choose another --out")
     if nproc > 1:
         import subprocess
 
@@ -385,17 +395,19 @@ def _list_in_manifest(output: Path, digest: str, record: dict, make_default: boo
 @click.option("--name", default=None, help="Name in the manifest [default: the input's name].")
 @click.option("--data", type=click.Path(path_type=Path), default=Path("../shared/data/train"), show_default=True,
               help="Training images (the first --val-count are left out, as in training).")
-@click.option("--val-count", default=4, show_default=True)
-@click.option("--steps", default=1500, show_default=True, help="Calibration steps (batches).")
-@click.option("--lr", default=3e-3, show_default=True, help="Learning rate of the log-gains.")
+@click.option("--val-count", type=click.IntRange(min=0), default=4, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True,
+              help="Calibration steps (batches).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+              help="Learning rate of the log-gains.")
 @click.option("--gamma", type=click.Choice(["reference", "srgb"]), default=None,
               help="Noise convention [default: the one the weights were trained on].")
 @click.option("--wide-noise/--paper-noise", default=None, help="Noise range [default: the weights' own].")
 @click.option("--noise", "noise_model", type=click.Choice(["readshot", "camera", "mix"]), default=None,
               help="Training noise [default: the weights' own; weights trained on clean crops calibrate on them].")
-@click.option("--patch", default=128, show_default=True)
-@click.option("--batch", default=8, show_default=True)
-@click.option("--threads", default=0, help="torch threads (0: torch's default).")
+@click.option("--patch", type=click.IntRange(min=64), default=128, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0: torch's default).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--default", "make_default", is_flag=True, help="Make these the default weights.")
 @quiet_option
@@ -488,7 +500,7 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @click.option("--pairs", is_flag=True, help="Real noise: DIRECTORY holds NAME_real.* (noisy shots) and NAME_mean.* "
               "(clean references) pairs; no noise is added, BM3D's sigma is estimated, --levels is ignored.")
 @click.option("--seed", default=0, show_default=True, help="Noise seed (the same for every image).")
-@click.option("--max-images", default=0, help="Use only the first N images (0: all).")
+@click.option("--max-images", type=click.IntRange(min=0), default=0, help="Use only the first N images (0: all).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder for CSV/JSON, plots and the per-item cache.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
