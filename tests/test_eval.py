@@ -197,6 +197,26 @@ def test_bench_prints_and_writes_json(tmp_path, weights_file):
     assert res[0]["encode_s"] > 0 and res[0]["decode_entropy_s"] > 0 and res[0]["peak_rss_mb"] > 0
 
 
+@pytest.mark.parametrize("args, said", [
+    (("bench", "A", "-q", "9"), "Invalid value for -q: '9': qualities are numbers from 1 to 6"),
+    (("bench", "A", "--repeats", "0"), "Invalid value for '--repeats': 0 is not in the range x>=1"),
+    (("eval", "D", "--qualities", "7"), "Invalid value for --qualities: '7': qualities are numbers from 1 to 6"),
+    (("eval", "D", "--qualities", "nan"), "qualities are numbers from 1 to 6"),
+    (("eval", "D", "--levels", "2.5"), "Invalid value for --levels: '2.5': levels are whole numbers from 1 to 4"),
+    (("eval", "D", "--levels", "0-2"), "levels are whole numbers from 1 to 4"),
+])  # fmt: skip
+def test_lists_of_qualities_and_levels_are_checked_before_any_work(tmp_path, weights_file, args, said):
+    """A quality of 9 failed once the weights had loaded (eval: after the anchors' minutes), --levels 2.5 was
+    measured as level 2, --repeats 0 ran once."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray((textured(40, 48) * 255).astype(np.uint8)).save(d / "a.png")
+    args = [{"A": str(d / "a.png"), "D": str(d)}.get(a, a) for a in args]
+    r = run_jcd(*args, "--weights", str(weights_file), *(["-o", str(tmp_path / "r")] if args[0] == "eval" else []))
+    assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_update_manifest_records_figures(tmp_path, weights_file):
     import shutil
 
