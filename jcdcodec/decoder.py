@@ -16,6 +16,7 @@ differ only by float rounding in g_s. :func:`open_decoder` picks one.
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 import zlib
@@ -282,6 +283,7 @@ def open_decoder(
     installed; else torch. ``settings`` are max_pixels, max_memory, threads (0: the runtime's default;
     for the torch engine this sets PyTorch's process-wide thread count), and for torch precision.
     """
+    check_threads(settings)
     if onnx_wanted(engine, device, str(settings.get("precision", "auto"))):
         ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
         if engine == "onnx":
@@ -308,6 +310,14 @@ def onnx_wanted(engine: str, device: str, precision: str) -> bool:
             raise JcdError("--engine onnx needs onnxruntime or openvino (pip install onnxruntime)")
         return True
     return engine == "auto" and precision != "bf16" and device in ("auto", "cpu") and choose_runtime() is not None
+
+
+def check_threads(settings: dict) -> None:
+    """A thread count is a whole number, 0 (the runtime's default) or more: -1 reached OpenVINO, whose refusal
+    read as damaged weights ("not a readable synthesis file")."""
+    threads = settings.get("threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+        raise JcdError(f"threads must be a whole number, 0 (the runtime's default) or more, not {threads!r}")
 
 
 def onnx_settings(settings: dict) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import bitstream, metadata, tiling
 from .bitstream import Header, padded_size
-from .decoder import Clock, OnnxDecoder, interpolated_gain, onnx_settings, onnx_wanted
+from .decoder import Clock, OnnxDecoder, check_threads, interpolated_gain, onnx_settings, onnx_wanted
 from .errors import DoesNotFit, JcdError, WeightsError
 from .imageio import DEFAULT_MAX_PIXELS, Picture
 from .synthesis import RELEASE_ABOVE
@@ -206,6 +206,7 @@ def open_encoder(
     installed; else torch. ``settings`` are max_pixels, max_memory, threads (0: the runtime's
     default; for the torch engine this sets PyTorch's process-wide thread count), precision.
     """
+    check_threads(settings)
     if onnx_wanted(engine, device, str(settings.get("precision", "auto"))):
         ref = weights if isinstance(weights, WeightsRef) else resolve(weights)
         if engine == "onnx":

@@ -693,6 +693,8 @@ def save_image(
     """Write float RGB (H, W, 3) atomically, in the format the extension names (never over a file unless
     ``clobber``); ``quality`` as in :func:`encode_image`."""
     path = Path(path)
+    if np.ndim(rgb) != 3 or np.shape(rgb)[2] != 3:  # grey too is given as (H, W, 3), its kind saying grey
+        raise JcdError(f"{path}: expected a float (H, W, 3) array, got shape {np.shape(rgb)}")
     fmt = check_output(path, depth)
     atomic_write_bytes(path, encode_image(rgb, fmt, kind, depth, alpha, name=str(path), meta=meta,
                                           quality=quality), clobber)  # fmt: skip

@@ -54,6 +54,20 @@ def test_an_empty_array_is_one_error(w, shape, chosen):
         jcdcodec.encode(np.zeros(shape, np.uint8), 2, **(w if chosen else {"device": "cpu"}))
 
 
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_settings_of_the_typed_api_are_checked_by_name(tmp_path, w, engine):
+    """A negative thread count reached OpenVINO, whose refusal read as damaged weights ("not a readable synthesis
+    file"); a grey (H, W) array given to save_image raised Pillow's "Invalid mode for data type"."""
+    for opener in (jcdcodec.open_encoder, jcdcodec.open_decoder):
+        for bad in (-1, 1.5, "2", True):
+            with pytest.raises(JcdError, match="threads must be a whole number, 0 .* or more"):
+                opener(w["weights"], "cpu", engine, threads=bad)
+    assert jcdcodec.open_decoder(w["weights"], "cpu", engine, threads=np.int64(1)) is not None
+    with pytest.raises(JcdError, match=r"expected a float \(H, W, 3\) array, got shape \(4, 4\)"):
+        jcdcodec.save_image(tmp_path / "g.png", np.zeros((4, 4), np.float32))
+    assert not (tmp_path / "g.png").exists()
+
+
 def test_float_alpha_that_is_not_a_number_is_transparent(w):
     rgba = np.dstack([u8(16, 24) / 255.0, np.full((16, 24), np.nan)])
     rgba[:8, :, 3] = 0.5
