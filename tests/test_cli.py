@@ -297,6 +297,28 @@ def test_no_command_writes_over_what_it_reads(tmp_path, weights_file):
     assert not (tmp_path / "v.txt").exists()
 
 
+def test_format_names_the_files_jcd_names(tmp_path, stream, weights_file):
+    """--format chose only what went to stdout: `jcd decode coded/ -o clean/ --format jpg` wrote PNGs, and
+    `-o a.png --format jpg` a PNG, without a word. Now it names the files jcd names; a file named with -o keeps
+    the format of its extension, and one that says another is an error."""
+    coded = tmp_path / "coded"
+    coded.mkdir()
+    for name in ("a.jcd", "b.jcd"):
+        (coded / name).write_bytes(stream.read_bytes())
+    w = ("--weights", str(weights_file))
+    r = run_jcd("decode", str(coded), "-o", str(tmp_path / "clean"), "--format", "jpg", *w)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == ["a.jpg", "b.jpg"]
+    assert all(Image.open(p).format == "JPEG" for p in (tmp_path / "clean").iterdir())
+    r = run_jcd("decode", str(coded / "a.jcd"), "--format", "tiff", *w)  # no -o: beside it
+    assert r.returncode == 0 and Image.open(coded / "a.tiff").format == "TIFF", r.stderr
+    r = run_jcd("decode", str(coded / "a.jcd"), "-o", str(tmp_path / "x.png"), "--format", "jpg", *w)
+    one_line_error(r, "names a PNG file and --format jpg a JPEG one: give one of them")
+    assert not (tmp_path / "x.png").exists()
+    r = run_jcd("decode", str(coded / "a.jcd"), "-o", str(tmp_path / "x.jpeg"), "--format", "jpg", *w)
+    assert r.returncode == 0 and Image.open(tmp_path / "x.jpeg").format == "JPEG", r.stderr
+
+
 def test_several_inputs_share_one_run_and_a_bad_one_does_not_stop_the_rest(tmp_path, weights_file):
     imgs = []
     for i in range(2):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..errors import DoesNotFit, JcdError
 from .app import cli
@@ -162,7 +164,9 @@ def _warn_if_metadata_dominates(src: Path, meta, size: int) -> None:
               help="Bits per sample of the output (16 needs .png or .tif). auto: the source image's depth when the "
               "output is a PNG or TIFF (a 16-bit source gives a 16-bit PNG), else 8.")
 @click.option("--format", "out_format", type=click.Choice(["png", "tiff", "bmp", "webp", "jpg", "avif", "ppm"]),
-              default="png", show_default=True, help="Image format written to stdout (-o -).")
+              default="png", show_default=True,
+              help="Image format of the files whose names jcd makes (a directory's, or without -o: NAME.jpg with "
+              "jpg) and of stdout (-o -). A file named with -o takes the format its extension says.")
 @click.option("--output-quality", type=click.IntRange(1, 100), default=90, show_default=True,  # imageio.OUTPUT_QUALITY
               metavar="1..100", help="Quality of a JPEG, WebP or AVIF output, on the scale of each (from 90 up "
               "JPEG and AVIF keep the colour at full resolution). Every lossy output loses some of what was decoded: "
@@ -174,8 +178,9 @@ def _warn_if_metadata_dominates(src: Path, meta, size: int) -> None:
 @engine_option
 @threads_option
 @codec_options
-def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_existing: bool, preserve: bool,
-           recursive: bool, depth: str,
+@click.pass_context
+def decode(ctx: click.Context, inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_existing: bool,
+           preserve: bool, recursive: bool, depth: str,
            out_format: str,
            output_quality: int, keep: str, engine: str, threads: int, weights: Path | None, device: str,
            max_pixels: int, max_memory: int, precision: str, quiet: bool) -> None:  # fmt: skip
@@ -188,13 +193,21 @@ def decode(inputs: tuple[Path, ...], output: str | None, no_clobber: bool, skip_
       jcd decode out.jcd -o clean.png
       jcd decode coded/ -o clean/            every .jcd file of a directory
       jcd decode coded/ -r -o clean/         and of the folders inside it
+      jcd decode coded/ -o web/ --format jpg   as JPEGs (--output-quality 1..100)
       cat out.jcd | jcd decode - -o - > clean.png
     """
     from ..imageio import WRITE_FORMATS, check_output, encode_picture, save_picture
     from ..metadata import parse_keep
 
     kinds = parse_keep(keep)
-    todo, codec = _batch(inputs, output, ".png", quiet, no_clobber, engine=engine, recursive=recursive,
+    suffix = f".{out_format}"
+    if ctx.get_parameter_source("out_format") != ParameterSource.DEFAULT and output not in (None, str(STDIO)):
+        one_file = len(inputs) == 1 and not inputs[0].is_dir() and not Path(output).is_dir()
+        named = WRITE_FORMATS.get(Path(output).suffix.lower())
+        if one_file and not output.endswith(("/", os.sep)) and named not in (None, WRITE_FORMATS[suffix]):
+            raise click.UsageError(f"-o {output} names a {named} file and --format {out_format} a "
+                                   f"{WRITE_FORMATS[suffix]} one: give one of them")  # fmt: skip
+    todo, codec = _batch(inputs, output, suffix, quiet, no_clobber, engine=engine, recursive=recursive,
                          skip_existing=skip_existing, weights=weights, device=device, max_pixels=max_pixels,
                          precision=precision, max_memory=max_memory, threads=threads)  # fmt: skip
 
