@@ -72,6 +72,12 @@ def test_info_of_several_files_shows_each_and_names_the_ones_that_are_no_stream(
     r = run_jcd("info", str(folder), "--json")
     listed = json.loads(r.stdout)
     assert r.returncode == 1 and "error" in listed[1] and listed[1]["file"] == str(folder / "b.jcd")
+    assert not listed[1]["error"].startswith(str(folder))  # "file" names it
+    # A file that cannot be read is named once (it said "nothing.jcd: nothing.jcd: no such file").
+    r = run_jcd("info", str(folder / "a.jcd"), str(tmp_path / "nothing.jcd"))
+    assert r.returncode == 1 and f"jcd: error: {tmp_path / 'nothing.jcd'}: no such file\n" in r.stderr, r.stderr
+    r = run_jcd("info", str(folder / "a.jcd"), str(tmp_path / "nothing.jcd"), "--json")
+    assert json.loads(r.stdout)[1]["error"] == "no such file"
 
 
 def test_encode_threads_limit_the_networks_and_the_stream_still_decodes(tmp_path, noisy_png, weights_file,

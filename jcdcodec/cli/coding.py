@@ -249,13 +249,16 @@ def info(inputs: tuple[Path, ...], as_json: bool, recursive: bool) -> None:
 
     from ..streaminfo import stream_info
 
+    def info_of(path: Path) -> dict:
+        data = _read_input(path)  # its errors name the file
+        try:
+            return stream_info(data).to_dict()
+        except JcdError as e:  # say which file, as decode does
+            raise type(e)(f"{path}: {e}") from None
+
     files = [f for f, _ in _expand(inputs, True, recursive)]
     if len(files) == 1:
-        data = _read_input(files[0])
-        try:
-            i = stream_info(data).to_dict()
-        except JcdError as e:  # say which file, as decode does
-            raise type(e)(f"{files[0]}: {e}") from None
+        i = info_of(files[0])
         if as_json:
             click.echo(json.dumps(i, indent=2))
         else:
@@ -264,11 +267,11 @@ def info(inputs: tuple[Path, ...], as_json: bool, recursive: bool) -> None:
     listed, failed = [], 0
     for n, path in enumerate(files):
         try:
-            i = {"file": str(path), **stream_info(_read_input(path)).to_dict()}
+            i = {"file": str(path), **info_of(path)}
         except JcdError as e:  # reported, and the other files are still shown
             failed += 1
-            listed.append({"file": str(path), "error": str(e)})
-            err.print(f"jcd: error: {path}: {e}", soft_wrap=True, markup=False)
+            listed.append({"file": str(path), "error": str(e).removeprefix(f"{path}: ")})  # "file" names it
+            err.print(f"jcd: error: {e}", soft_wrap=True, markup=False)
             continue
         listed.append(i)
         if not as_json:
