@@ -13,10 +13,13 @@ from PIL import Image, ImageFile
 
 from . import bitstream
 from .errors import BitstreamError
+from .inputs import DEFAULT_MAX_PIXELS
 from .metadata import pillow_info
 
 _CODEC = None
 _DECODER = None
+#: The largest picture the plugin opens, as ``jcd decode`` (whose --max-pixels sets it); None: no bound.
+MAX_PIXELS: int | None = DEFAULT_MAX_PIXELS
 
 
 def use_codec(codec) -> None:
@@ -52,7 +55,11 @@ class JcdImageFile(ImageFile.ImageFile):
     format_description = "jcd learned image codec (denoising)"
 
     def _open(self) -> None:
-        data = self.fp.read()
+        from .inputs import read_stream
+
+        # Within the bound jcd's own readers keep (inputs.py): a 20 GB file that starts like a stream was read
+        # whole, until memory ran out, by Image.open alone.
+        data = read_stream(self.fp, getattr(self.fp, "name", None) or "image", MAX_PIXELS)
         try:
             s = bitstream.unpack(data)
         except BitstreamError as e:
@@ -88,7 +95,7 @@ def _save(im: Image.Image, fp, filename) -> None:
     from dataclasses import replace
 
     from .imageio import from_pillow
-    from .metadata import parse_keep, text_bytes, text_pairs
+    from .metadata import parse_keep, text_bytes, text_pairs, within_stream
 
     info = im.encoderinfo
     quality = float(info.get("quality", 4))
@@ -102,7 +109,8 @@ def _save(im: Image.Image, fp, filename) -> None:
         comment = comment if isinstance(comment, str) else bytes(comment).decode("utf-8", "replace")
         pairs = [(k, v) for k, v in text_pairs(picture.meta.text) if k != "Comment"] + [("Comment", comment)]
         picture.meta = replace(picture.meta, text=text_bytes(pairs))
-    picture.meta = picture.meta.kept(parse_keep(str(info.get("metadata", "all"))))
+    kept = picture.meta.kept(parse_keep(str(info.get("metadata", "all"))))
+    picture.meta = within_stream(kept, str(filename) or "image")  # as jcd encode: the largest kinds left out
     fp.write(_codec().encode(picture, quality).data)
 
 

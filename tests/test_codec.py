@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -347,6 +348,38 @@ def test_pillow_plugin_opens_and_saves_jcd(codec, tmp_path):
     grey.save(tmp_path / "g.jcd")
     with Image.open(tmp_path / "g.jcd") as im:
         assert im.mode == "L" and np.asarray(im).shape == (20, 20)
+
+
+def test_pillow_plugin_reads_within_a_bound_and_saves_what_a_stream_holds(codec, tmp_path, monkeypatch):
+    """Image.open read a file that starts like a stream whole (a 20 GB one until memory ran out), where jcd's own
+    readers stop at the bound of inputs.py; saving metadata past the 16 MiB a stream holds failed in the encoder,
+    where jcd encode and jcdcodec.encode leave the largest kinds out with a warning."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from jcdcodec import bitstream, pillow_plugin
+    from jcdcodec.errors import JcdWarning
+
+    big = tmp_path / "big.jcd"
+    with open(big, "wb") as f:  # sparse: 2 GiB on paper, nothing on the disk
+        f.write(bitstream.MAGIC + b"\x01")
+        f.truncate(2 << 30)
+    with pytest.raises(JcdError, match="2.0 GiB, larger than any image of at most 64000000 pixels"):
+        Image.open(big)
+    monkeypatch.setattr(pillow_plugin, "MAX_PIXELS", 1000)  # a pipe-like source is read in chunks up to it
+    with pytest.raises(JcdError, match="over 64.0 MiB"):
+        Image.open(io.BytesIO(bitstream.MAGIC + b"\x01" + bytes(80 << 20)))
+    monkeypatch.undo()
+    pillow_plugin.use_codec(codec)
+    src = Image.fromarray((textured(24, 32) * 255).astype(np.uint8), "RGB")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        src.save(tmp_path / "m.jcd", quality=2, xmp=os.urandom(17 << 20), exif=b"Exif\x00\x00II*\x00")
+    assert any(issubclass(w.category, JcdWarning) and "XMP" in str(w.message) for w in said), said
+    with Image.open(tmp_path / "m.jcd") as im:
+        assert "xmp" not in im.info and im.size == (32, 24)
 
 
 @needs_kodak
